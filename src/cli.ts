@@ -1,0 +1,176 @@
+/**
+ * The `mimi` command (PROTOCOL.md §7): `serve`, `lookup`, `zone check`.
+ */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { MimiError, isMimiError } from './errors.ts';
+import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
+import { formatAnswer } from './stub/format-table.ts';
+import { createLogger } from './server/logger.ts';
+import { startHierarchy, type RunningHierarchy } from './server/serve.ts';
+import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
+import { idSchema } from './zone/schema.ts';
+
+/** Exit statuses of `mimi lookup` (PROTOCOL.md §7). */
+export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
+
+const USAGE = `usage:
+  mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
+  mimi serve --resolver HOST:PORT --root URL
+  mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
+  mimi zone check FILE...
+`;
+
+class UsageError extends Error {}
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/, 'HOST:PORT, such as 127.0.0.1:8053')
+  .transform((s) => {
+    const colon = s.lastIndexOf(':');
+    const host = s.slice(0, colon).replace(/^\[|\]$/g, '');
+    return { host, port: Number(s.slice(colon + 1)) };
+  })
+  .refine((a) => a.port <= 65535, 'port must be 0-65535');
+const httpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
+
+function flag<T>(schema: z.ZodType<T>, name: string, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new UsageError(`--${name}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      zones: { type: 'string' },
+      only: { type: 'string', multiple: true },
+      resolver: { type: 'string' },
+      root: { type: 'string' },
+      'max-negative-ttl': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const resolverAddress = values.resolver !== undefined ? flag(hostPort, 'resolver', values.resolver) : undefined;
+  const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : undefined;
+  const maxNegativeTtl =
+    values['max-negative-ttl'] !== undefined ? flag(z.coerce.number().int().min(0).max(86_400), 'max-negative-ttl', values['max-negative-ttl']) : undefined;
+  for (const id of values.only ?? []) flag(idSchema, 'only', id);
+  if (values.zones === undefined && (resolverAddress === undefined || rootUrl === undefined)) {
+    throw new UsageError('give --zones DIR, or --resolver HOST:PORT with --root URL for a resolver alone');
+  }
+  const logger = createLogger();
+  const zones = values.zones !== undefined ? await loadZoneDir(values.zones) : [];
+  // With --only and no --resolver, this process runs just those servers (no resolver to collide with another's).
+  const resolver = resolverAddress ?? (values.only === undefined ? { host: '127.0.0.1', port: 8053 } : undefined);
+  const running: RunningHierarchy = await startHierarchy({
+    zones,
+    only: values.only,
+    resolver,
+    rootUrl,
+    logger,
+    resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
+  });
+  process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, servers: running.servers })}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'stopping: finishing in-flight requests');
+      running.close().then(resolve, resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  logger.flush();
+  return 0;
+}
+
+async function lookup(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      resolver: { type: 'string' },
+      format: { type: 'string' },
+      msp: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('mimi lookup takes exactly one CSI (quote it if it has spaces)');
+  const csi = positionals[0] ?? '';
+  const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
+  const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const stub = new StubResolver({ resolver: resolverUrl });
+  try {
+    const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
+    process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));
+    return answer.status === 'found' ? EXIT.found : EXIT.notFound;
+  } finally {
+    await stub.close();
+  }
+}
+
+async function zoneCheck(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
+  if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
+  const files = positionals.slice(1);
+  const zones = await loadZoneFiles(files);
+  for (const { zone, source } of zones) process.stdout.write(`${source}: ok (${zone.role} ${zone.id}, serial ${zone.serial})\n`);
+  return 0;
+}
+
+/** Runs the CLI with arguments (without `node` and the script) and returns the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'lookup':
+        return await lookup(rest);
+      case 'zone':
+        return await zoneCheck(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? EXIT.badInput : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
+
+function reportFailure(err: unknown): number {
+  const message = (err instanceof Error ? err.message : String(err)).split('\n');
+  if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+    process.stderr.write(`mimi: ${message.join('\n')}\n${USAGE}`);
+    return EXIT.badInput;
+  }
+  if (isMimiError(err)) {
+    const bad = err.code === 'invalid_csi' || err.code === 'invalid_request' || err.code === 'invalid_zone';
+    process.stderr.write(`mimi: ${err.code}: ${message.join('\n')}\n`);
+    return bad ? EXIT.badInput : EXIT.failure;
+  }
+  process.stderr.write(`mimi: ${message[0] ?? 'failed'}\n`);
+  return EXIT.failure;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && /(?:^|[\\/])(?:cli\.ts|mimi(?:\.js)?)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`mimi: ${err instanceof MimiError ? err.message : 'internal error'}\n`);
+      process.exitCode = EXIT.failure;
+    },
+  );
+}

@@ -1,0 +1,68 @@
+/**
+ * An authoritative DP: mappings for its zones, or a referral to a narrower DP.
+ */
+import type { Csi } from '../csi/parse.ts';
+import { csiInZone, type ZoneKey } from '../csi/zone-key.ts';
+import { MimiError } from '../errors.ts';
+import type { DpMapping, LookupResponse, Provider } from '../protocol/messages.ts';
+import type { AuthoritativeZone } from '../zone/normalise.ts';
+import { ZoneTable } from '../zone/zone-table.ts';
+import type { DiscoveryProvider } from './provider.ts';
+import { toProviders } from './root-dp.ts';
+
+/** An authoritative DP answering from its zone file, indexed by CSI and by zone key. */
+export class AuthoritativeDp implements DiscoveryProvider {
+  readonly role = 'authoritative' as const;
+  readonly #zone: AuthoritativeZone;
+  readonly #referrals: ZoneTable<Provider[]>;
+  readonly #mappings = new Map<string, DpMapping[]>();
+
+  constructor(zone: AuthoritativeZone) {
+    this.#zone = zone;
+    const glue = new Map(zone.dps.map((d) => [d.id, d]));
+    this.#referrals = ZoneTable.from(zone.delegations.map((d) => [d.zone, toProviders(d.providers, glue)] as const));
+    for (const m of zone.mappings) {
+      const list = this.#mappings.get(m.csi) ?? [];
+      list.push({
+        csi: m.csi,
+        msp: m.msp,
+        preference: m.preference,
+        ...(m.ttl !== undefined ? { ttl: m.ttl } : {}),
+        ...(m.created !== undefined ? { created: m.created } : {}),
+      });
+      this.#mappings.set(m.csi, list);
+    }
+    for (const list of this.#mappings.values()) list.sort((a, b) => a.preference - b.preference || a.msp.localeCompare(b.msp));
+  }
+
+  get id(): string {
+    return this.#zone.id;
+  }
+
+  get serial(): number {
+    return this.#zone.serial;
+  }
+
+  get zones(): readonly ZoneKey[] {
+    return this.#zone.zones;
+  }
+
+  /** The validated zone. */
+  get zone(): AuthoritativeZone {
+    return this.#zone;
+  }
+
+  lookup(csi: Csi): LookupResponse {
+    const own = this.#zone.zones.find((z) => csiInZone(csi, z));
+    if (own === undefined) throw new MimiError('not_authoritative', `${this.id} is not authoritative for this CSI`);
+    const referral = this.#referrals.longestMatch(csi);
+    if (referral !== undefined) {
+      return { kind: 'referral', dp: this.id, zone: referral.zone, ttl: this.#zone.ttl, providers: referral.value };
+    }
+    const mappings = this.#mappings.get(csi.canonical);
+    if (mappings !== undefined) {
+      return { kind: 'answer', dp: this.id, serial: this.#zone.serial, ttl: this.#zone.ttl, mappings };
+    }
+    return { kind: 'not_found', dp: this.id, zone: own, ttl: this.#zone.negativeTtl };
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * What every Discovery Provider answers: the iterative `lookup` of PROTOCOL.md §3.
+ */
+import type { Csi } from '../csi/parse.ts';
+import type { ZoneKey } from '../csi/zone-key.ts';
+import type { LookupResponse } from '../protocol/messages.ts';
+
+/** A root or authoritative DP. */
+export interface DiscoveryProvider {
+  readonly role: 'root' | 'authoritative';
+  readonly id: string;
+  readonly serial: number;
+  /** The zones it answers for (the root: both tree apexes). */
+  readonly zones: readonly ZoneKey[];
+  /** Answers one question iteratively; throws `not_authoritative` outside its zones. */
+  lookup(csi: Csi): LookupResponse;
+}

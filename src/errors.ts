@@ -1,0 +1,79 @@
+/**
+ * The one error class of the project: every failure a user can see carries a
+ * stable `code` (the problem+json `code` of PROTOCOL.md §5) and keeps its `cause`.
+ */
+
+/** Every stable problem code of PROTOCOL.md §5. */
+export const PROBLEM_CODES = [
+  'invalid_csi',
+  'invalid_request',
+  'not_authoritative',
+  'not_cached',
+  'unauthorized',
+  'rate_limited',
+  'referral_loop',
+  'upstream_unavailable',
+  'internal',
+] as const;
+
+/** A stable problem code. */
+export type ProblemCode = (typeof PROBLEM_CODES)[number];
+
+/** Codes of failures that never reach the wire: configuration refused at start-up. */
+export type ConfigErrorCode = 'invalid_zone' | 'invalid_config';
+
+/** Every stable error code. */
+export type ErrorCode = ProblemCode | ConfigErrorCode;
+
+/** Default HTTP status of each code (PROTOCOL.md §5); some codes carry another on purpose. */
+export const DEFAULT_STATUS: Readonly<Record<ErrorCode, number>> = {
+  invalid_csi: 400,
+  invalid_request: 400,
+  not_authoritative: 404,
+  not_cached: 404,
+  unauthorized: 401,
+  rate_limited: 429,
+  referral_loop: 502,
+  upstream_unavailable: 502,
+  internal: 500,
+  invalid_zone: 500,
+  invalid_config: 500,
+};
+
+/** Options of a {@link MimiError}. */
+export interface MimiErrorOptions {
+  /** HTTP status when it differs from the code's default (413 for `invalid_request`, 504, ...). */
+  status?: number;
+  /** The underlying fault. */
+  cause?: unknown;
+  /** Seconds a client should wait before retrying (429). */
+  retryAfter?: number;
+}
+
+/** An expected failure with a stable problem code; tests and clients branch on `code`, never on `message`. */
+export class MimiError extends Error {
+  /** The stable error code. */
+  readonly code: ErrorCode;
+  /** The HTTP status to answer with. */
+  readonly status: number;
+  /** Seconds to wait before retrying, for 429. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: MimiErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MimiError';
+    this.code = code;
+    this.status = options.status ?? DEFAULT_STATUS[code];
+    this.retryAfter = options.retryAfter;
+  }
+}
+
+/** Tells whether a value is a {@link MimiError}. */
+export function isMimiError(value: unknown): value is MimiError {
+  return value instanceof MimiError;
+}
+
+/** Tells whether a string is one of the stable problem codes. */
+export function isProblemCode(value: unknown): value is ProblemCode {
+  return typeof value === 'string' && (PROBLEM_CODES as readonly string[]).includes(value);
+}

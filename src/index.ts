@@ -1,0 +1,22 @@
+/**
+ * Public exports of the MIMI discovery package: the stub MSPs embed, the
+ * resolver and servers operators run, and the pure building blocks.
+ */
+export { StubResolver, DEFAULT_RESOLVER_URL, type StubResolverOptions, type ResolveOptions } from './stub/stub-resolver.ts';
+export { MimiError, isMimiError, PROBLEM_CODES, type ProblemCode, type ErrorCode } from './errors.ts';
+export { parseCsi, canonicaliseCsi, type Csi, type PhoneCsi, type EmailCsi } from './csi/parse.ts';
+export { parseZoneKey, zoneContains, csiInZone, enclosingZones, type ZoneKey } from './csi/zone-key.ts';
+export { encodeBits, decodeBits } from './protocol/compact.ts';
+export type {
+  VerboseAnswer,
+  CompactAnswer,
+  ResolvedMapping,
+  Federation,
+  Format,
+  LookupResponse,
+  Problem,
+} from './protocol/messages.ts';
+export { Resolver, type ResolverOptions, type ResolveInput } from './resolver/resolver.ts';
+export { startHierarchy, type HierarchyOptions, type RunningHierarchy } from './server/serve.ts';
+export { loadZoneDir, loadZoneFile, loadZoneFiles, type LoadedZone } from './zone/load.ts';
+export { parseZoneText, type Zone, type RootZone, type AuthoritativeZone } from './zone/normalise.ts';

@@ -1,0 +1,116 @@
+/**
+ * The resolver's caches: bounded LRU maps whose entries carry their own expiry,
+ * so the clock stays injected (fake timers in tests) and expired entries can be
+ * kept for serve-stale (RFC 8767).
+ */
+import { LRUCache } from 'lru-cache';
+import type { Csi } from '../csi/parse.ts';
+import { enclosingZones, type ZoneKey } from '../csi/zone-key.ts';
+import type { DpMapping, Provider } from '../protocol/messages.ts';
+
+/** Anything that expires at an absolute time in ms. */
+export interface Expiring {
+  readonly expiresAt: number;
+}
+
+/** A bounded cache of expiring entries that keeps them `staleWindowMs` past expiry. */
+export class ExpiringCache<V extends Expiring> {
+  readonly #lru: LRUCache<string, V>;
+  readonly #staleWindowMs: number;
+
+  constructor(maxEntries: number, staleWindowMs: number) {
+    this.#lru = new LRUCache<string, V>({ max: Math.max(1, maxEntries) });
+    this.#staleWindowMs = staleWindowMs;
+  }
+
+  /** The entry if it has not expired. */
+  getFresh(key: string, now: number): V | undefined {
+    const entry = this.#lru.get(key);
+    return entry !== undefined && entry.expiresAt > now ? entry : undefined;
+  }
+
+  /** The entry if it has expired but is still inside the stale window. */
+  getStale(key: string, now: number): V | undefined {
+    const entry = this.#lru.peek(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt + this.#staleWindowMs <= now) {
+      this.#lru.delete(key);
+      return undefined;
+    }
+    return entry.expiresAt > now ? undefined : entry;
+  }
+
+  /** Stores an entry. */
+  set(key: string, value: V): void {
+    this.#lru.set(key, value);
+  }
+
+  /** Removes an entry. */
+  delete(key: string): void {
+    this.#lru.delete(key);
+  }
+
+  /** Number of entries held, fresh or stale. */
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  /** Drops everything. */
+  clear(): void {
+    this.#lru.clear();
+  }
+}
+
+/** A cached zone cut: the providers a referral named for a zone. */
+export interface CutEntry extends Expiring {
+  readonly zone: ZoneKey;
+  readonly providers: readonly Provider[];
+}
+
+/** A cached answer or denial of one DP for one CSI. */
+export interface RecordEntry extends Expiring {
+  readonly dp: string;
+  readonly kind: 'answer' | 'not_found';
+  /** For `not_found`: the zone that said so. */
+  readonly zone?: ZoneKey;
+  readonly mappings: readonly DpMapping[];
+}
+
+/** The referral cache, keyed by zone and searched by longest match. */
+export class ReferralCache {
+  readonly #cache: ExpiringCache<CutEntry>;
+
+  constructor(maxEntries: number, staleWindowMs: number) {
+    this.#cache = new ExpiringCache(maxEntries, staleWindowMs);
+  }
+
+  /** Caches the cut a referral described. */
+  set(cut: CutEntry): void {
+    this.#cache.set(cut.zone, cut);
+  }
+
+  /** The fresh cut of exactly this zone. */
+  getFresh(zone: ZoneKey, now: number): CutEntry | undefined {
+    return this.#cache.getFresh(zone, now);
+  }
+
+  /** The closest enclosing stale cut of a CSI strictly below `above`'s length, for serve-stale. */
+  findStale(csi: Csi, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
+    for (const zone of enclosingZones(csi)) {
+      if (!inside(zone)) continue;
+      const cut = this.#cache.getStale(zone, now);
+      if (cut !== undefined) return cut;
+    }
+    return undefined;
+  }
+
+  /** Number of cached cuts. */
+  get size(): number {
+    return this.#cache.size;
+  }
+}
+
+/** The key of a DP's record for a CSI. */
+export function recordKey(dp: string, csi: string): string {
+  return `${dp}\u0000${csi}`;
+}

@@ -1,0 +1,66 @@
+/**
+ * The resolver's shape: one `Resolve` function wrapped by middleware
+ * (CoreDNS's `Handler -> Handler`, undici's interceptors).
+ */
+import type { Csi } from '../csi/parse.ts';
+import type { ZoneKey } from '../csi/zone-key.ts';
+import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
+import type { RootSnapshot } from './root-copy.ts';
+
+/** A question: a canonical CSI and how to federate it. */
+export interface Question {
+  readonly csi: Csi;
+  readonly federation: Federation;
+}
+
+/** Per-resolution context. */
+export interface Context {
+  /** Aborts when the resolution's time runs out (PROTOCOL.md §4.3: 10 s). */
+  readonly signal: AbortSignal;
+  /** False in the `local` federation mode: answer from the caches only. */
+  readonly network: boolean;
+}
+
+/** What a resolution produced, before the MSP filter and the format are applied. */
+export interface Resolution {
+  /** Canonical CSI. */
+  readonly csi: string;
+  /** Merged mappings of every share, unfiltered, sorted. */
+  readonly mappings: readonly ResolvedMapping[];
+  /** When the shortest-lived record used expires (ms). */
+  readonly expiresAt: number;
+  /** DPs asked, in order. */
+  readonly path: readonly string[];
+  /** True when some record was served stale (RFC 8767). */
+  readonly stale: boolean;
+  /** Providers that failed and whose share is missing. */
+  readonly incomplete: readonly string[];
+  /** The zone that denied the CSI, when nothing was found (the SOA of a DNS NXDOMAIN). */
+  readonly negativeZone: ZoneKey | undefined;
+  /** The root zone the answer was built with (registry serial and MSP bits). */
+  readonly root: RootSnapshot;
+}
+
+/** A resolution and whether it came without any upstream traffic. */
+export interface Outcome {
+  readonly resolution: Resolution;
+  readonly cached: boolean;
+}
+
+/** Resolves one question. */
+export type Resolve = (question: Question, context: Context) => Promise<Outcome>;
+
+/** Wraps a {@link Resolve} with one feature. */
+export type Middleware = (next: Resolve) => Resolve;
+
+/** Composes middleware, the first one outermost. */
+export function compose(...middleware: readonly Middleware[]): (end: Resolve) => Resolve {
+  return (end) => middleware.reduceRight<Resolve>((next, m) => m(next), end);
+}
+
+/** A stable cache key for a question. */
+export function questionKey(question: Question): string {
+  const f = question.federation;
+  const mode = f.mode === 'client-selected' ? `client-selected:${[...new Set(f.dps)].sort().join(',')}` : f.mode;
+  return `${mode}\u0000${question.csi.canonical}`;
+}

@@ -1,0 +1,322 @@
+/**
+ * The iterative walk (PROTOCOL.md §4): from the closest known zone cut down to
+ * the DPs that hold the shares, in parallel, with per-replica failover, bailiwick
+ * and loop checks, referral and record caching, and per-provider serve-stale.
+ */
+import type { Logger } from 'pino';
+import type { Csi } from '../csi/parse.ts';
+import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
+import { MimiError } from '../errors.ts';
+import type { DpMapping, Provider } from '../protocol/messages.ts';
+import { recordKey, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
+import type { Context, Outcome, Question } from './chain.ts';
+import { mergeShares } from './merge.ts';
+import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
+import { describeFault, type LookupResult, type Transport } from './transport.ts';
+import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
+
+/** What the walk needs. */
+export interface IteratorDeps {
+  readonly root: RootZoneCopy;
+  readonly transport: Transport;
+  readonly referrals: ReferralCache;
+  readonly records: ExpiringCache<RecordEntry>;
+  readonly policy: TtlPolicy;
+  readonly now: () => number;
+  readonly logger: Logger;
+  /** Time allowed to one replica, ms (PROTOCOL.md §4.3: 3 s). */
+  readonly replicaTimeoutMs: number;
+  /** Referrals allowed on one chain (PROTOCOL.md §4.3: the 9th is a loop). */
+  readonly maxReferrals: number;
+}
+
+/** The referral chain that led to a provider, for loop detection. */
+interface Chain {
+  readonly dps: ReadonlySet<string>;
+  readonly zones: ReadonlySet<ZoneKey>;
+  readonly referrals: number;
+}
+
+/** Where to start asking: a provider and the zones it may speak for. */
+interface Start {
+  readonly provider: Provider;
+  readonly bailiwick: readonly ZoneKey[];
+  readonly chain: Chain;
+}
+
+/** What asking one provider (and whatever it referred to) produced. */
+interface Branch {
+  readonly path: readonly string[];
+  readonly shares: readonly RecordEntry[];
+  readonly failed: readonly string[];
+  readonly stale: boolean;
+  readonly network: boolean;
+}
+
+/** Per-resolution settings of the walk. */
+interface Walk {
+  readonly csi: Csi;
+  readonly root: RootSnapshot;
+  readonly context: Context;
+  /** In `default` mode a DP that says `not_authoritative` is lame (a failure); when asked directly it holds no share. */
+  readonly noShareIsFailure: boolean;
+}
+
+const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
+
+/** Rejects when the signal aborts, else settles as the promise does. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** The end of the middleware chain: walks the tree for one question. */
+export class Iterator {
+  readonly #deps: IteratorDeps;
+  /** Identical concurrent questions to one DP share one upstream request. */
+  readonly #inflight = new Map<string, Promise<LookupResult>>();
+
+  constructor(deps: IteratorDeps) {
+    this.#deps = deps;
+  }
+
+  /** Resolves a question (the {@link Resolve} at the end of the chain). */
+  readonly resolve = async (question: Question, context: Context): Promise<Outcome> => {
+    const root = await this.#deps.root.current();
+    const { csi, federation } = question;
+    let starts: Start[];
+    if (federation.mode === 'default' || federation.mode === 'local') {
+      const cut = this.#closestCut(csi, root);
+      if (cut === undefined) return this.#rootDenial(csi, root);
+      const chain: Chain = { dps: new Set(), zones: new Set([cut.zone]), referrals: 0 };
+      starts = cut.providers.map((provider) => ({ provider, bailiwick: [cut.zone], chain }));
+    } else {
+      const ids = federation.mode === 'all' ? root.zone.dps.map((d) => d.id) : [...new Set(federation.dps)];
+      starts = ids.map((id) => {
+        const dp = root.dps.get(id);
+        if (dp === undefined) throw new MimiError('invalid_request', `DP "${id}" is not in the federation registry`);
+        const provider: Provider = { id: dp.id, endpoints: [...dp.endpoints] };
+        return { provider, bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN };
+      });
+    }
+    const walk: Walk = { csi, root, context, noShareIsFailure: federation.mode === 'default' || federation.mode === 'local' };
+    const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
+    return this.#assemble(walk, branches);
+  };
+
+  /** The closest enclosing cut: a cached referral or the root's own delegation, longest first. */
+  #closestCut(csi: Csi, root: RootSnapshot): { zone: ZoneKey; providers: readonly Provider[] } | undefined {
+    const now = this.#deps.now();
+    for (const zone of enclosingZones(csi)) {
+      const cached = this.#deps.referrals.getFresh(zone, now);
+      if (cached !== undefined) return cached;
+      const delegated = root.delegation(zone);
+      if (delegated !== undefined) return { zone, providers: delegated };
+    }
+    return undefined;
+  }
+
+  #rootDenial(csi: Csi, root: RootSnapshot): Outcome {
+    const ttl = clampNegativeTtl(root.zone.negativeTtl, this.#deps.policy);
+    const zone = apexOf(treeOf(csi));
+    return {
+      cached: true,
+      resolution: {
+        csi: csi.canonical,
+        mappings: [],
+        expiresAt: this.#deps.now() + ttl * 1000,
+        path: [],
+        stale: false,
+        incomplete: [],
+        negativeZone: zone,
+        root,
+      },
+    };
+  }
+
+  async #ask(walk: Walk, start: Start): Promise<Branch> {
+    const { provider } = start;
+    const key = recordKey(provider.id, walk.csi.canonical);
+    const cached = this.#deps.records.getFresh(key, this.#deps.now());
+    if (cached !== undefined) return { path: [provider.id], shares: [cached], failed: [], stale: false, network: false };
+    if (!walk.context.network) throw new MimiError('not_cached', 'the answer is not in the resolver\'s cache');
+
+    let result: LookupResult;
+    try {
+      result = await raceAbort(this.#fetch(provider, walk.csi.canonical), walk.context.signal);
+    } catch (err) {
+      this.#deps.logger.warn({ dp: provider.id, fault: describeFault(err) }, 'provider failed');
+      return this.#fallback(walk, start);
+    }
+    const now = this.#deps.now();
+    switch (result.kind) {
+      case 'not_authoritative':
+        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], stale: false, network: true };
+        this.#deps.logger.warn({ dp: provider.id }, 'lame delegation: provider is not authoritative for a zone delegated to it');
+        return this.#fallback(walk, start);
+      case 'answer': {
+        if (result.dp !== provider.id) return this.#reject(walk, start, `answer signed off by "${result.dp}"`);
+        const mappings = result.mappings.filter((m) => this.#acceptMapping(walk, provider.id, m));
+        const ttl = Math.min(result.ttl, ...mappings.map((m) => m.ttl ?? result.ttl));
+        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: now + clampTtl(ttl, this.#deps.policy) * 1000 };
+        this.#deps.records.set(key, entry);
+        return { path: [provider.id], shares: [entry], failed: [], stale: false, network: true };
+      }
+      case 'not_found': {
+        if (result.dp !== provider.id) return this.#reject(walk, start, `denial signed off by "${result.dp}"`);
+        const entry: RecordEntry = {
+          dp: provider.id,
+          kind: 'not_found',
+          zone: result.zone,
+          mappings: [],
+          expiresAt: now + clampNegativeTtl(result.ttl, this.#deps.policy) * 1000,
+        };
+        this.#deps.records.set(key, entry);
+        return { path: [provider.id], shares: [entry], failed: [], stale: false, network: true };
+      }
+      case 'referral':
+        return this.#follow(walk, start, result.zone, result.providers, result.ttl);
+    }
+  }
+
+  async #follow(walk: Walk, start: Start, zone: ZoneKey, providers: readonly Provider[], ttl: number): Promise<Branch> {
+    const { provider, bailiwick, chain } = start;
+    // PROTOCOL.md §4.3 (the DNS bailiwick rule): strictly inside the zone we reached the sender through, and enclosing the CSI.
+    if (!bailiwick.some((b) => zoneStrictlyContains(b, zone)) || !csiInZone(walk.csi, zone)) {
+      return this.#reject(walk, start, `out-of-bailiwick referral to ${zone} (bailiwick: ${bailiwick.join(', ') || 'none'})`);
+    }
+    const dps = new Set(chain.dps).add(provider.id);
+    if (chain.referrals + 1 > this.#deps.maxReferrals) {
+      throw new MimiError('referral_loop', `more than ${this.#deps.maxReferrals} referrals on one chain (at ${provider.id})`);
+    }
+    const repeated = providers.find((p) => dps.has(p.id));
+    if (repeated !== undefined || chain.zones.has(zone)) {
+      throw new MimiError('referral_loop', `referral loop: ${provider.id} refers ${zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
+    }
+    this.#deps.referrals.set({ zone, providers, expiresAt: this.#deps.now() + clampTtl(ttl, this.#deps.policy) * 1000 });
+    const next: Chain = { dps, zones: new Set(chain.zones).add(zone), referrals: chain.referrals + 1 };
+    const children = await Promise.all(providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [zone], chain: next })));
+    return {
+      path: [provider.id, ...children.flatMap((c) => c.path)],
+      shares: children.flatMap((c) => c.shares),
+      failed: children.flatMap((c) => c.failed),
+      stale: children.some((c) => c.stale),
+      network: true,
+    };
+  }
+
+  /** A provider's reply is refused (logged); the provider counts as failed. */
+  #reject(walk: Walk, start: Start, why: string): Promise<Branch> {
+    this.#deps.logger.warn({ dp: start.provider.id, why }, 'provider reply ignored');
+    return this.#fallback(walk, start);
+  }
+
+  /**
+   * A provider failed: serve its stale record, or continue below it through a
+   * stale referral (RFC 8767), or report it as failed.
+   */
+  async #fallback(walk: Walk, start: Start): Promise<Branch> {
+    const { provider, bailiwick, chain } = start;
+    const now = this.#deps.now();
+    const stale = this.#deps.records.getStale(recordKey(provider.id, walk.csi.canonical), now);
+    if (stale !== undefined) {
+      const served: RecordEntry = { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 };
+      return { path: [provider.id], shares: [served], failed: [], stale: true, network: true };
+    }
+    const cut = this.#deps.referrals.findStale(walk.csi, now, (zone) => bailiwick.some((b) => zoneStrictlyContains(b, zone)));
+    if (cut !== undefined && !cut.providers.some((p) => p.id === provider.id)) {
+      const next: Chain = { dps: new Set(chain.dps).add(provider.id), zones: new Set(chain.zones).add(cut.zone), referrals: chain.referrals + 1 };
+      const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next })));
+      return {
+        path: [provider.id, ...children.flatMap((c) => c.path)],
+        shares: children.flatMap((c) => c.shares),
+        failed: children.flatMap((c) => c.failed),
+        stale: true,
+        network: true,
+      };
+    }
+    return { path: [provider.id], shares: [], failed: [provider.id], stale: false, network: true };
+  }
+
+  #acceptMapping(walk: Walk, dp: string, mapping: DpMapping): boolean {
+    if (mapping.csi !== walk.csi.canonical) {
+      this.#deps.logger.warn({ dp }, 'mapping for another CSI dropped');
+      return false;
+    }
+    if (!walk.root.msps.has(mapping.msp)) {
+      this.#deps.logger.warn({ dp, msp: mapping.msp }, 'mapping to an MSP outside the registry dropped');
+      return false;
+    }
+    return true;
+  }
+
+  /** Asks the replicas of one provider in order until one answers; concurrent identical asks share it. */
+  #fetch(provider: Provider, csi: string): Promise<LookupResult> {
+    const key = recordKey(provider.id, csi);
+    let pending = this.#inflight.get(key);
+    if (pending === undefined) {
+      pending = this.#fetchReplicas(provider, csi).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #fetchReplicas(provider: Provider, csi: string): Promise<LookupResult> {
+    let last: unknown;
+    for (const endpoint of provider.endpoints) {
+      try {
+        const result = await this.#deps.transport.lookup(endpoint, csi, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
+        return result.kind === 'not_authoritative' ? { kind: 'not_authoritative', dp: provider.id } : result;
+      } catch (err) {
+        last = err;
+        this.#deps.logger.debug({ dp: provider.id, endpoint, fault: describeFault(err) }, 'replica failed, trying the next');
+      }
+    }
+    throw new MimiError('upstream_unavailable', `every replica of ${provider.id} failed`, { cause: last });
+  }
+
+  #assemble(walk: Walk, branches: readonly Branch[]): Outcome {
+    const shares = branches.flatMap((b) => b.shares);
+    const failed = [...new Set(branches.flatMap((b) => b.failed))];
+    if (shares.length === 0 && failed.length > 0) {
+      const timedOut = walk.context.signal.aborted;
+      throw new MimiError(
+        'upstream_unavailable',
+        timedOut ? 'the resolution ran out of time' : `no provider answered (${failed.join(', ')})`,
+        timedOut ? { status: 504 } : {},
+      );
+    }
+    const now = this.#deps.now();
+    const expiresAt =
+      shares.length > 0
+        ? Math.min(...shares.map((s) => s.expiresAt))
+        : now + clampNegativeTtl(walk.root.zone.negativeTtl, this.#deps.policy) * 1000;
+    const mappings = mergeShares(shares.filter((s) => s.kind === 'answer'));
+    return {
+      cached: !branches.some((b) => b.network),
+      resolution: {
+        csi: walk.csi.canonical,
+        mappings,
+        expiresAt,
+        path: branches.flatMap((b) => b.path),
+        stale: branches.some((b) => b.stale),
+        incomplete: failed,
+        negativeZone: mappings.length === 0 ? shares.find((s) => s.kind === 'not_found')?.zone : undefined,
+        root: walk.root,
+      },
+    };
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The recursive resolver: its configuration, its middleware chain, and the
+ * entry points the HTTP front-end and library users call.
+ */
+import pino, { type Logger } from 'pino';
+import { parseCsi } from '../csi/parse.ts';
+import { MimiError } from '../errors.ts';
+import type { Federation, Format } from '../protocol/messages.ts';
+import { ExpiringCache, ReferralCache, type RecordEntry } from './caches.ts';
+import { compose, type Outcome, type Resolve } from './chain.ts';
+import { Iterator } from './iterate.ts';
+import { answerCache, coalesce, localMode } from './middleware.ts';
+import { AnswerEncoder, renderAnswer, type Answer } from './render.ts';
+import { RootZoneCopy } from './root-copy.ts';
+import { HttpTransport, type Transport } from './transport.ts';
+import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
+
+/** Resolver settings; everything but `rootHints` has a default. */
+export interface ResolverOptions {
+  /** Root DP URLs (the root zone's endpoints). */
+  readonly rootHints: readonly string[];
+  readonly transport?: Transport;
+  /** The clock, ms since the epoch. */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+  readonly ttl?: Partial<TtlPolicy>;
+  /** Per replica, ms (default 3000). */
+  readonly replicaTimeoutMs?: number;
+  /** Per resolution, ms (default 10000). */
+  readonly resolutionTimeoutMs?: number;
+  /** Referrals allowed on one chain (default 8). */
+  readonly maxReferrals?: number;
+  /** Entry bounds of the caches. */
+  readonly cacheSize?: { readonly answers?: number; readonly records?: number; readonly referrals?: number };
+}
+
+/** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
+export interface ResolveInput {
+  readonly csi: string;
+  readonly format?: Format | undefined;
+  readonly msps?: readonly string[] | undefined;
+  readonly federation?: Federation | undefined;
+}
+
+/** A recursive resolver over a hierarchy of DPs. */
+export class Resolver {
+  readonly #now: () => number;
+  readonly #transport: Transport;
+  readonly #root: RootZoneCopy;
+  readonly #resolve: Resolve;
+  readonly #encoder = new AnswerEncoder();
+  readonly #timeoutMs: number;
+  readonly #policy: TtlPolicy;
+  readonly #referrals: ReferralCache;
+
+  constructor(options: ResolverOptions) {
+    this.#now = options.now ?? Date.now;
+    const logger = options.logger ?? pino({ level: 'silent' });
+    this.#transport = options.transport ?? new HttpTransport();
+    this.#policy = { ...DEFAULT_TTL_POLICY, ...options.ttl };
+    this.#timeoutMs = options.resolutionTimeoutMs ?? 10_000;
+    const replicaTimeoutMs = options.replicaTimeoutMs ?? 3_000;
+    this.#root = new RootZoneCopy({ hints: options.rootHints, transport: this.#transport, now: this.#now, logger, timeoutMs: replicaTimeoutMs });
+    const staleWindowMs = this.#policy.staleWindow * 1000;
+    this.#referrals = new ReferralCache(options.cacheSize?.referrals ?? 10_000, staleWindowMs);
+    const iterator = new Iterator({
+      root: this.#root,
+      transport: this.#transport,
+      referrals: this.#referrals,
+      records: new ExpiringCache<RecordEntry>(options.cacheSize?.records ?? 100_000, staleWindowMs),
+      policy: this.#policy,
+      now: this.#now,
+      logger,
+      replicaTimeoutMs,
+      maxReferrals: options.maxReferrals ?? 8,
+    });
+    // Order matters: each middleware sees the effects of those after it.
+    this.#resolve = compose(
+      localMode, // first: `local` is the default walk with the network off, so every layer below sees one shape of question
+      answerCache(options.cacheSize?.answers ?? 100_000, this.#now), // a hit needs no coalescing and no walk
+      coalesce, // identical questions in flight share one walk and one set of upstream requests
+    )(iterator.resolve);
+  }
+
+  /** Loads the root zone; resolves once the resolver can answer. */
+  async start(): Promise<void> {
+    await this.#root.current();
+  }
+
+  /** The TTL policy in force. */
+  get policy(): TtlPolicy {
+    return this.#policy;
+  }
+
+  /** The root zone serial the resolver holds, if loaded. */
+  get rootSerial(): number | undefined {
+    return this.#root.peek()?.zone.serial;
+  }
+
+  /** Resolves and renders an answer object. */
+  async resolve(input: ResolveInput): Promise<Answer> {
+    const outcome = await this.resolveOutcome(input);
+    return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: input.msps }, this.#now());
+  }
+
+  /** Resolves and encodes the answer to JSON bytes (the HTTP hot path). */
+  async resolveBytes(input: ResolveInput): Promise<Buffer> {
+    const outcome = await this.resolveOutcome(input);
+    return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: input.msps }, this.#now());
+  }
+
+  /** Resolves a question into an outcome, before filter and format. */
+  async resolveOutcome(input: ResolveInput): Promise<Outcome> {
+    const csi = parseCsi(input.csi);
+    if (input.msps !== undefined) {
+      const root = await this.#root.current();
+      const unknown = input.msps.find((m) => !root.msps.has(m));
+      if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
+    }
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { signal, network: true });
+  }
+
+  /** Closes upstream connections. */
+  async close(): Promise<void> {
+    await this.#transport.close();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The resolver's local copy of the root zone (RFC 8806 style): fetched whole with
+ * a conditional GET and refreshed after its TTL, so no CSI is ever sent to the root.
+ */
+import type { Logger } from 'pino';
+import type { Csi } from '../csi/parse.ts';
+import { MimiError } from '../errors.ts';
+import type { Provider } from '../protocol/messages.ts';
+import { toProviders } from '../dp/root-dp.ts';
+import { normaliseZone, type DpRef, type RootZone } from '../zone/normalise.ts';
+import type { MspEntry } from '../zone/schema.ts';
+import { ZoneTable, type ZoneMatch } from '../zone/zone-table.ts';
+import { describeFault, type Transport } from './transport.ts';
+
+/** A loaded root zone with its indexes. */
+export class RootSnapshot {
+  readonly zone: RootZone;
+  readonly etag: string | undefined;
+  /** The registry of DPs by id. */
+  readonly dps: ReadonlyMap<string, DpRef>;
+  /** The registry of MSPs by id. */
+  readonly msps: ReadonlyMap<string, MspEntry>;
+  /** The highest MSP bit of the registry (compact answers). */
+  readonly highestBit: number;
+  readonly #delegations: ZoneTable<Provider[]>;
+  readonly #zonesByDp = new Map<string, string[]>();
+
+  constructor(zone: RootZone, etag: string | undefined) {
+    this.zone = zone;
+    this.etag = etag;
+    this.dps = new Map(zone.dps.map((d) => [d.id, d]));
+    this.msps = new Map(zone.msps.map((m) => [m.id, m]));
+    this.highestBit = zone.msps.reduce((max, m) => Math.max(max, m.bit), 0);
+    this.#delegations = ZoneTable.from(zone.delegations.map((d) => [d.zone, toProviders(d.providers, this.dps)] as const));
+    for (const d of zone.delegations) {
+      for (const p of d.providers) this.#zonesByDp.set(p, [...(this.#zonesByDp.get(p) ?? []), d.zone]);
+    }
+  }
+
+  /** The root's delegation of exactly this zone. */
+  delegation(zone: string): Provider[] | undefined {
+    return this.#delegations.get(zone);
+  }
+
+  /** The root's closest delegation enclosing a CSI. */
+  closestDelegation(csi: Csi): ZoneMatch<Provider[]> | undefined {
+    return this.#delegations.longestMatch(csi);
+  }
+
+  /** The zones the root delegates to a DP (its bailiwick when asked directly). */
+  zonesOf(dp: string): readonly string[] {
+    return this.#zonesByDp.get(dp) ?? [];
+  }
+}
+
+/** Options of {@link RootZoneCopy}. */
+export interface RootZoneCopyOptions {
+  /** Root server URLs, tried in order. */
+  readonly hints: readonly string[];
+  readonly transport: Transport;
+  readonly now: () => number;
+  readonly logger: Logger;
+  /** Per-endpoint timeout of a fetch, ms. */
+  readonly timeoutMs: number;
+  /** Wait after a failed refresh before trying again, ms. */
+  readonly retryMs?: number;
+}
+
+/** Keeps a validated copy of the root zone, refreshing it by its TTL. */
+export class RootZoneCopy {
+  readonly #options: RootZoneCopyOptions;
+  #snapshot: RootSnapshot | undefined;
+  #expiresAt = 0;
+  #refreshing: Promise<void> | undefined;
+
+  constructor(options: RootZoneCopyOptions) {
+    if (options.hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs at least one root URL');
+    this.#options = options;
+  }
+
+  /** The current root zone, refreshed first if its TTL ran out; the old copy is kept if the root is unreachable. */
+  async current(): Promise<RootSnapshot> {
+    if (this.#snapshot === undefined || this.#options.now() >= this.#expiresAt) await this.refresh();
+    if (this.#snapshot === undefined) throw new MimiError('upstream_unavailable', 'the root zone could not be loaded');
+    return this.#snapshot;
+  }
+
+  /** The copy held now, without any network traffic. */
+  peek(): RootSnapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** Fetches the root zone now (conditional GET); concurrent calls share one fetch. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#refreshOnce().finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  async #refreshOnce(): Promise<void> {
+    const { hints, transport, logger, now, timeoutMs } = this.#options;
+    for (const endpoint of hints) {
+      try {
+        const result = await transport.fetchZone(endpoint, this.#snapshot?.etag, AbortSignal.timeout(timeoutMs));
+        if (result.status === 'unchanged' && this.#snapshot !== undefined) {
+          this.#expiresAt = now() + this.#snapshot.zone.ttl * 1000;
+          return;
+        }
+        if (result.status === 'changed') {
+          const zone = normaliseZone(result.zone, `${endpoint}/v1/zone`);
+          if (zone.role !== 'root') throw new MimiError('upstream_unavailable', `${endpoint}/v1/zone is not a root zone`);
+          this.#snapshot = new RootSnapshot(zone, result.etag);
+          this.#expiresAt = now() + zone.ttl * 1000;
+          logger.info({ root: endpoint, serial: zone.serial }, 'root zone loaded');
+          return;
+        }
+      } catch (err) {
+        logger.warn({ root: endpoint, fault: describeFault(err) }, 'root zone fetch failed');
+      }
+    }
+    // Keep serving the old copy and try again shortly (RFC 8767's spirit, for the root).
+    this.#expiresAt = now() + (this.#options.retryMs ?? 5_000);
+  }
+}

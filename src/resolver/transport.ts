@@ -1,0 +1,125 @@
+/**
+ * How the resolver talks to DPs: `POST /v1/lookup` and `GET /v1/zone` over
+ * undici, one keep-alive pool per DP origin. Every response is size-limited and
+ * validated before the resolver sees it.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { MimiError } from '../errors.ts';
+import { readBounded } from '../protocol/read-bounded.ts';
+import {
+  lookupResponseSchema,
+  MAX_RESPONSE_BODY,
+  problemSchema,
+  type LookupResponse,
+} from '../protocol/messages.ts';
+
+/** A DP's reply as the resolver classifies it: the three kinds, or "this DP holds no share". */
+export type LookupResult = LookupResponse | { readonly kind: 'not_authoritative'; readonly dp: string };
+
+/** The root zone fetch result of a conditional GET. */
+export type ZoneFetch = { readonly status: 'unchanged' } | { readonly status: 'changed'; readonly zone: unknown; readonly etag: string | undefined };
+
+/** What the resolver needs from the network. */
+export interface Transport {
+  /** Asks one replica one question; throws `upstream_unavailable` on any fault. */
+  lookup(endpoint: string, csi: string, signal: AbortSignal): Promise<LookupResult>;
+  /** Conditional GET of a root zone (RFC 9110 If-None-Match). */
+  fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch>;
+  /** Closes every pool. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link HttpTransport}. */
+export interface HttpTransportOptions {
+  /** Extra headers sent upstream on every request. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Keep-alive connections per DP origin. */
+  readonly connectionsPerOrigin?: number;
+  /** A dispatcher to use instead of the transport's own keep-alive agent. */
+  readonly dispatcher?: Dispatcher;
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new MimiError('upstream_unavailable', `${what} is not JSON`, { cause: err });
+  }
+}
+
+/** The undici transport: keep-alive pools per DP origin. */
+export class HttpTransport implements Transport {
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #headers: Readonly<Record<string, string>>;
+
+  constructor(options: HttpTransportOptions = {}) {
+    this.#ownsDispatcher = options.dispatcher === undefined;
+    this.#dispatcher =
+      options.dispatcher ??
+      new Agent({ connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
+    this.#headers = options.headers ?? {};
+  }
+
+  async lookup(endpoint: string, csi: string, signal: AbortSignal): Promise<LookupResult> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${endpoint}/v1/lookup`, {
+        method: 'POST',
+        dispatcher: this.#dispatcher,
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.#headers },
+        body: JSON.stringify({ csi }),
+        signal,
+      });
+    } catch (err) {
+      throw new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
+    }
+    const bytes = await readBounded(res.body, MAX_RESPONSE_BODY).catch((err: unknown) => {
+      throw err instanceof MimiError ? err : new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
+    });
+    const json = parseJson(bytes, `${endpoint} lookup response`);
+    if (res.statusCode === 200) {
+      const parsed = lookupResponseSchema.safeParse(json);
+      if (!parsed.success) throw new MimiError('upstream_unavailable', `${endpoint}: malformed lookup response (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+      return parsed.data;
+    }
+    const problem = problemSchema.safeParse(json);
+    if (res.statusCode === 404 && problem.success && problem.data.code === 'not_authoritative') {
+      return { kind: 'not_authoritative', dp: endpoint };
+    }
+    throw new MimiError('upstream_unavailable', `${endpoint}: HTTP ${res.statusCode}${problem.success ? ` (${problem.data.code})` : ''}`);
+  }
+
+  async fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${endpoint}/v1/zone`, {
+        method: 'GET',
+        dispatcher: this.#dispatcher,
+        headers: { accept: 'application/json', ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers },
+        signal,
+      });
+    } catch (err) {
+      throw new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
+    }
+    const bytes = await readBounded(res.body, 64 * 1024 * 1024);
+    if (res.statusCode === 304) return { status: 'unchanged' };
+    if (res.statusCode !== 200) throw new MimiError('upstream_unavailable', `${endpoint}: root zone fetch answered HTTP ${res.statusCode}`);
+    const header = res.headers.etag;
+    return { status: 'changed', zone: parseJson(bytes, `${endpoint} root zone`), etag: typeof header === 'string' ? header : undefined };
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+}
+
+/** A short, log-safe description of a network fault. */
+export function describeFault(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') return 'timed out';
+    return code !== undefined ? `${code}` : err.message;
+  }
+  return 'unknown fault';
+}

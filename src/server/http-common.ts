@@ -1,0 +1,110 @@
+/**
+ * What every HTTP front-end shares: fastify set up with the body limit, a JSON
+ * body parser for any content type, RFC 9457 problem responses with stable codes,
+ * 404 and 405 as problems, and `/healthz`.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { MimiError } from '../errors.ts';
+import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
+
+const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
+
+/** Sends an error as `application/problem+json`. */
+export function sendProblem(reply: FastifyReply, err: unknown): FastifyReply {
+  const problem = toProblem(err);
+  if (err instanceof MimiError && err.retryAfter !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfter))));
+  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+}
+
+/** Maps fastify's own errors (body parsing, limits) to the project's problem codes. */
+function classify(err: FastifyError): MimiError {
+  if (err instanceof MimiError) return err;
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 });
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new MimiError('invalid_request', 'the request body is not valid JSON');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new MimiError('invalid_request', 'the Content-Length does not match the body', { status: 400 });
+    default:
+      break;
+  }
+  if (err instanceof SyntaxError) return new MimiError('invalid_request', 'the request body is not valid JSON');
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) return new MimiError('invalid_request', err.message, { status });
+  return new MimiError('internal', 'internal error', { cause: err });
+}
+
+/** Creates a fastify instance with the project's parsing, limits and problem handling. */
+export function createHttpApp(logger: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // No per-request access log: a resolver's queries are personal data and its hot path (DNS servers log no queries by default either).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_REQUEST_BODY,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestTimeout: 30_000,
+    connectionTimeout: 30_000,
+  });
+  // Bodies are JSON whatever Content-Type says (curl -d sends form encoding); fastify's
+  // parser keeps its protection against prototype poisoning.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_REQUEST_BODY }, (req, body, done) => {
+    if (body === '') {
+      done(null, undefined);
+      return;
+    }
+    parseJson(req, typeof body === 'string' ? body : body.toString('utf8'), done);
+  });
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const mapped = classify(err);
+    if (mapped.code === 'internal') request.log.error({ err: { message: err.message, stack: err.stack } }, 'request failed');
+    return sendProblem(reply, mapped);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, new MimiError('invalid_request', `no such resource: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
+  );
+  app.get('/healthz', async (_request, reply) => reply.type('application/json').send('{"status":"ok"}'));
+  return app;
+}
+
+/** Answers 405 with `Allow` for every method of a path that its routes do not take. */
+export function refuseOtherMethods(app: FastifyInstance, url: string, allowed: readonly HTTPMethods[]): void {
+  const allow = allowed.includes('GET') && !allowed.includes('HEAD') ? [...allowed, 'HEAD' as const] : allowed;
+  const others = ALL_METHODS.filter((m) => !allow.includes(m));
+  app.route({
+    method: others,
+    url,
+    handler: async (request, reply) => {
+      reply.header('allow', allow.join(', '));
+      return sendProblem(reply, new MimiError('invalid_request', `${request.method} is not allowed on ${url}`, { status: 405 }));
+    },
+  });
+}
+
+/** Where a server listens: host and port of an endpoint URL. */
+export function listenAddress(endpoint: string): { host: string; port: number } {
+  const url = new URL(endpoint);
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+  return { host, port };
+}
+
+/** Validates a request body with a zod schema, or throws `invalid_request` saying what is wrong. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new MimiError('invalid_request', 'the request body must be a JSON object');
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  if (issue?.code === 'unrecognized_keys') throw new MimiError('invalid_request', `unknown field(s): ${issue.keys.join(', ')}`);
+  const field = issue?.path.map(String).join('.') || '(body)';
+  throw new MimiError('invalid_request', `${field}: ${issue?.message ?? 'invalid'}`);
+}

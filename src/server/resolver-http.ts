@@ -1,0 +1,42 @@
+/**
+ * The HTTP front-end of the recursive resolver (PROTOCOL.md §3 `POST /v1/resolve`).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
+import type { Resolver } from '../resolver/resolver.ts';
+import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+
+/** What `/.well-known/mimi-discovery` discloses for the resolver. */
+export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
+  const p = resolver.policy;
+  return {
+    role: 'resolver',
+    id: 'resolver',
+    serial: resolver.rootSerial ?? null,
+    zones: ['e164:', 'email:'],
+    formats: ['verbose', 'compact'],
+    federation: { default: 'default', modes: ['default', 'local', 'client-selected', 'all'] },
+    limits: {
+      maxRequestBody: MAX_REQUEST_BODY,
+      minTtl: p.minTtl,
+      maxTtl: p.maxTtl,
+      maxNegativeTtl: p.maxNegativeTtl,
+      staleTtl: p.staleTtl,
+    },
+  };
+}
+
+/** Creates the fastify app of a resolver. */
+export function createResolverApp(resolver: Resolver, logger: Logger): FastifyInstance {
+  const app = createHttpApp(logger);
+  app.post('/v1/resolve', async (request, reply) => {
+    const body = parseBody(resolveRequestSchema, request.body);
+    const bytes = await resolver.resolveBytes(body);
+    return reply.type('application/json').send(bytes);
+  });
+  refuseOtherMethods(app, '/v1/resolve', ['POST']);
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(resolver))));
+  refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
+  return app;
+}

@@ -1,0 +1,125 @@
+/**
+ * Starting a hierarchy in one process: every DP of a zone directory on each of
+ * its endpoints, and a recursive resolver (`mimi serve`, PROTOCOL.md §7).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
+import type { DiscoveryProvider } from '../dp/provider.ts';
+import { RootDp } from '../dp/root-dp.ts';
+import { MimiError } from '../errors.ts';
+import { Resolver, type ResolverOptions } from '../resolver/resolver.ts';
+import type { LoadedZone } from '../zone/load.ts';
+import type { Zone } from '../zone/normalise.ts';
+import { createDpApp, type DpHolder } from './dp-http.ts';
+import { listenAddress } from './http-common.ts';
+import { createResolverApp } from './resolver-http.ts';
+
+/** What to start. */
+export interface HierarchyOptions {
+  readonly zones: readonly LoadedZone[];
+  /** Start only the servers with these ids (all when absent). */
+  readonly only?: readonly string[] | undefined;
+  /** Where the resolver listens; no resolver when absent. */
+  readonly resolver?: { readonly host: string; readonly port: number } | undefined;
+  /** The root URL the resolver uses instead of the root zone's endpoints. */
+  readonly rootUrl?: string | undefined;
+  /**
+   * Bind every endpoint on port 0 and rewrite the zones to the ports the system
+   * chose (tests and benchmarks: nothing collides, glue stays right).
+   */
+  readonly ephemeral?: boolean | undefined;
+  readonly logger: Logger;
+  /** Resolver settings other than the root hints. */
+  readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
+}
+
+/** A running hierarchy. */
+export interface RunningHierarchy {
+  /** URLs each server listens on, by server id. */
+  readonly servers: Readonly<Record<string, readonly string[]>>;
+  /** The resolver's URL, when one runs. */
+  readonly resolverUrl: string | undefined;
+  readonly resolver: Resolver | undefined;
+  /** The zones as served (after any port rewrite). */
+  readonly zones: readonly LoadedZone[];
+  /** The DP objects serving, by id (tests swap or inspect them). */
+  readonly holders: ReadonlyMap<string, DpHolder>;
+  /** Stops accepting, finishes in-flight requests, closes everything. */
+  close(): Promise<void>;
+}
+
+/** Builds the DP object for a zone. */
+export function createProvider(zone: Zone): DiscoveryProvider {
+  return zone.role === 'root' ? new RootDp(zone) : new AuthoritativeDp(zone);
+}
+
+function rewriteUrls<T>(value: T, map: ReadonlyMap<string, string>): T {
+  return JSON.parse(JSON.stringify(value), (_key, v: unknown) => (typeof v === 'string' ? (map.get(v) ?? v) : v)) as T;
+}
+
+function urlOf(app: FastifyInstance, scheme: string): string {
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${scheme}//${host}:${address.port}`;
+}
+
+/** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
+export async function startHierarchy(options: HierarchyOptions): Promise<RunningHierarchy> {
+  const { logger } = options;
+  const selected = options.zones.filter((z) => options.only === undefined || options.only.includes(z.zone.id));
+  for (const id of options.only ?? []) {
+    if (!options.zones.some((z) => z.zone.id === id)) throw new MimiError('invalid_config', `--only ${id}: no zone file has that id`);
+  }
+  const apps: FastifyInstance[] = [];
+  const holders = new Map<string, DpHolder>();
+  const urlMap = new Map<string, string>();
+  const listening: { id: string; declared: string; actual: string }[] = [];
+  let resolver: Resolver | undefined;
+  const close = async (): Promise<void> => {
+    await Promise.allSettled(apps.map((a) => a.close()));
+    await resolver?.close();
+  };
+  try {
+    for (const { zone } of selected) {
+      const holder: DpHolder = { current: undefined };
+      holders.set(zone.id, holder);
+      for (const endpoint of zone.endpoints) {
+        const app = createDpApp(holder, logger.child({ server: zone.id }));
+        apps.push(app);
+        const { host, port } = listenAddress(endpoint);
+        await app.listen({ host, port: options.ephemeral ? 0 : port });
+        const actual = urlOf(app, new URL(endpoint).protocol);
+        urlMap.set(endpoint, actual);
+        listening.push({ id: zone.id, declared: endpoint, actual });
+      }
+    }
+    const zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
+    for (const { zone } of zones) {
+      const holder = holders.get(zone.id);
+      if (holder !== undefined) holder.current = createProvider(zone);
+    }
+    const servers: Record<string, string[]> = {};
+    for (const l of listening) (servers[l.id] ??= []).push(l.actual);
+
+    let resolverUrl: string | undefined;
+    if (options.resolver !== undefined) {
+      const root = zones.find((z) => z.zone.role === 'root')?.zone;
+      const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
+      if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
+      resolver = new Resolver({ ...options.resolverOptions, rootHints: hints, logger: logger.child({ server: 'resolver' }) });
+      const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
+      apps.push(app);
+      await app.listen({ host: options.resolver.host, port: options.resolver.port });
+      resolverUrl = urlOf(app, 'http:');
+      await resolver.start().catch((err: unknown) => {
+        logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
+      });
+    }
+    return { servers, resolverUrl, resolver, zones, holders, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The stub resolver MSPs embed: one call, `resolve(csi, options)`, against a
+ * recursive resolver's `POST /v1/resolve`. Answers are validated and typed;
+ * failures throw {@link MimiError} with the problem `code`.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { parseCsi } from '../csi/parse.ts';
+import { MimiError } from '../errors.ts';
+import {
+  compactAnswerSchema,
+  MAX_RESPONSE_BODY,
+  problemSchema,
+  verboseAnswerSchema,
+  type CompactAnswer,
+  type Federation,
+  type VerboseAnswer,
+} from '../protocol/messages.ts';
+import { fromProblem } from '../protocol/problem.ts';
+import { readBounded } from '../protocol/read-bounded.ts';
+
+/** The demo's resolver, used when no URL is given. */
+export const DEFAULT_RESOLVER_URL = 'http://127.0.0.1:8053';
+
+/** Options of a {@link StubResolver}. */
+export interface StubResolverOptions {
+  /** The recursive resolver's base URL. */
+  readonly resolver?: string;
+  /** Time allowed to one resolution, ms (default 15000: above the resolver's own 10 s). */
+  readonly timeoutMs?: number;
+  /** An undici dispatcher to use instead of the stub's own keep-alive agent. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** Options of one resolution. */
+export interface ResolveOptions {
+  readonly format?: 'verbose' | 'compact';
+  /** Only these MSPs. */
+  readonly msps?: readonly string[];
+  readonly federation?: Federation;
+}
+
+/** A client of a MIMI discovery resolver. */
+export class StubResolver {
+  readonly #base: string;
+  readonly #timeoutMs: number;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+
+  constructor(options: StubResolverOptions = {}) {
+    this.#base = (options.resolver ?? DEFAULT_RESOLVER_URL).replace(/\/+$/, '');
+    this.#timeoutMs = options.timeoutMs ?? 15_000;
+    this.#ownsDispatcher = options.dispatcher === undefined;
+    this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000 });
+  }
+
+  /** Resolves a CSI; the CSI is checked locally first, so bad input never leaves the process. */
+  resolve(csi: string, options: ResolveOptions & { format: 'compact' }): Promise<CompactAnswer>;
+  resolve(csi: string, options?: ResolveOptions & { format?: 'verbose' }): Promise<VerboseAnswer>;
+  resolve(csi: string, options?: ResolveOptions): Promise<VerboseAnswer | CompactAnswer>;
+  async resolve(csi: string, options: ResolveOptions = {}): Promise<VerboseAnswer | CompactAnswer> {
+    const canonical = parseCsi(csi).canonical;
+    const format = options.format ?? 'verbose';
+    const body = JSON.stringify({
+      csi: canonical,
+      format,
+      ...(options.msps !== undefined ? { msps: options.msps } : {}),
+      ...(options.federation !== undefined ? { federation: options.federation } : {}),
+    });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${this.#base}/v1/resolve`, {
+        method: 'POST',
+        dispatcher: this.#dispatcher,
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (err) {
+      throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${this.#base}: ${faultOf(err)}`, { cause: err });
+    }
+    const json = await readJson(res);
+    if (res.statusCode !== 200) {
+      const problem = problemSchema.safeParse(json);
+      if (problem.success) throw fromProblem(problem.data, res.statusCode);
+      throw new MimiError('upstream_unavailable', `the resolver answered HTTP ${res.statusCode}`, { status: res.statusCode });
+    }
+    const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
+    if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');
+    return parsed.data;
+  }
+
+  /** Closes the stub's connections. */
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+}
+
+async function readJson(res: Dispatcher.ResponseData): Promise<unknown> {
+  const bytes = await readBounded(res.body, MAX_RESPONSE_BODY, 'the resolver\'s answer');
+  try {
+    return bytes.length === 0 ? undefined : JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new MimiError('upstream_unavailable', 'the resolver sent an answer that is not JSON', { cause: err });
+  }
+}
+
+function faultOf(err: unknown): string {
+  if (err instanceof Error) {
+    if (err.name === 'TimeoutError' || err.name === 'AbortError') return 'timed out';
+    return (err as NodeJS.ErrnoException).code ?? err.message;
+  }
+  return 'unknown fault';
+}

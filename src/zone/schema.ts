@@ -1,0 +1,110 @@
+/**
+ * zod schemas of the zone files (PROTOCOL.md §2): the raw, as-written shape.
+ * Cross-field rules and canonical forms live in normalise.ts.
+ */
+import { z } from 'zod';
+
+/** Server, MSP and DP ids: one DNS label, so they can name NS targets (PROTOCOL.md §6). */
+export const idSchema = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'an id is 1-63 lower-case letters, digits and inner hyphens');
+
+const ttlSchema = z.number().int().min(0).max(2_147_483_647);
+const serialSchema = z.number().int().min(0).max(4_294_967_295);
+
+/** An HTTP(S) base URL: scheme, host and port, nothing else. */
+export const endpointSchema = z
+  .string()
+  .max(2048)
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (
+        (url.protocol === 'http:' || url.protocol === 'https:') &&
+        (url.pathname === '/' || url.pathname === '') &&
+        url.search === '' &&
+        url.hash === '' &&
+        url.username === '' &&
+        url.password === ''
+      );
+    } catch {
+      return false;
+    }
+  }, 'an endpoint is an http:// or https:// URL with host and port and no path');
+
+const ipv4 = z.string().regex(/^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/);
+const dnsListSchema = z.array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' })).min(1).max(16);
+
+const endpointsSchema = z.array(endpointSchema).min(1).max(16);
+
+/** A DP as named in the root registry or in a DP's glue. */
+export const dpEntrySchema = z.strictObject({
+  id: idSchema,
+  endpoints: endpointsSchema,
+  dns: dnsListSchema.optional(),
+  qps: z.number().positive().max(1_000_000).optional(),
+});
+
+/** An MSP of the root registry. */
+export const mspEntrySchema = z.strictObject({
+  id: idSchema,
+  name: z.string().min(1).max(256),
+  bit: z.number().int().min(0).max(1023),
+});
+
+/** A delegation of a zone to one or more providers. */
+export const delegationSchema = z.strictObject({
+  zone: z.string().max(300),
+  providers: z.array(idSchema).min(1).max(32),
+});
+
+/** A CSI-to-MSP mapping of an authoritative zone file. */
+export const mappingSchema = z.strictObject({
+  csi: z.string().max(512),
+  msp: idSchema,
+  preference: z.number().int().min(1).max(255),
+  ttl: ttlSchema.optional(),
+  created: z.iso.datetime({ offset: true }).optional(),
+});
+
+const commonFields = {
+  id: idSchema,
+  serial: serialSchema,
+  ttl: ttlSchema,
+  negativeTtl: ttlSchema,
+  endpoints: endpointsSchema,
+  dns: dnsListSchema.optional(),
+};
+
+/** The root DP's file: delegations and the federation registry. */
+export const rootFileSchema = z.strictObject({
+  role: z.literal('root'),
+  ...commonFields,
+  msps: z.array(mspEntrySchema).max(1024),
+  dps: z.array(dpEntrySchema).max(10_000),
+  delegations: z.array(delegationSchema).max(100_000),
+});
+
+/** An authoritative DP's file: mappings and referrals inside its own zones. */
+export const authoritativeFileSchema = z.strictObject({
+  role: z.literal('authoritative'),
+  ...commonFields,
+  zones: z.array(z.string().max(300)).min(1).max(1000),
+  delegations: z.array(delegationSchema).max(100_000).default([]),
+  dps: z.array(dpEntrySchema).max(10_000).default([]),
+  mappings: z.array(mappingSchema).max(5_000_000).default([]),
+});
+
+/** Any zone file, told apart by `role`. */
+export const zoneFileSchema = z.discriminatedUnion('role', [rootFileSchema, authoritativeFileSchema]);
+
+/** A root zone file as written. */
+export type RootFile = z.infer<typeof rootFileSchema>;
+/** An authoritative zone file as written. */
+export type AuthoritativeFile = z.infer<typeof authoritativeFileSchema>;
+/** Any zone file as written. */
+export type ZoneFile = z.infer<typeof zoneFileSchema>;
+/** A DP registry or glue entry as written. */
+export type DpEntry = z.infer<typeof dpEntrySchema>;
+/** An MSP registry entry as written. */
+export type MspEntry = z.infer<typeof mspEntrySchema>;
