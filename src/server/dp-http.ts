@@ -13,6 +13,8 @@ import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
   current: DiscoveryProvider | undefined;
+  /** `POST /v1/lookup` requests received, valid or not (an operator's counter). */
+  lookups: number;
 }
 
 /** What `/.well-known/mimi-discovery` discloses for a DP. */
@@ -37,6 +39,7 @@ function serving(holder: DpHolder): DiscoveryProvider {
 export function createDpApp(holder: DpHolder, logger: Logger): FastifyInstance {
   const app = createHttpApp(logger);
   app.post('/v1/lookup', async (request, reply) => {
+    holder.lookups += 1;
     const dp = serving(holder);
     const body = parseBody(lookupRequestSchema, request.body);
     const response = dp.lookup(parseCsi(body.csi));

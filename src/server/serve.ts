@@ -45,6 +45,8 @@ export interface RunningHierarchy {
   readonly zones: readonly LoadedZone[];
   /** The DP objects serving, by id (tests swap or inspect them). */
   readonly holders: ReadonlyMap<string, DpHolder>;
+  /** Stops the server listening on one URL (tests: a replica going down). */
+  stopEndpoint(url: string): Promise<void>;
   /** Stops accepting, finishes in-flight requests, closes everything. */
   close(): Promise<void>;
 }
@@ -75,7 +77,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const apps: FastifyInstance[] = [];
   const holders = new Map<string, DpHolder>();
   const urlMap = new Map<string, string>();
-  const listening: { id: string; declared: string; actual: string }[] = [];
+  const listening: { id: string; declared: string; actual: string; app: FastifyInstance }[] = [];
   let resolver: Resolver | undefined;
   const close = async (): Promise<void> => {
     await Promise.allSettled(apps.map((a) => a.close()));
@@ -83,7 +85,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   };
   try {
     for (const { zone } of selected) {
-      const holder: DpHolder = { current: undefined };
+      const holder: DpHolder = { current: undefined, lookups: 0 };
       holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
         const app = createDpApp(holder, logger.child({ server: zone.id }));
@@ -92,7 +94,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         await app.listen({ host, port: options.ephemeral ? 0 : port });
         const actual = urlOf(app, new URL(endpoint).protocol);
         urlMap.set(endpoint, actual);
-        listening.push({ id: zone.id, declared: endpoint, actual });
+        listening.push({ id: zone.id, declared: endpoint, actual, app });
       }
     }
     const zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
@@ -117,7 +119,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
       });
     }
-    return { servers, resolverUrl, resolver, zones, holders, close };
+    const stopEndpoint = async (url: string): Promise<void> => {
+      const entry = listening.find((l) => l.actual === url);
+      if (entry === undefined) throw new Error(`no server listens on ${url}`);
+      await entry.app.close();
+    };
+    return { servers, resolverUrl, resolver, zones, holders, stopEndpoint, close };
   } catch (err) {
     await close();
     throw err;
