@@ -13,8 +13,18 @@ import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
   current: DiscoveryProvider | undefined;
-  /** `POST /v1/lookup` requests received, valid or not (an operator's counter). */
+  /** Requests received (an operator's counters). */
+  readonly stats: DpStats;
+}
+
+/** Request counters of a DP front-end. */
+export interface DpStats {
+  /** `POST /v1/lookup` requests, valid or not. */
   lookups: number;
+  /** `GET /v1/zone` requests. */
+  zoneFetches: number;
+  /** `GET /v1/zone` requests answered 304 Not Modified. */
+  zoneNotModified: number;
 }
 
 /** What `/.well-known/mimi-discovery` discloses for a DP. */
@@ -39,7 +49,7 @@ function serving(holder: DpHolder): DiscoveryProvider {
 export function createDpApp(holder: DpHolder, logger: Logger): FastifyInstance {
   const app = createHttpApp(logger);
   app.post('/v1/lookup', async (request, reply) => {
-    holder.lookups += 1;
+    holder.stats.lookups += 1;
     const dp = serving(holder);
     const body = parseBody(lookupRequestSchema, request.body);
     const response = dp.lookup(parseCsi(body.csi));
@@ -47,12 +57,16 @@ export function createDpApp(holder: DpHolder, logger: Logger): FastifyInstance {
   });
   refuseOtherMethods(app, '/v1/lookup', ['POST']);
   app.get('/v1/zone', async (request, reply) => {
+    holder.stats.zoneFetches += 1;
     const dp = serving(holder);
     if (!(dp instanceof RootDp)) throw new MimiError('invalid_request', 'only the root serves its zone', { status: 404 });
     const doc = dp.zoneDocument();
     reply.header('etag', doc.etag).header('cache-control', `max-age=${dp.zone.ttl}`);
     const match = request.headers['if-none-match'];
-    if (typeof match === 'string' && match.split(',').some((t) => t.trim() === doc.etag || t.trim() === '*')) return reply.code(304).send();
+    if (typeof match === 'string' && match.split(',').some((t) => t.trim() === doc.etag || t.trim() === '*')) {
+      holder.stats.zoneNotModified += 1;
+      return reply.code(304).send();
+    }
     return reply.type('application/json').send(doc.body);
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);

@@ -85,7 +85,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   };
   try {
     for (const { zone } of selected) {
-      const holder: DpHolder = { current: undefined, lookups: 0 };
+      const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 } };
       holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
         const app = createDpApp(holder, logger.child({ server: zone.id }));

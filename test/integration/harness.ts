@@ -1,0 +1,123 @@
+/**
+ * Boots real hierarchies on port 0 for integration tests, with an injected
+ * resolver clock (TTL expiry without sleeping).
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { startHierarchy, type RunningHierarchy } from '../../src/server/serve.ts';
+import type { ResolverOptions } from '../../src/resolver/resolver.ts';
+import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
+import { parseZoneText } from '../../src/zone/normalise.ts';
+
+/** A controllable clock for the resolver. */
+export interface TestClock {
+  now: number;
+  advance(seconds: number): void;
+}
+
+/** A running hierarchy with helpers. */
+export interface TestHierarchy extends RunningHierarchy {
+  readonly clock: TestClock;
+  /** POSTs a JSON body (or raw string) to the resolver's `/v1/resolve`. */
+  resolve(body: unknown): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }>;
+  /** Lookups each DP has received, by id. */
+  lookups(id: string): number;
+}
+
+/** Builds a test clock. */
+export function createClock(): TestClock {
+  const clock: TestClock = {
+    now: Date.parse('2026-11-23T12:00:00Z'),
+    advance(seconds: number) {
+      clock.now += seconds * 1000;
+    },
+  };
+  return clock;
+}
+
+/** POSTs JSON (or a raw string body) and parses the JSON reply. */
+export async function postJson(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), headers: res.headers };
+}
+
+/** Boots zones (default: the fixture hierarchy) and a resolver, all on port 0. */
+export async function bootHierarchy(
+  options: { zones?: LoadedZone[]; resolver?: Omit<ResolverOptions, 'rootHints' | 'logger' | 'now'> } = {},
+): Promise<TestHierarchy> {
+  const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
+  const clock = createClock();
+  const running = await startHierarchy({
+    zones,
+    ephemeral: true,
+    resolver: { host: '127.0.0.1', port: 0 },
+    logger: pino({ level: 'silent' }),
+    resolverOptions: { ...options.resolver, now: () => clock.now },
+  });
+  return {
+    ...running,
+    clock,
+    resolve: (body) => postJson(`${running.resolverUrl}/v1/resolve`, body),
+    lookups: (id) => running.holders.get(id)?.stats.lookups ?? 0,
+  };
+}
+
+/** A zone from inline YAML. */
+export function inlineZone(yaml: string, source = 'inline.yaml'): LoadedZone {
+  return { zone: parseZoneText(yaml, source), source };
+}
+
+/** A scripted DP: a bare HTTP server whose replies the test decides. */
+export interface ScriptedServer {
+  readonly url: string;
+  readonly requests: { csi?: string; headers: IncomingMessage['headers'] }[];
+  close(): Promise<void>;
+}
+
+/** Starts a scripted DP on port 0; `reply` returns [status, body] or undefined to never answer. */
+export async function scriptedDp(
+  reply: (body: { csi?: string }) => [number, unknown] | undefined,
+): Promise<ScriptedServer> {
+  const requests: ScriptedServer['requests'] = [];
+  const hanging: ServerResponse[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: { csi?: string } = {};
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString() || '{}') as { csi?: string };
+      } catch {
+        // scripted servers take whatever comes
+      }
+      requests.push({ ...body, headers: req.headers });
+      const out = reply(body);
+      if (out === undefined) {
+        hanging.push(res);
+        return;
+      }
+      res.writeHead(out[0], { 'content-type': out[0] === 200 ? 'application/json' : 'application/problem+json' });
+      res.end(JSON.stringify(out[1]));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: async () => {
+      for (const res of hanging) res.destroy();
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
