@@ -109,8 +109,9 @@ export class HttpTransport implements Transport {
     return { status: 'changed', zone: parseJson(bytes, `${endpoint} root zone`), etag: typeof header === 'string' ? header : undefined };
   }
 
+  /** Closes every pool; requests still in flight (abandoned after a deadline) are cut. */
   async close(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.close();
+    if (this.#ownsDispatcher) await this.#dispatcher.destroy();
   }
 }
 

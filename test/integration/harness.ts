@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { startHierarchy, type RunningHierarchy } from '../../src/server/serve.ts';
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
@@ -50,7 +50,7 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
 
 /** Boots zones (default: the fixture hierarchy) and a resolver, all on port 0. */
 export async function bootHierarchy(
-  options: { zones?: LoadedZone[]; resolver?: Omit<ResolverOptions, 'rootHints' | 'logger' | 'now'> } = {},
+  options: { zones?: LoadedZone[]; resolver?: Omit<ResolverOptions, 'rootHints' | 'logger' | 'now'>; logger?: Logger } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
   const clock = createClock();
@@ -58,7 +58,7 @@ export async function bootHierarchy(
     zones,
     ephemeral: true,
     resolver: { host: '127.0.0.1', port: 0 },
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
     resolverOptions: { ...options.resolver, now: () => clock.now },
   });
   return {
