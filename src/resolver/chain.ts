@@ -15,8 +15,8 @@ export interface Question {
 
 /** Per-resolution context. */
 export interface Context {
-  /** Aborts when the resolution's time runs out (PROTOCOL.md §4.3: 10 s). */
-  readonly signal: AbortSignal;
+  /** When the resolution's time runs out, ms since the epoch (PROTOCOL.md §4.3: 10 s). */
+  readonly deadline: number;
   /** False in the `local` federation mode: answer from the caches only. */
   readonly network: boolean;
 }

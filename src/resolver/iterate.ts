@@ -58,6 +58,8 @@ interface Walk {
   readonly csi: Csi;
   readonly root: RootSnapshot;
   readonly context: Context;
+  /** Aborts when the resolution's deadline passes. */
+  readonly signal: AbortSignal;
   /** In `default` mode a DP that says `not_authoritative` is lame (a failure); when asked directly it holds no share. */
   readonly noShareIsFailure: boolean;
 }
@@ -112,9 +114,16 @@ export class Iterator {
         return { provider, bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN };
       });
     }
-    const walk: Walk = { csi, root, context, noShareIsFailure: federation.mode === 'default' || federation.mode === 'local' };
-    const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
-    return this.#assemble(walk, branches);
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new MimiError('upstream_unavailable', 'the resolution ran out of time', { status: 504 })), Math.max(0, context.deadline - Date.now()));
+    timer.unref();
+    try {
+      const walk: Walk = { csi, root, context, signal: deadline.signal, noShareIsFailure: federation.mode === 'default' || federation.mode === 'local' };
+      const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
+      return this.#assemble(walk, branches);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   /** The closest enclosing cut: a cached referral or the root's own delegation, longest first. */
@@ -156,7 +165,7 @@ export class Iterator {
 
     let result: LookupResult;
     try {
-      result = await raceAbort(this.#fetch(provider, walk.csi.canonical), walk.context.signal);
+      result = await raceAbort(this.#fetch(provider, walk.csi.canonical), walk.signal);
     } catch (err) {
       this.#deps.logger.warn({ dp: provider.id, fault: describeFault(err) }, 'provider failed');
       return this.#fallback(walk, start);
@@ -292,7 +301,7 @@ export class Iterator {
     const shares = branches.flatMap((b) => b.shares);
     const failed = [...new Set(branches.flatMap((b) => b.failed))];
     if (shares.length === 0 && failed.length > 0) {
-      const timedOut = walk.context.signal.aborted;
+      const timedOut = walk.signal.aborted;
       throw new MimiError(
         'upstream_unavailable',
         timedOut ? 'the resolution ran out of time' : `no provider answered (${failed.join(', ')})`,

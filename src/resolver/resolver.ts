@@ -117,8 +117,9 @@ export class Resolver {
       const unknown = input.msps.find((m) => !root.msps.has(m));
       if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
     }
-    const signal = AbortSignal.timeout(this.#timeoutMs);
-    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { signal, network: true });
+    // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
+    const deadline = Date.now() + this.#timeoutMs;
+    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true });
   }
 
   /** Closes upstream connections. */
