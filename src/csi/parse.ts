@@ -28,6 +28,23 @@ export interface EmailCsi {
 /** A canonical CSI. */
 export type Csi = PhoneCsi | EmailCsi;
 
+/**
+ * An e-mail CSI known only by the hash of its local part, as a DNS question names
+ * it (PROTOCOL.md §6): resolvable by domain, answerable only by a DP that holds it.
+ */
+export interface HashedEmail {
+  readonly kind: 'email-hash';
+  /** 56 hex digits: the first 28 octets of SHA-256 of the canonical local part. */
+  readonly hash: string;
+  /** A-label domain. */
+  readonly domain: string;
+  /** The DNS owner name: the stable key of this question. */
+  readonly canonical: string;
+}
+
+/** What a question is about: a CSI, or a hashed e-mail address. */
+export type Subject = Csi | HashedEmail;
+
 /** Longest input accepted before any parsing: a mailto: URI of a maximal address. */
 export const MAX_CSI_INPUT_LENGTH = 512;
 

@@ -3,7 +3,7 @@
  * (longest prefix wins) and `email:<domain>` (longest suffix by whole labels wins).
  * Zone keys are handled as canonical strings so that maps can be keyed by them.
  */
-import { canonicaliseDomain, type Csi } from './parse.ts';
+import { canonicaliseDomain, type Subject } from './parse.ts';
 
 /** The two trees of the hierarchy. */
 export type Tree = 'e164' | 'email';
@@ -60,7 +60,7 @@ export function apexOf(tree: Tree): ZoneKey {
 }
 
 /** The tree a CSI lives in. */
-export function treeOf(csi: Csi): Tree {
+export function treeOf(csi: Subject): Tree {
   return csi.kind === 'phone' ? 'e164' : 'email';
 }
 
@@ -83,7 +83,7 @@ export function zoneStrictlyContains(outer: ZoneKey, inner: ZoneKey): boolean {
  * Every zone key that could enclose a CSI, most specific first, ending with the
  * tree's apex: O(length of the CSI) keys for a longest-match walk.
  */
-export function enclosingZones(csi: Csi): ZoneKey[] {
+export function enclosingZones(csi: Subject): ZoneKey[] {
   const keys: ZoneKey[] = [];
   if (csi.kind === 'phone') {
     for (let n = csi.digits.length; n >= 1; n--) keys.push(`e164:${csi.digits.slice(0, n)}`);
@@ -102,7 +102,7 @@ export function enclosingZones(csi: Csi): ZoneKey[] {
 }
 
 /** Tells whether a CSI lies inside a zone. */
-export function csiInZone(csi: Csi, zone: ZoneKey): boolean {
+export function csiInZone(csi: Subject, zone: ZoneKey): boolean {
   const z = splitZoneKey(zone);
   if (z.tree !== treeOf(csi)) return false;
   if (z.name === '') return true;

@@ -1,7 +1,8 @@
 /**
  * An authoritative DP: mappings for its zones, or a referral to a narrower DP.
  */
-import type { Csi } from '../csi/parse.ts';
+import { parseCsi, type Subject } from '../csi/parse.ts';
+import { hashLocalPart } from '../protocol/enum-name.ts';
 import { csiInZone, type ZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import type { DpMapping, LookupResponse, Provider } from '../protocol/messages.ts';
@@ -16,6 +17,8 @@ export class AuthoritativeDp implements DiscoveryProvider {
   readonly #zone: AuthoritativeZone;
   readonly #referrals: ZoneTable<Provider[]>;
   readonly #mappings = new Map<string, DpMapping[]>();
+  /** Hashed e-mail owner key (`<hash>@<domain>`) -> canonical CSI, for DNS names (PROTOCOL.md §6). */
+  readonly #byHash = new Map<string, string>();
 
   constructor(zone: AuthoritativeZone) {
     this.#zone = zone;
@@ -31,6 +34,10 @@ export class AuthoritativeDp implements DiscoveryProvider {
         ...(m.created !== undefined ? { created: m.created } : {}),
       });
       this.#mappings.set(m.csi, list);
+      if (list.length === 1) {
+        const csi = parseCsi(m.csi);
+        if (csi.kind === 'email') this.#byHash.set(`${hashLocalPart(csi.local)}@${csi.domain}`, csi.canonical);
+      }
     }
     for (const list of this.#mappings.values()) list.sort((a, b) => a.preference - b.preference || a.msp.localeCompare(b.msp));
   }
@@ -52,14 +59,20 @@ export class AuthoritativeDp implements DiscoveryProvider {
     return this.#zone;
   }
 
-  lookup(csi: Csi): LookupResponse {
+  /** The canonical CSI a subject stands for here, if this DP knows it. */
+  canonicalOf(subject: Subject): string | undefined {
+    return subject.kind === 'email-hash' ? this.#byHash.get(`${subject.hash}@${subject.domain}`) : subject.canonical;
+  }
+
+  lookup(csi: Subject): LookupResponse {
     const own = this.#zone.zones.find((z) => csiInZone(csi, z));
     if (own === undefined) throw new MimiError('not_authoritative', `${this.id} is not authoritative for this CSI`);
     const referral = this.#referrals.longestMatch(csi);
     if (referral !== undefined) {
       return { kind: 'referral', dp: this.id, zone: referral.zone, ttl: this.#zone.ttl, providers: referral.value };
     }
-    const mappings = this.#mappings.get(csi.canonical);
+    const canonical = this.canonicalOf(csi);
+    const mappings = canonical === undefined ? undefined : this.#mappings.get(canonical);
     if (mappings !== undefined) {
       return { kind: 'answer', dp: this.id, serial: this.#zone.serial, ttl: this.#zone.ttl, mappings };
     }

@@ -1,7 +1,7 @@
 /**
  * What every Discovery Provider answers: the iterative `lookup` of PROTOCOL.md §3.
  */
-import type { Csi } from '../csi/parse.ts';
+import type { Subject } from '../csi/parse.ts';
 import type { ZoneKey } from '../csi/zone-key.ts';
 import type { LookupResponse } from '../protocol/messages.ts';
 
@@ -13,5 +13,5 @@ export interface DiscoveryProvider {
   /** The zones it answers for (the root: both tree apexes). */
   readonly zones: readonly ZoneKey[];
   /** Answers one question iteratively; throws `not_authoritative` outside its zones. */
-  lookup(csi: Csi): LookupResponse;
+  lookup(subject: Subject): LookupResponse;
 }

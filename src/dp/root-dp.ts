@@ -2,7 +2,7 @@
  * The root DP: delegations and the federation registry, never mappings.
  */
 import { createHash } from 'node:crypto';
-import type { Csi } from '../csi/parse.ts';
+import type { Subject } from '../csi/parse.ts';
 import { apexOf, treeOf, type ZoneKey } from '../csi/zone-key.ts';
 import type { LookupResponse, Provider } from '../protocol/messages.ts';
 import type { DpRef, RootZone } from '../zone/normalise.ts';
@@ -51,7 +51,7 @@ export class RootDp implements DiscoveryProvider {
     return this.#zone;
   }
 
-  lookup(csi: Csi): LookupResponse {
+  lookup(csi: Subject): LookupResponse {
     const match = this.#referrals.longestMatch(csi);
     if (match === undefined) {
       return { kind: 'not_found', dp: this.id, zone: apexOf(treeOf(csi)), ttl: this.#zone.negativeTtl };

@@ -12,8 +12,17 @@ export const MAX_RESPONSE_BODY = 4 * 1024 * 1024;
 
 const ttl = z.number().int().min(0).max(2_147_483_647);
 
+/** Longest DNS name accepted in place of a CSI (RFC 1035: 255 octets on the wire). */
+const dnsNameSchema = z.string().max(255);
+
+/** Exactly one of `csi` and `name` (PROTOCOL.md §6: a DNS owner name in place of a CSI). */
+function oneSubject(body: { csi?: string | undefined; name?: string | undefined }): boolean {
+  return (body.csi === undefined) !== (body.name === undefined);
+}
+const ONE_SUBJECT = { message: 'give exactly one of "csi" (a string) and "name" (a DNS name)', path: ['csi'] };
+
 /** `POST /v1/lookup` request body. */
-export const lookupRequestSchema = z.strictObject({ csi: z.string() });
+export const lookupRequestSchema = z.strictObject({ csi: z.string().optional(), name: dnsNameSchema.optional() }).refine(oneSubject, ONE_SUBJECT);
 /** A `POST /v1/lookup` request. */
 export type LookupRequest = z.infer<typeof lookupRequestSchema>;
 
@@ -88,12 +97,15 @@ export const formatSchema = z.enum(['verbose', 'compact']);
 export type Format = z.infer<typeof formatSchema>;
 
 /** `POST /v1/resolve` request body. */
-export const resolveRequestSchema = z.strictObject({
-  csi: z.string(),
+export const resolveRequestSchema = z
+  .strictObject({
+  csi: z.string().optional(),
+  name: dnsNameSchema.optional(),
   format: formatSchema.optional(),
   msps: z.array(idSchema).max(64).optional(),
   federation: federationSchema.optional(),
-});
+})
+  .refine(oneSubject, ONE_SUBJECT);
 /** A `POST /v1/resolve` request. */
 export type ResolveRequest = z.infer<typeof resolveRequestSchema>;
 

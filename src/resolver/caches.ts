@@ -4,7 +4,7 @@
  * kept for serve-stale (RFC 8767).
  */
 import { LRUCache } from 'lru-cache';
-import type { Csi } from '../csi/parse.ts';
+import type { Subject } from '../csi/parse.ts';
 import { enclosingZones, type ZoneKey } from '../csi/zone-key.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
 
@@ -94,8 +94,8 @@ export class ReferralCache {
     return this.#cache.getFresh(zone, now);
   }
 
-  /** The closest enclosing stale cut of a CSI strictly below `above`'s length, for serve-stale. */
-  findStale(csi: Csi, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
+  /** The closest enclosing stale cut of a CSI among the zones `inside` accepts, for serve-stale. */
+  findStale(csi: Subject, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
     for (const zone of enclosingZones(csi)) {
       if (!inside(zone)) continue;
       const cut = this.#cache.getStale(zone, now);

@@ -2,14 +2,14 @@
  * The resolver's shape: one `Resolve` function wrapped by middleware
  * (CoreDNS's `Handler -> Handler`, undici's interceptors).
  */
-import type { Csi } from '../csi/parse.ts';
+import type { Subject } from '../csi/parse.ts';
 import type { ZoneKey } from '../csi/zone-key.ts';
 import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
 import type { RootSnapshot } from './root-copy.ts';
 
-/** A question: a canonical CSI and how to federate it. */
+/** A question: a canonical CSI (or a hashed e-mail name) and how to federate it. */
 export interface Question {
-  readonly csi: Csi;
+  readonly csi: Subject;
   readonly federation: Federation;
 }
 
@@ -23,7 +23,7 @@ export interface Context {
 
 /** What a resolution produced, before the MSP filter and the format are applied. */
 export interface Resolution {
-  /** Canonical CSI. */
+  /** Canonical CSI (for a hashed e-mail question: the CSI the DPs revealed, else the owner name). */
   readonly csi: string;
   /** Merged mappings of every share, unfiltered, sorted. */
   readonly mappings: readonly ResolvedMapping[];

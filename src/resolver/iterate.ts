@@ -4,9 +4,10 @@
  * and loop checks, referral and record caching, and per-provider serve-stale.
  */
 import type { Logger } from 'pino';
-import type { Csi } from '../csi/parse.ts';
+import { parseCsi, type Subject } from '../csi/parse.ts';
 import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
+import { emailMatchesHash } from '../protocol/enum-name.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
 import { recordKey, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
 import type { Context, Outcome, Question } from './chain.ts';
@@ -55,7 +56,7 @@ interface Branch {
 
 /** Per-resolution settings of the walk. */
 interface Walk {
-  readonly csi: Csi;
+  readonly csi: Subject;
   readonly root: RootSnapshot;
   readonly context: Context;
   /** Aborts when the resolution's deadline passes. */
@@ -65,6 +66,23 @@ interface Walk {
 }
 
 const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
+
+/** Tells whether a mapping's CSI is the one asked about (for a hashed e-mail: hashes to it). */
+function answersSubject(subject: Subject, csi: string): boolean {
+  if (subject.kind !== 'email-hash') return csi === subject.canonical;
+  try {
+    const parsed = parseCsi(csi);
+    return parsed.kind === 'email' && emailMatchesHash(parsed, subject);
+  } catch {
+    return false;
+  }
+}
+
+/** The CSI the DPs answered with (a hashed e-mail question learns its address from the answer). */
+function revealed(shares: readonly RecordEntry[]): string | undefined {
+  for (const share of shares) if (share.mappings[0] !== undefined) return share.mappings[0].csi;
+  return undefined;
+}
 
 /** Rejects when the signal aborts, else settles as the promise does. */
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -127,7 +145,7 @@ export class Iterator {
   };
 
   /** The closest enclosing cut: a cached referral or the root's own delegation, longest first. */
-  #closestCut(csi: Csi, root: RootSnapshot): { zone: ZoneKey; providers: readonly Provider[] } | undefined {
+  #closestCut(csi: Subject, root: RootSnapshot): { zone: ZoneKey; providers: readonly Provider[] } | undefined {
     const now = this.#deps.now();
     for (const zone of enclosingZones(csi)) {
       const cached = this.#deps.referrals.getFresh(zone, now);
@@ -138,7 +156,7 @@ export class Iterator {
     return undefined;
   }
 
-  #rootDenial(csi: Csi, root: RootSnapshot): Outcome {
+  #rootDenial(csi: Subject, root: RootSnapshot): Outcome {
     const ttl = clampNegativeTtl(root.zone.negativeTtl, this.#deps.policy);
     const zone = apexOf(treeOf(csi));
     return {
@@ -165,7 +183,7 @@ export class Iterator {
 
     let result: LookupResult;
     try {
-      result = await raceAbort(this.#fetch(provider, walk.csi.canonical), walk.signal);
+      result = await raceAbort(this.#fetch(provider, walk.csi), walk.signal);
     } catch (err) {
       this.#deps.logger.warn({ dp: provider.id, fault: describeFault(err) }, 'provider failed');
       return this.#fallback(walk, start);
@@ -261,7 +279,7 @@ export class Iterator {
   }
 
   #acceptMapping(walk: Walk, dp: string, mapping: DpMapping): boolean {
-    if (mapping.csi !== walk.csi.canonical) {
+    if (!answersSubject(walk.csi, mapping.csi)) {
       this.#deps.logger.warn({ dp }, 'mapping for another CSI dropped');
       return false;
     }
@@ -273,8 +291,8 @@ export class Iterator {
   }
 
   /** Asks the replicas of one provider in order until one answers; concurrent identical asks share it. */
-  #fetch(provider: Provider, csi: string): Promise<LookupResult> {
-    const key = recordKey(provider.id, csi);
+  #fetch(provider: Provider, csi: Subject): Promise<LookupResult> {
+    const key = recordKey(provider.id, csi.canonical);
     let pending = this.#inflight.get(key);
     if (pending === undefined) {
       pending = this.#fetchReplicas(provider, csi).finally(() => this.#inflight.delete(key));
@@ -283,11 +301,12 @@ export class Iterator {
     return pending;
   }
 
-  async #fetchReplicas(provider: Provider, csi: string): Promise<LookupResult> {
+  async #fetchReplicas(provider: Provider, csi: Subject): Promise<LookupResult> {
+    const question = csi.kind === 'email-hash' ? { name: csi.canonical } : { csi: csi.canonical };
     let last: unknown;
     for (const endpoint of provider.endpoints) {
       try {
-        const result = await this.#deps.transport.lookup(endpoint, csi, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
+        const result = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
         return result.kind === 'not_authoritative' ? { kind: 'not_authoritative', dp: provider.id } : result;
       } catch (err) {
         last = err;
@@ -317,7 +336,7 @@ export class Iterator {
     return {
       cached: !branches.some((b) => b.network),
       resolution: {
-        csi: walk.csi.canonical,
+        csi: walk.csi.kind === 'email-hash' ? (revealed(shares) ?? walk.csi.canonical) : walk.csi.canonical,
         mappings,
         expiresAt,
         path: branches.flatMap((b) => b.path),

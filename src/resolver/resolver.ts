@@ -3,8 +3,8 @@
  * entry points the HTTP front-end and library users call.
  */
 import pino, { type Logger } from 'pino';
-import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
+import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import type { Federation, Format } from '../protocol/messages.ts';
 import { ExpiringCache, ReferralCache, type RecordEntry } from './caches.ts';
 import { compose, type Outcome, type Resolve } from './chain.ts';
@@ -30,13 +30,18 @@ export interface ResolverOptions {
   readonly resolutionTimeoutMs?: number;
   /** Referrals allowed on one chain (default 8). */
   readonly maxReferrals?: number;
+  /** The DNS apex for `{ name }` questions (default `mimi.arpa`). */
+  readonly dnsApex?: string;
   /** Entry bounds of the caches. */
   readonly cacheSize?: { readonly answers?: number; readonly records?: number; readonly referrals?: number };
 }
 
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
 export interface ResolveInput {
-  readonly csi: string;
+  /** A CSI in any accepted form; or give `name`. */
+  readonly csi?: string | undefined;
+  /** A DNS owner name (PROTOCOL.md §6) in place of `csi`. */
+  readonly name?: string | undefined;
   readonly format?: Format | undefined;
   readonly msps?: readonly string[] | undefined;
   readonly federation?: Federation | undefined;
@@ -52,9 +57,11 @@ export class Resolver {
   readonly #timeoutMs: number;
   readonly #policy: TtlPolicy;
   readonly #referrals: ReferralCache;
+  readonly #apex: string;
 
   constructor(options: ResolverOptions) {
     this.#now = options.now ?? Date.now;
+    this.#apex = options.dnsApex ?? DEFAULT_DNS_APEX;
     const logger = options.logger ?? pino({ level: 'silent' });
     this.#transport = options.transport ?? new HttpTransport();
     this.#policy = { ...DEFAULT_TTL_POLICY, ...options.ttl };
@@ -111,7 +118,7 @@ export class Resolver {
 
   /** Resolves a question into an outcome, before filter and format. */
   async resolveOutcome(input: ResolveInput): Promise<Outcome> {
-    const csi = parseCsi(input.csi);
+    const csi = subjectOf(input, this.#apex);
     if (input.msps !== undefined) {
       const root = await this.#root.current();
       const unknown = input.msps.find((m) => !root.msps.has(m));

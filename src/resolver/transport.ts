@@ -16,13 +16,16 @@ import {
 /** A DP's reply as the resolver classifies it: the three kinds, or "this DP holds no share". */
 export type LookupResult = LookupResponse | { readonly kind: 'not_authoritative'; readonly dp: string };
 
+/** The body of a lookup: a canonical CSI, or a DNS owner name. */
+export type LookupQuestion = { readonly csi: string } | { readonly name: string };
+
 /** The root zone fetch result of a conditional GET. */
 export type ZoneFetch = { readonly status: 'unchanged' } | { readonly status: 'changed'; readonly zone: unknown; readonly etag: string | undefined };
 
 /** What the resolver needs from the network. */
 export interface Transport {
-  /** Asks one replica one question; throws `upstream_unavailable` on any fault. */
-  lookup(endpoint: string, csi: string, signal: AbortSignal): Promise<LookupResult>;
+  /** Asks one replica one question (`{ csi }` or `{ name }`); throws `upstream_unavailable` on any fault. */
+  lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupResult>;
   /** Conditional GET of a root zone (RFC 9110 If-None-Match). */
   fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch>;
   /** Closes every pool. */
@@ -61,14 +64,14 @@ export class HttpTransport implements Transport {
     this.#headers = options.headers ?? {};
   }
 
-  async lookup(endpoint: string, csi: string, signal: AbortSignal): Promise<LookupResult> {
+  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupResult> {
     let res: Dispatcher.ResponseData;
     try {
       res = await request(`${endpoint}/v1/lookup`, {
         method: 'POST',
         dispatcher: this.#dispatcher,
         headers: { 'content-type': 'application/json', accept: 'application/json', ...this.#headers },
-        body: JSON.stringify({ csi }),
+        body: JSON.stringify(question),
         signal,
       });
     } catch (err) {

@@ -3,10 +3,10 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import { RootDp } from '../dp/root-dp.ts';
+import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 
@@ -46,13 +46,13 @@ function serving(holder: DpHolder): DiscoveryProvider {
 }
 
 /** Creates the fastify app of a DP. */
-export function createDpApp(holder: DpHolder, logger: Logger): FastifyInstance {
+export function createDpApp(holder: DpHolder, logger: Logger, apex: string = DEFAULT_DNS_APEX): FastifyInstance {
   const app = createHttpApp(logger);
   app.post('/v1/lookup', async (request, reply) => {
     holder.stats.lookups += 1;
     const dp = serving(holder);
     const body = parseBody(lookupRequestSchema, request.body);
-    const response = dp.lookup(parseCsi(body.csi));
+    const response = dp.lookup(subjectOf(body, apex));
     return reply.type('application/json').send(JSON.stringify(response));
   });
   refuseOtherMethods(app, '/v1/lookup', ['POST']);

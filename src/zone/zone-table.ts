@@ -2,7 +2,7 @@
  * A map from zone keys to values with longest-match lookup for a CSI:
  * O(length of the CSI) map probes, whatever the number of zones.
  */
-import type { Csi } from '../csi/parse.ts';
+import type { Subject } from '../csi/parse.ts';
 import { enclosingZones, type ZoneKey } from '../csi/zone-key.ts';
 
 /** A match: the zone that encloses the CSI most closely and its value. */
@@ -38,7 +38,7 @@ export class ZoneTable<V> {
   }
 
   /** The closest enclosing zone of a CSI, or undefined. */
-  longestMatch(csi: Csi): ZoneMatch<V> | undefined {
+  longestMatch(csi: Subject): ZoneMatch<V> | undefined {
     for (const zone of enclosingZones(csi)) {
       const value = this.#entries.get(zone);
       if (value !== undefined) return { zone, value };

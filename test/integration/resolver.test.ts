@@ -4,7 +4,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootDp } from '../../src/dp/root-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, type TestHierarchy } from './harness.ts';
+import { parseCsi } from '../../src/csi/parse.ts';
+import { ownerName } from '../../src/protocol/enum-name.ts';
+import { bootHierarchy, postJson, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy;
 beforeEach(async () => {
@@ -219,5 +221,32 @@ describe('the root zone copy', () => {
     const lame = await h.resolve({ csi: '+33199000001' });
     expect(h.lookups('dp-uk')).toBe(3); // +447700900123 twice (its record expired with the day), then +33
     expect(lame.json).toMatchObject({ code: 'upstream_unavailable' });
+  });
+});
+
+describe('DNS owner names in place of CSIs (PROTOCOL.md §6)', () => {
+  const bobName = ownerName(parseCsi('bob@example.com'));
+
+  it('a DP answers a hashed e-mail name with the CSI', async () => {
+    const dp = `${h.servers['dp-mail-a']?.[0]}/v1/lookup`;
+    expect((await postJson(dp, { name: bobName })).json).toMatchObject({
+      kind: 'answer',
+      mappings: [{ csi: 'mailto:bob@example.com', msp: 'chat-a' }],
+    });
+    const nobody = ownerName(parseCsi('nobody@example.com'));
+    expect((await postJson(dp, { name: nobody })).json).toMatchObject({ kind: 'not_found', zone: 'email:example.com' });
+    const both = await postJson(dp, { name: bobName, csi: 'bob@example.com' });
+    expect(both.status).toBe(400);
+    expect(both.json.code).toBe('invalid_request');
+  });
+
+  it('the resolver resolves a hashed e-mail name across both shares, and a phone name', async () => {
+    const res = await h.resolve({ name: bobName });
+    expect(res.json).toMatchObject({ csi: 'mailto:bob@example.com', status: 'found', mappings: [{ msp: 'chat-a' }, { msp: 'chat-c' }] });
+    const phone = await h.resolve({ name: '3.2.1.0.5.5.5.2.0.2.1.E164.mimi.arpa.' });
+    expect(phone.json).toMatchObject({ csi: 'tel:+12025550123', status: 'found' });
+    const bad = await h.resolve({ name: 'www.example.com' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.code).toBe('invalid_csi');
   });
 });
