@@ -16,6 +16,7 @@ export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 
 const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
+             [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
   mimi zone check FILE...
@@ -49,6 +50,9 @@ async function serve(args: string[]): Promise<number> {
       resolver: { type: 'string' },
       root: { type: 'string' },
       'max-negative-ttl': { type: 'string' },
+      'dns-port': { type: 'string' },
+      'resolver-dns': { type: 'string' },
+      'dns-apex': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -58,6 +62,9 @@ async function serve(args: string[]): Promise<number> {
   const maxNegativeTtl =
     values['max-negative-ttl'] !== undefined ? flag(z.coerce.number().int().min(0).max(86_400), 'max-negative-ttl', values['max-negative-ttl']) : undefined;
   for (const id of values.only ?? []) flag(idSchema, 'only', id);
+  const dnsPort = values['dns-port'] !== undefined ? flag(z.coerce.number().int().min(0).max(65_535), 'dns-port', values['dns-port']) : undefined;
+  const resolverDns = values['resolver-dns'] !== undefined ? flag(hostPort, 'resolver-dns', values['resolver-dns']) : undefined;
+  const dnsApex = values['dns-apex'] !== undefined ? flag(z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'a DNS name such as mimi.arpa'), 'dns-apex', values['dns-apex']) : undefined;
   if (values.zones === undefined && (resolverAddress === undefined || rootUrl === undefined)) {
     throw new UsageError('give --zones DIR, or --resolver HOST:PORT with --root URL for a resolver alone');
   }
@@ -71,9 +78,19 @@ async function serve(args: string[]): Promise<number> {
     resolver,
     rootUrl,
     logger,
+    dnsPort,
+    resolverDns,
+    dnsApex,
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
-  process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, servers: running.servers })}\n`);
+  const ready = {
+    event: 'ready',
+    resolver: running.resolverUrl ?? null,
+    servers: running.servers,
+    ...(running.resolverDns !== undefined ? { resolverDns: running.resolverDns } : {}),
+    ...(Object.keys(running.dns).length > 0 ? { dns: running.dns } : {}),
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal }, 'stopping: finishing in-flight requests');

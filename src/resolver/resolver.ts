@@ -94,6 +94,11 @@ export class Resolver {
     await this.#root.current();
   }
 
+  /** The resolver's clock (ms since the epoch). */
+  now(): number {
+    return this.#now();
+  }
+
   /** The TTL policy in force. */
   get policy(): TtlPolicy {
     return this.#policy;

@@ -14,6 +14,10 @@ import type { Zone } from '../zone/normalise.ts';
 import { createDpApp, type DpHolder } from './dp-http.ts';
 import { listenAddress } from './http-common.ts';
 import { createResolverApp } from './resolver-http.ts';
+import { DnsAuthority } from '../dp/dns-authority.ts';
+import { DEFAULT_DNS_APEX, normaliseApex } from '../protocol/enum-name.ts';
+import { ResolverDnsView } from '../resolver/dns-view.ts';
+import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
 
 /** What to start. */
 export interface HierarchyOptions {
@@ -30,6 +34,12 @@ export interface HierarchyOptions {
    */
   readonly ephemeral?: boolean | undefined;
   readonly logger: Logger;
+  /** The port every DNS server of the hierarchy listens on (PROTOCOL.md §6); no DNS when absent. */
+  readonly dnsPort?: number | undefined;
+  /** Where the resolver's DNS front-end listens; none when absent. */
+  readonly resolverDns?: { readonly host: string; readonly port: number } | undefined;
+  /** The DNS apex (default `mimi.arpa`). */
+  readonly dnsApex?: string | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -38,6 +48,10 @@ export interface HierarchyOptions {
 export interface RunningHierarchy {
   /** URLs each server listens on, by server id. */
   readonly servers: Readonly<Record<string, readonly string[]>>;
+  /** DNS listeners by server id, as `address:port`. */
+  readonly dns: Readonly<Record<string, readonly string[]>>;
+  /** The resolver's DNS front-end, as `address:port`, when one runs. */
+  readonly resolverDns: string | undefined;
   /** The resolver's URL, when one runs. */
   readonly resolverUrl: string | undefined;
   readonly resolver: Resolver | undefined;
@@ -70,6 +84,7 @@ function urlOf(app: FastifyInstance, scheme: string): string {
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
 export async function startHierarchy(options: HierarchyOptions): Promise<RunningHierarchy> {
   const { logger } = options;
+  const apex = normaliseApex(options.dnsApex ?? DEFAULT_DNS_APEX);
   const selected = options.zones.filter((z) => options.only === undefined || options.only.includes(z.zone.id));
   for (const id of options.only ?? []) {
     if (!options.zones.some((z) => z.zone.id === id)) throw new MimiError('invalid_config', `--only ${id}: no zone file has that id`);
@@ -79,7 +94,9 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const urlMap = new Map<string, string>();
   const listening: { id: string; declared: string; actual: string; app: FastifyInstance }[] = [];
   let resolver: Resolver | undefined;
+  const dnsListeners: DnsListener[] = [];
   const close = async (): Promise<void> => {
+    await Promise.allSettled(dnsListeners.map((l) => l.close()));
     await Promise.allSettled(apps.map((a) => a.close()));
     await resolver?.close();
   };
@@ -88,7 +105,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 } };
       holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
-        const app = createDpApp(holder, logger.child({ server: zone.id }));
+        const app = createDpApp(holder, logger.child({ server: zone.id }), apex);
         apps.push(app);
         const { host, port } = listenAddress(endpoint);
         await app.listen({ host, port: options.ephemeral ? 0 : port });
@@ -105,16 +122,51 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);
 
+    // DNS: one port for the whole hierarchy, one address per server (glue carries no port).
+    const dns: Record<string, string[]> = {};
+    let dnsPort = options.dnsPort;
+    if (dnsPort !== undefined) {
+      for (const { zone } of zones) {
+        const holder = holders.get(zone.id);
+        if (holder?.current === undefined || zone.dns === undefined) continue;
+        const authority = new DnsAuthority(zone, holder.current, apex);
+        const responder = new DnsResponder((name, qtype) => ({ plan: authority.answer(name, qtype), validUntil: Infinity }), {
+          recursive: false,
+          now: Date.now,
+          logger: logger.child({ server: zone.id }),
+        });
+        for (const address of zone.dns) {
+          const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
+          dnsListeners.push(listener);
+          dnsPort = listener.port;
+          (dns[zone.id] ??= []).push(`${address}:${listener.port}`);
+        }
+      }
+    }
+
     let resolverUrl: string | undefined;
+    let resolverDnsAddress: string | undefined;
     if (options.resolver !== undefined) {
       const root = zones.find((z) => z.zone.role === 'root')?.zone;
       const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
       if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
-      resolver = new Resolver({ ...options.resolverOptions, rootHints: hints, logger: logger.child({ server: 'resolver' }) });
+      resolver = new Resolver({ ...options.resolverOptions, rootHints: hints, dnsApex: apex, logger: logger.child({ server: 'resolver' }) });
       const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
       apps.push(app);
       await app.listen({ host: options.resolver.host, port: options.resolver.port });
       resolverUrl = urlOf(app, 'http:');
+      if (options.resolverDns !== undefined) {
+        const r = resolver;
+        const view = new ResolverDnsView(r, apex, () => r.now());
+        const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
+          recursive: true,
+          now: () => r.now(),
+          logger: logger.child({ server: 'resolver' }),
+        });
+        const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }));
+        dnsListeners.push(listener);
+        resolverDnsAddress = `${listener.address}:${listener.port}`;
+      }
       await resolver.start().catch((err: unknown) => {
         logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
       });
@@ -124,7 +176,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
       await entry.app.close();
     };
-    return { servers, resolverUrl, resolver, zones, holders, stopEndpoint, close };
+    return { servers, dns, resolverUrl, resolverDns: resolverDnsAddress, resolver, zones, holders, stopEndpoint, close };
   } catch (err) {
     await close();
     throw err;

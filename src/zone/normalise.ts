@@ -268,6 +268,17 @@ export function crossCheckZones(zones: readonly { zone: Zone; source: string }[]
     if (other !== undefined) problems.push(`${source}: id "${zone.id}" is also the id of ${other}`);
     ids.set(zone.id, source);
   }
+  // PROTOCOL.md §6: registry and glue entries carry the same `dns` list as the server's own file.
+  const ownDns = new Map(zones.map(({ zone, source }) => [zone.id, { dns: (zone.dns ?? []).join(','), source }]));
+  for (const { zone, source } of zones) {
+    zone.dps.forEach((entry, i) => {
+      const own = ownDns.get(entry.id);
+      const listed = (entry.dns ?? []).join(',');
+      if (own !== undefined && own.dns !== listed && problems.length < 50) {
+        problems.push(`${source}: dps[${i}].dns: [${listed}] differs from the dns of ${own.source} ([${own.dns}])`);
+      }
+    });
+  }
   const root = roots[0]?.zone;
   if (root?.role === 'root') {
     const msps = new Set(root.msps.map((m) => m.id));

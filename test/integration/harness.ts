@@ -2,7 +2,10 @@
  * Boots real hierarchies on port 0 for integration tests, with an injected
  * resolver clock (TTL expiry without sleeping).
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
@@ -10,6 +13,8 @@ import { startHierarchy, type RunningHierarchy } from '../../src/server/serve.ts
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { parseZoneText } from '../../src/zone/normalise.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** A controllable clock for the resolver. */
 export interface TestClock {
@@ -50,7 +55,13 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
 
 /** Boots zones (default: the fixture hierarchy) and a resolver, all on port 0. */
 export async function bootHierarchy(
-  options: { zones?: LoadedZone[]; resolver?: Omit<ResolverOptions, 'rootHints' | 'logger' | 'now'>; logger?: Logger } = {},
+  options: {
+    zones?: LoadedZone[];
+    resolver?: Omit<ResolverOptions, 'rootHints' | 'logger' | 'now'>;
+    logger?: Logger;
+    /** Serve DNS: every server on this port (0: one the system picks), the resolver on `resolverDns`. */
+    dns?: { port: number; resolverDns: { host: string; port: number } };
+  } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
   const clock = createClock();
@@ -60,6 +71,8 @@ export async function bootHierarchy(
     resolver: { host: '127.0.0.1', port: 0 },
     logger: options.logger ?? pino({ level: 'silent' }),
     resolverOptions: { ...options.resolver, now: () => clock.now },
+    dnsPort: options.dns?.port,
+    resolverDns: options.dns?.resolverDns,
   });
   return {
     ...running,
@@ -119,5 +132,46 @@ export async function scriptedDp(
       server.close();
       await once(server, 'close');
     },
+  };
+}
+
+/** One dig run, parsed from its YAML output. */
+export interface DigResult {
+  readonly status: string;
+  readonly flags: string[];
+  readonly answer: string[];
+  readonly authority: string[];
+  readonly additional: string[];
+  readonly edns: { udp?: number; ede?: string } | undefined;
+  readonly question: string[];
+  readonly protocol: string;
+}
+
+/** dig prints an EDE as a string or as { INFO-CODE, EXTRA-TEXT }. */
+function describeEde(ede: unknown): string {
+  if (typeof ede === 'object' && ede !== null) {
+    const e = ede as Record<string, unknown>;
+    return `${String(e['INFO-CODE'])}${e['EXTRA-TEXT'] !== undefined ? `: ${String(e['EXTRA-TEXT'])}` : ''}`;
+  }
+  return String(ede);
+}
+
+/** Runs the real `dig` (+yaml) against address:port and parses what it printed. */
+export async function dig(server: string, args: readonly string[]): Promise<DigResult> {
+  const [address, port] = server.split(':');
+  const { stdout } = await execFileAsync('dig', [`@${address}`, '-p', port ?? '53', '+yaml', '+tries=1', '+time=5', ...args], { timeout: 20_000 });
+  const docs = parseYaml(stdout) as { message: { socket_protocol?: string; response_message_data?: Record<string, unknown> } }[];
+  const data = docs.at(-1)?.message.response_message_data ?? {};
+  const opt = (data.OPT_PSEUDOSECTION as { EDNS?: Record<string, unknown> } | undefined)?.EDNS;
+  const list = (key: string): string[] => ((data[key] as string[] | undefined) ?? []).map((l) => l.replace(/\s+/g, ' '));
+  return {
+    status: String(data.status),
+    flags: String(data.flags ?? '').split(' ').filter(Boolean),
+    answer: list('ANSWER_SECTION'),
+    authority: list('AUTHORITY_SECTION'),
+    additional: list('ADDITIONAL_SECTION'),
+    edns: opt === undefined ? undefined : { udp: Number(opt.udp), ...(opt.EDE !== undefined ? { ede: describeEde(opt.EDE) } : {}) },
+    question: list('QUESTION_SECTION'),
+    protocol: String(docs.at(-1)?.message.socket_protocol ?? ''),
   };
 }

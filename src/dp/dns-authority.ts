@@ -1,0 +1,185 @@
+/**
+ * A DP's authoritative DNS view (PROTOCOL.md §6): SOA and NS at each zone apex,
+ * A/AAAA for its own NS names, referrals (NS + glue) at delegation points,
+ * NAPTR at mapped names, NODATA at empty non-terminals (RFC 8020) and NXDOMAIN
+ * below them, REFUSED outside its zones. Mapped data comes from the DP's own
+ * `lookup`, so DNS serves exactly what HTTP serves.
+ */
+import type { Answer } from 'dns-packet';
+import { parseCsi } from '../csi/parse.ts';
+import type { ZoneKey } from '../csi/zone-key.ts';
+import { ownerName, readName, zoneName } from '../protocol/enum-name.ts';
+import { RCODE } from '../protocol/dns-wire.ts';
+import type { DpMapping, LookupResponse } from '../protocol/messages.ts';
+import type { DpRef, Zone } from '../zone/normalise.ts';
+import type { DiscoveryProvider } from './provider.ts';
+
+/** What to put in a DNS response (the header and question are the front-end's). */
+export interface DnsPlan {
+  readonly rcode: number;
+  /** Authoritative answer (AA). */
+  readonly aa: boolean;
+  readonly answers: Answer[];
+  readonly authorities: Answer[];
+  readonly additionals: Answer[];
+}
+
+/** DNS type numbers used here. */
+export const QTYPE = { A: 1, NS: 2, SOA: 6, AAAA: 28, NAPTR: 35, ANY: 255 } as const;
+
+/** A refusal: the name is outside every zone of this server. */
+export const REFUSED: DnsPlan = { rcode: RCODE.REFUSED, aa: false, answers: [], authorities: [], additionals: [] };
+
+/** The NAPTR record of a mapping (PROTOCOL.md §6: order = preference, flags U, service E2U+x-mimi). */
+export function naptrRecord(name: string, mapping: { msp: string; preference: number }, ttl: number): Answer {
+  return {
+    name,
+    type: 'NAPTR',
+    class: 'IN',
+    ttl,
+    data: { order: mapping.preference, preference: 10, flags: 'U', services: 'E2U+x-mimi', regexp: `!^.*$!mimi:${mapping.msp}!`, replacement: '.' },
+  };
+}
+
+/** The SOA of a zone: serial = the zone's serial, TTL and MINIMUM = its negative TTL (RFC 2308). */
+export function soaRecord(zone: string, serverId: string, serial: number, negativeTtl: number): Answer {
+  return {
+    name: zone,
+    type: 'SOA',
+    class: 'IN',
+    ttl: negativeTtl,
+    data: { mname: `${serverId}._ns.${zone}`, rname: `hostmaster.${zone}`, serial, refresh: 3600, retry: 600, expire: 86_400, minimum: negativeTtl },
+  };
+}
+
+/** A/AAAA records for a list of addresses. */
+export function addressRecords(name: string, addresses: readonly string[], ttl: number, qtype?: number): Answer[] {
+  return addresses
+    .filter((a) => qtype === undefined || (qtype === QTYPE.AAAA) === a.includes(':'))
+    .map((a) => ({ name, type: a.includes(':') ? ('AAAA' as const) : ('A' as const), class: 'IN', ttl, data: a }));
+}
+
+interface Cut {
+  readonly zone: ZoneKey;
+  readonly providers: readonly { id: string; dns: readonly string[] }[];
+}
+
+/** Answers DNS questions for one DP from its zone. */
+export class DnsAuthority {
+  readonly #zone: Zone;
+  readonly #dp: DiscoveryProvider;
+  readonly #apex: string;
+  /** Zone apex name -> zone key. */
+  readonly #zones = new Map<string, ZoneKey>();
+  /** Delegation point name -> its providers with their DNS addresses. */
+  readonly #cuts = new Map<string, Cut>();
+  /** Every name that exists in this server's zones (with data or as an empty non-terminal). */
+  readonly #names = new Set<string>();
+
+  constructor(zone: Zone, dp: DiscoveryProvider, apex: string) {
+    this.#zone = zone;
+    this.#dp = dp;
+    this.#apex = apex;
+    const own = zone.role === 'root' ? (['e164:', 'email:'] as ZoneKey[]) : zone.zones;
+    for (const z of own) this.#zones.set(zoneName(z, apex), z);
+    const registry = new Map<string, DpRef>(zone.dps.map((d) => [d.id, d]));
+    for (const d of zone.delegations) {
+      const providers = d.providers.map((id) => ({ id, dns: registry.get(id)?.dns ?? [] }));
+      const name = zoneName(d.zone, apex);
+      this.#cuts.set(name, { zone: d.zone, providers });
+      this.#addWithAncestors(name);
+    }
+    for (const name of this.#zones.keys()) this.#addWithAncestors(`${zone.id}._ns.${name}`);
+    if (zone.role === 'authoritative') for (const m of zone.mappings) this.#addWithAncestors(ownerName(parseCsi(m.csi), apex));
+  }
+
+  /** Adds a name and its ancestors up to (and including) its zone apex. */
+  #addWithAncestors(name: string): void {
+    let current = name;
+    for (;;) {
+      if (this.#names.has(current)) return;
+      this.#names.add(current);
+      if (this.#zones.has(current)) return;
+      const dot = current.indexOf('.');
+      if (dot < 0) return;
+      current = current.slice(dot + 1);
+    }
+  }
+
+  /** The zone apex enclosing a name, longest first. */
+  #zoneOf(name: string): string | undefined {
+    let current = name;
+    for (;;) {
+      if (this.#zones.has(current)) return current;
+      const dot = current.indexOf('.');
+      if (dot < 0) return undefined;
+      current = current.slice(dot + 1);
+    }
+  }
+
+  /** The deepest delegation point at or above a name, below its zone apex (longest match, as over HTTP). */
+  #cutOf(name: string, apex: string): { name: string; cut: Cut } | undefined {
+    let current = name;
+    while (current !== apex) {
+      const cut = this.#cuts.get(current);
+      if (cut !== undefined) return { name: current, cut };
+      const dot = current.indexOf('.');
+      if (dot < 0) return undefined;
+      current = current.slice(dot + 1);
+    }
+    return undefined;
+  }
+
+  /** Answers one question; `name` is lower-case without the trailing dot. */
+  answer(name: string, qtype: number): DnsPlan {
+    const apex = this.#zoneOf(name);
+    if (apex === undefined) return REFUSED;
+    const z = this.#zone;
+    const soa = soaRecord(apex, z.id, z.serial, z.negativeTtl);
+    const nodata: DnsPlan = { rcode: RCODE.NOERROR, aa: true, answers: [], authorities: [soa], additionals: [] };
+    const cut = this.#cutOf(name, apex);
+    if (cut !== undefined) return this.#referral(cut.name, cut.cut);
+    const nsName = `${z.id}._ns.${apex}`;
+    if (name === apex) {
+      const glue = addressRecords(nsName, z.dns ?? [], z.ttl);
+      if (qtype === QTYPE.SOA) return { ...nodata, answers: [soa], authorities: [] };
+      if (qtype === QTYPE.NS) return { ...nodata, answers: [{ name: apex, type: 'NS', class: 'IN', ttl: z.ttl, data: nsName }], authorities: [], additionals: glue };
+      if (qtype === QTYPE.ANY) return { ...nodata, answers: [soa, { name: apex, type: 'NS', class: 'IN', ttl: z.ttl, data: nsName }], authorities: [] };
+      return nodata;
+    }
+    if (name === nsName) {
+      const records = addressRecords(name, z.dns ?? [], z.ttl, qtype === QTYPE.A || qtype === QTYPE.AAAA ? qtype : undefined);
+      return qtype === QTYPE.A || qtype === QTYPE.AAAA || qtype === QTYPE.ANY ? (records.length > 0 ? { ...nodata, answers: records, authorities: [] } : nodata) : nodata;
+    }
+    const meaning = readName(name, this.#apex);
+    if (meaning.kind === 'csi' || meaning.kind === 'email-hash') {
+      const response = this.#lookup(meaning.kind === 'csi' ? meaning.csi : meaning.subject);
+      if (response?.kind === 'answer' && response.mappings.length > 0) {
+        if (qtype !== QTYPE.NAPTR && qtype !== QTYPE.ANY) return nodata;
+        return { ...nodata, answers: naptrAnswers(name, response.mappings, response.ttl), authorities: [] };
+      }
+    }
+    if (this.#names.has(name)) return nodata; // an empty non-terminal (RFC 8020) or a name of another type
+    return { ...nodata, rcode: RCODE.NXDOMAIN };
+  }
+
+  #lookup(subject: Parameters<DiscoveryProvider['lookup']>[0]): LookupResponse | undefined {
+    try {
+      return this.#dp.lookup(subject);
+    } catch {
+      return undefined; // not_authoritative: cannot happen inside our zones, answered as absent
+    }
+  }
+
+  #referral(name: string, cut: Cut): DnsPlan {
+    const ttl = this.#zone.ttl;
+    const authorities: Answer[] = cut.providers.map((p) => ({ name, type: 'NS', class: 'IN', ttl, data: `${p.id}._ns.${name}` }));
+    const additionals = cut.providers.flatMap((p) => addressRecords(`${p.id}._ns.${name}`, p.dns, ttl));
+    return { rcode: RCODE.NOERROR, aa: false, answers: [], authorities, additionals };
+  }
+}
+
+/** NAPTR records of an answer's mappings, sorted by preference. */
+export function naptrAnswers(name: string, mappings: readonly Pick<DpMapping, 'msp' | 'preference' | 'ttl'>[], defaultTtl: number): Answer[] {
+  return [...mappings].sort((a, b) => a.preference - b.preference || (a.msp < b.msp ? -1 : 1)).map((m) => naptrRecord(name, m, m.ttl ?? defaultTtl));
+}

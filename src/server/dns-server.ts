@@ -1,0 +1,216 @@
+/**
+ * DNS front-ends (PROTOCOL.md §6): UDP and TCP listeners (node:dgram, node:net)
+ * around a responder that keeps encoded answers keyed by (name, type, class,
+ * EDNS, size limit) and only patches the ID, the RD bit and the name's case on a
+ * hit. Every packet is handled inside try/catch: nothing a peer sends can throw
+ * out of a handler. Full decoding and all encoding are dns-packet's.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Packet, Question } from 'dns-packet';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { DnsPlan } from '../dp/dns-authority.ts';
+import {
+  decodeQuery,
+  encodeResponse,
+  errorReply,
+  FLAG,
+  MAX_MESSAGE,
+  optRecord,
+  patchAnswer,
+  scanQuery,
+  udpLimit,
+} from '../protocol/dns-wire.ts';
+import { normaliseName } from '../protocol/enum-name.ts';
+
+/** What a DNS backend returns for one question. */
+export interface BackendAnswer {
+  readonly plan: DnsPlan;
+  /** RFC 8914 extended errors to attach. */
+  readonly errors?: readonly { code: number; text?: string }[];
+  /** ms since the epoch until which the encoding may be reused; Infinity for static data. */
+  readonly validUntil: number;
+}
+
+/** Answers a question (`name` lower-case, no trailing dot). */
+export type DnsBackend = (name: string, qtype: number) => BackendAnswer | Promise<BackendAnswer>;
+
+/** Options of a {@link DnsResponder}. */
+export interface DnsResponderOptions {
+  /** Set RA (a recursive resolver). */
+  readonly recursive: boolean;
+  readonly now: () => number;
+  readonly logger: Logger;
+  /** Encoded answers kept. */
+  readonly cacheSize?: number;
+}
+
+interface CachedAnswer {
+  readonly bytes: Buffer;
+  readonly validUntil: number;
+}
+
+const TYPE_NUMBERS: Readonly<Record<string, number>> = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, ANY: 255 };
+
+function typeNumber(question: Question): number {
+  const t = question.type as unknown;
+  if (typeof t === 'number') return t;
+  const known = TYPE_NUMBERS[String(t)];
+  if (known !== undefined) return known;
+  const m = /^UNKNOWN_(\d+)$/.exec(String(t));
+  return m ? Number(m[1]) : 0;
+}
+
+/** Turns raw queries into raw answers, with the encoded-answer cache. */
+export class DnsResponder {
+  readonly #backend: DnsBackend;
+  readonly #options: DnsResponderOptions;
+  readonly #cache: LRUCache<string, CachedAnswer>;
+
+  constructor(backend: DnsBackend, options: DnsResponderOptions) {
+    this.#backend = backend;
+    this.#options = options;
+    this.#cache = new LRUCache({ max: options.cacheSize ?? 100_000 });
+  }
+
+  /** Forgets every encoded answer (the data behind them changed). */
+  invalidate(): void {
+    this.#cache.clear();
+  }
+
+  /** Answers one raw query; undefined means "send nothing". Never throws. */
+  async respond(query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    try {
+      const scan = scanQuery(query);
+      const limit = transport === 'tcp' ? MAX_MESSAGE : udpLimit(scan?.ednsSize);
+      if (scan !== undefined) {
+        const hit = this.#cache.get(`${scan.key}|${limit}`);
+        if (hit !== undefined && hit.validUntil > this.#options.now()) return patchAnswer(hit.bytes, query, scan);
+      }
+      return await this.#slow(query, transport, scan === undefined ? undefined : `${scan.key}|${limit}`);
+    } catch (err) {
+      this.#options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'DNS query failed');
+      return errorReply(query, 2, this.#options.recursive);
+    }
+  }
+
+  async #slow(query: Buffer, transport: 'udp' | 'tcp', key: string | undefined): Promise<Buffer | undefined> {
+    const decoded = decodeQuery(query);
+    if (!decoded.ok) return decoded.rcode < 0 ? undefined : errorReply(query, decoded.rcode, this.#options.recursive);
+    const { packet, question } = decoded;
+    const opt = (packet.additionals ?? []).find((r) => r.type === 'OPT') as { udpPayloadSize?: number; ednsVersion?: number } | undefined;
+    const limit = transport === 'tcp' ? MAX_MESSAGE : udpLimit(opt?.udpPayloadSize);
+    const rd = ((packet.flags ?? 0) & FLAG.RD) !== 0;
+    const base = FLAG.QR | (rd ? FLAG.RD : 0) | (this.#options.recursive ? FLAG.RA : 0);
+    if (opt !== undefined && (opt.ednsVersion ?? 0) > 0) {
+      // RFC 6891 §6.1.3: BADVERS (extended RCODE 1 << 4) for an EDNS version we do not speak.
+      const badvers = { ...optRecord(), extendedRcode: 1 } as unknown as NonNullable<Packet['additionals']>[number];
+      return encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base, questions: [question], additionals: [badvers] }, limit);
+    }
+    if (question.class !== 'IN' && (question.class as unknown) !== 1) {
+      return encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base | 5, questions: [question], additionals: opt ? [optRecord()] : [] }, limit);
+    }
+    const answer = await this.#backend(normaliseName(question.name), typeNumber(question));
+    const { plan } = answer;
+    const response: Packet = {
+      id: packet.id ?? 0,
+      type: 'response',
+      flags: base | (plan.aa ? FLAG.AA : 0) | (plan.rcode & 0xf),
+      questions: [question],
+      answers: plan.answers,
+      authorities: plan.authorities,
+      additionals: opt !== undefined ? [...plan.additionals, optRecord(answer.errors ?? [])] : plan.additionals,
+    };
+    const bytes = encodeResponse(response, limit);
+    if (key !== undefined && answer.validUntil > this.#options.now()) {
+      this.#cache.set(key, { bytes, validUntil: answer.validUntil });
+    }
+    return bytes;
+  }
+}
+
+/** A running DNS listener (UDP and TCP on one address and port). */
+export interface DnsListener {
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Largest number of TCP connections one listener holds at once. */
+const MAX_TCP_CONNECTIONS = 1024;
+/** Idle time before a TCP connection is closed (RFC 7766 §6.2.3 recommends seconds). */
+const TCP_IDLE_MS = 10_000;
+
+/** Listens on UDP and TCP at address:port (port 0: the system picks one, shared by both). */
+export async function listenDns(responder: DnsResponder, address: string, port: number, logger: Logger): Promise<DnsListener> {
+  const udp: Socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+  udp.on('message', (msg, rinfo) => {
+    responder.respond(msg, 'udp').then(
+      (reply) => {
+        if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
+      },
+      () => undefined,
+    );
+  });
+  udp.on('error', (err) => logger.warn({ err: err.message }, 'DNS UDP socket error'));
+  udp.bind(port, address);
+  await once(udp, 'listening');
+  const boundPort = udp.address().port;
+
+  const tcp: Server = createServer({ allowHalfOpen: false }, (socket) => serveTcp(socket, responder));
+  tcp.maxConnections = MAX_TCP_CONNECTIONS;
+  tcp.on('error', (err) => logger.warn({ err: err.message }, 'DNS TCP server error'));
+  tcp.listen(boundPort, address);
+  try {
+    await once(tcp, 'listening');
+  } catch (err) {
+    udp.close();
+    throw err;
+  }
+  const sockets = new Set<TcpSocket>();
+  tcp.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return {
+    address,
+    port: boundPort,
+    close: async () => {
+      udp.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    },
+  };
+}
+
+/** One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), pipelined, answered in any order. */
+function serveTcp(socket: TcpSocket, responder: DnsResponder): void {
+  let buffered: Buffer = Buffer.alloc(0);
+  socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    if (buffered.length > 2 + MAX_MESSAGE + 2) {
+      socket.destroy();
+      return;
+    }
+    while (buffered.length >= 2) {
+      const length = buffered.readUInt16BE(0);
+      if (buffered.length < 2 + length) break;
+      const message = buffered.subarray(2, 2 + length);
+      buffered = buffered.subarray(2 + length);
+      responder.respond(Buffer.from(message), 'tcp').then(
+        (reply) => {
+          if (reply === undefined || socket.destroyed) return;
+          const frame = Buffer.allocUnsafe(2 + reply.length);
+          frame.writeUInt16BE(reply.length, 0);
+          reply.copy(frame, 2);
+          socket.write(frame);
+        },
+        () => socket.destroy(),
+      );
+    }
+  });
+}
