@@ -17,7 +17,7 @@ describe('root DP lookup', () => {
       dp: 'root',
       zone: 'e164:1',
       ttl: 86400,
-      providers: [{ id: 'dp-nanp', endpoints: ['http://127.0.0.1:20002'] }],
+      providers: [{ id: 'dp-nanp', endpoints: ['http://127.0.0.1:20002'], dns: ['127.0.1.12'] }],
     });
     const mail = root.lookup(parseCsi('bob@example.com'));
     expect(mail.kind === 'referral' && mail.providers.map((p) => p.id)).toEqual(['dp-mail-a', 'dp-mail-b']);
