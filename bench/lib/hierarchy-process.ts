@@ -7,20 +7,24 @@ import pino from 'pino';
 import { startHierarchy } from '../../src/server/serve.ts';
 import { loadZoneDir } from '../../src/zone/load.ts';
 
-const [mode, arg] = process.argv.slice(2);
-if ((mode !== 'dps' && mode !== 'resolver') || arg === undefined) throw new Error('usage: hierarchy-process.ts dps ZONE_DIR | resolver ROOT_URL');
+const [mode, arg, dnsPort, resolverDns] = process.argv.slice(2);
+if ((mode !== 'dps' && mode !== 'resolver') || arg === undefined) {
+  throw new Error('usage: hierarchy-process.ts dps ZONE_DIR [DNS_PORT] | resolver ROOT_URL [- RESOLVER_DNS_HOST:PORT]');
+}
+const dnsAt = resolverDns?.split(':');
 const logger = pino({ level: 'warn' }, pino.destination(2));
 const running =
   mode === 'dps'
-    ? await startHierarchy({ zones: await loadZoneDir(arg), ephemeral: true, logger })
+    ? await startHierarchy({ zones: await loadZoneDir(arg), ephemeral: true, logger, dnsPort: dnsPort !== undefined ? Number(dnsPort) : undefined })
     : await startHierarchy({
         zones: [],
         rootUrl: arg,
         resolver: { host: '127.0.0.1', port: 0 },
         logger,
         resolverOptions: { cacheSize: { answers: 500_000, records: 500_000 } },
+        resolverDns: dnsAt !== undefined ? { host: dnsAt[0] ?? '127.0.0.1', port: Number(dnsAt[1]) } : undefined,
       });
-process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, servers: running.servers })}\n`);
+process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, resolverDns: running.resolverDns ?? null, servers: running.servers, dns: running.dns })}\n`);
 const stop = (): void => {
   running.close().then(
     () => process.exit(0),

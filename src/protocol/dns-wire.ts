@@ -33,8 +33,6 @@ export const MAX_MESSAGE = 65_535;
 export interface ScannedQuery {
   readonly id: number;
   readonly rd: boolean;
-  /** Lower-case query name, without the trailing dot. */
-  readonly name: string;
   readonly qtype: number;
   readonly qclass: number;
   /** Byte range of the encoded question name (for copying its letter case). */
@@ -43,7 +41,7 @@ export interface ScannedQuery {
   /** The requestor's EDNS UDP size, or undefined without an OPT record. */
   readonly ednsSize: number | undefined;
   readonly ednsVersion: number;
-  /** The cache key: name, type, class and EDNS presence. */
+  /** The cache key: the question's bytes with ASCII letters lower-cased, EDNS presence and the size limit. */
   readonly key: string;
 }
 
@@ -53,7 +51,7 @@ export interface ScannedQuery {
  * Anything else (or anything malformed) returns undefined: the caller falls back
  * to a full decode. Every read is bounds-checked.
  */
-export function scanQuery(buf: Buffer): ScannedQuery | undefined {
+export function scanQuery(buf: Buffer, tcp = false): ScannedQuery | undefined {
   if (buf.length < 17 || buf.length > MAX_MESSAGE) return undefined;
   const flags = buf.readUInt16BE(2);
   if ((flags & FLAG.QR) !== 0 || (flags & 0x7800) !== 0) return undefined; // a response, or an opcode other than QUERY
@@ -61,15 +59,11 @@ export function scanQuery(buf: Buffer): ScannedQuery | undefined {
   const arcount = buf.readUInt16BE(10);
   if (arcount > 1) return undefined;
   let offset = 12;
-  let name = '';
   for (;;) {
     if (offset >= buf.length) return undefined;
     const len = buf[offset] ?? 0;
     if (len === 0) break;
     if (len > 63 || offset + 1 + len > buf.length) return undefined; // compression or overrun: full decode
-    const label = buf.toString('latin1', offset + 1, offset + 1 + len);
-    if (label.includes('.')) return undefined;
-    name += name === '' ? label : `.${label}`;
     offset += 1 + len;
     if (offset - 12 > 255) return undefined;
   }
@@ -89,18 +83,18 @@ export function scanQuery(buf: Buffer): ScannedQuery | undefined {
     offset += 11 + rdlength;
   }
   if (offset !== buf.length) return undefined;
-  const lower = name.toLowerCase();
+  // Label lengths are below 64, so lower-casing the raw bytes touches only letters.
+  const question = buf.toString('latin1', 12, nameEnd + 4).toLowerCase();
   return {
     id: buf.readUInt16BE(0),
     rd: (flags & FLAG.RD) !== 0,
-    name: lower,
     qtype,
     qclass,
     nameStart: 12,
     nameEnd,
     ednsSize,
     ednsVersion,
-    key: `${lower}|${qtype}|${qclass}|${ednsSize === undefined ? 0 : 1}`,
+    key: `${question}|${ednsSize === undefined ? 'u' : 'e'}${tcp ? MAX_MESSAGE : udpLimit(ednsSize)}`,
   };
 }
 

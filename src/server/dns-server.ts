@@ -80,16 +80,24 @@ export class DnsResponder {
     this.#cache.clear();
   }
 
+  /** The answer from the encoded-answer cache, synchronously, or undefined on a miss. Never throws. */
+  cached(query: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
+    try {
+      const scan = scanQuery(query, transport === 'tcp');
+      if (scan === undefined) return undefined;
+      const hit = this.#cache.get(scan.key);
+      return hit !== undefined && hit.validUntil > this.#options.now() ? patchAnswer(hit.bytes, query, scan) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Answers one raw query; undefined means "send nothing". Never throws. */
   async respond(query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     try {
-      const scan = scanQuery(query);
-      const limit = transport === 'tcp' ? MAX_MESSAGE : udpLimit(scan?.ednsSize);
-      if (scan !== undefined) {
-        const hit = this.#cache.get(`${scan.key}|${limit}`);
-        if (hit !== undefined && hit.validUntil > this.#options.now()) return patchAnswer(hit.bytes, query, scan);
-      }
-      return await this.#slow(query, transport, scan === undefined ? undefined : `${scan.key}|${limit}`);
+      const hit = this.cached(query, transport);
+      if (hit !== undefined) return hit;
+      return await this.#slow(query, transport, scanQuery(query, transport === 'tcp')?.key);
     } catch (err) {
       this.#options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'DNS query failed');
       return errorReply(query, 2, this.#options.recursive);
@@ -147,6 +155,12 @@ const TCP_IDLE_MS = 10_000;
 export async function listenDns(responder: DnsResponder, address: string, port: number, logger: Logger): Promise<DnsListener> {
   const udp: Socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
   udp.on('message', (msg, rinfo) => {
+    // The hot path: a cache hit is answered without a promise or a full decode.
+    const hit = responder.cached(msg, 'udp');
+    if (hit !== undefined) {
+      udp.send(hit, rinfo.port, rinfo.address);
+      return;
+    }
     responder.respond(msg, 'udp').then(
       (reply) => {
         if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
