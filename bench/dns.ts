@@ -8,19 +8,19 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { unboundConfig } from '../test/fixtures/unbound.ts';
 import { spawnReady } from './lib/run.ts';
+import { benchDigits, writeBenchZones } from './lib/zones.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const NAMES = 1_000;
 const RESOLVER_DNS = '127.0.54.53:5353';
 const UNBOUND_PORT = 5354;
 
-// +999 is an unassigned country code: every generated number is fictional.
-const digits = (i: number): string => `999${String(100_000_000 + i)}`;
-const owner = (i: number): string => `${[...digits(i)].reverse().join('.')}.e164.mimi.arpa`;
+const owner = (i: number): string => `${[...benchDigits(i)].reverse().join('.')}.e164.mimi.arpa`;
 
 interface DnsFigures {
   readonly queriesPerSecond: number;
@@ -55,62 +55,14 @@ if (spawnSync('sh', ['-c', 'command -v dnsperf && command -v unbound']).status !
   process.exit(2);
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-dns-'));
-await writeFile(
-  join(dir, 'root.yaml'),
-  `role: root
-id: root
-serial: 1
-ttl: 86400
-negativeTtl: 300
-endpoints: [ "http://127.0.0.1:1" ]
-dns: [ "127.0.54.10" ]
-msps:
-  - { id: chat-a, name: A, bit: 0 }
-  - { id: chat-b, name: B, bit: 1 }
-dps:
-  - { id: dp-bench, endpoints: [ "http://127.0.0.1:2" ], dns: [ "127.0.54.11" ] }
-delegations:
-  - { zone: "e164:999", providers: [ dp-bench ] }
-`,
-);
-const lines = ['role: authoritative', 'id: dp-bench', 'serial: 1', 'zones: [ "e164:999" ]', 'ttl: 3600', 'negativeTtl: 60', 'endpoints: [ "http://127.0.0.1:2" ]', 'dns: [ "127.0.54.11" ]', 'mappings:'];
-for (let i = 0; i < NAMES; i++) {
-  lines.push(`  - { csi: "tel:+${digits(i)}", msp: chat-a, preference: 1 }`, `  - { csi: "tel:+${digits(i)}", msp: chat-b, preference: 2 }`);
-}
-await writeFile(join(dir, 'dp-bench.yaml'), `${lines.join('\n')}\n`);
+const dir = await writeBenchZones(NAMES, { root: '127.0.54.10', dp: '127.0.54.11' });
 const queries = join(dir, 'queries.txt');
 await writeFile(queries, `${Array.from({ length: NAMES }, (_, i) => `${owner(i)} NAPTR`).join('\n')}\n`);
 
 const dps = await spawnReady('bench/lib/hierarchy-process.ts', ['dps', dir, '53']);
 const rootUrl = (dps.ready.servers as Record<string, string[]>).root?.[0] ?? '';
 const resolver = await spawnReady('bench/lib/hierarchy-process.ts', ['resolver', rootUrl, '-', RESOLVER_DNS]);
-await writeFile(
-  join(dir, 'unbound.conf'),
-  `server:
-  interface: 127.0.0.1@${UNBOUND_PORT}
-  port: ${UNBOUND_PORT}
-  do-ip6: no
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: "${dir}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  num-threads: 1
-  so-reuseport: no
-  msg-cache-size: 64m
-  rrset-cache-size: 128m
-stub-zone:
-  name: "mimi.arpa"
-  stub-addr: 127.0.54.10@53
-remote-control:
-  control-enable: no
-`,
-);
+await writeFile(join(dir, 'unbound.conf'), unboundConfig({ port: UNBOUND_PORT, dir, stubAddr: '127.0.54.10@53' }));
 const unbound = spawn('unbound', ['-d', '-c', join(dir, 'unbound.conf')], { stdio: 'ignore' });
 try {
   await new Promise((resolve) => setTimeout(resolve, 1000));

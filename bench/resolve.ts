@@ -5,59 +5,23 @@
  * 10 s each, 10 connections. The DPs and the resolver run in two processes of
  * their own, as deployed; autocannon runs in this one. Writes bench/results/resolve.json.
  */
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { load, spawnReady, type LoadFigures } from './lib/run.ts';
+import { benchDigits, writeBenchZones } from './lib/zones.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 10;
 const WARM = 1_000;
 const COLD = 60_000;
 
-// +999 is an unassigned country code: every generated number is fictional.
-const number = (i: number): string => `tel:+999${String(100_000_000 + i)}`;
-
-async function writeZones(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-'));
-  await writeFile(
-    join(dir, 'root.yaml'),
-    `role: root
-id: root
-serial: 1
-ttl: 86400
-negativeTtl: 300
-endpoints: [ "http://127.0.0.1:1" ]
-msps:
-  - { id: chat-a, name: A, bit: 0 }
-  - { id: chat-b, name: B, bit: 1 }
-dps:
-  - { id: dp-bench, endpoints: [ "http://127.0.0.1:2" ] }
-delegations:
-  - { zone: "e164:999", providers: [ dp-bench ] }
-`,
-  );
-  const lines = [`role: authoritative
-id: dp-bench
-serial: 1
-zones: [ "e164:999" ]
-ttl: 3600
-negativeTtl: 60
-endpoints: [ "http://127.0.0.1:2" ]
-mappings:`];
-  for (let i = 0; i < WARM + COLD; i++) {
-    lines.push(`  - { csi: "${number(i)}", msp: chat-a, preference: 1, created: "2026-01-01T00:00:00Z" }`);
-    lines.push(`  - { csi: "${number(i)}", msp: chat-b, preference: 2 }`);
-  }
-  await writeFile(join(dir, 'dp-bench.yaml'), `${lines.join('\n')}\n`);
-  return dir;
-}
+const number = (i: number): string => `tel:+${benchDigits(i)}`;
 
 function show(name: string, f: LoadFigures): void {
   console.log(`${name.padEnd(28)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx, ${f.bodyBytes} B/answer)`);
 }
 
-const zones = await writeZones();
+const zones = await writeBenchZones(WARM + COLD);
 const dps = await spawnReady('bench/lib/hierarchy-process.ts', ['dps', zones]);
 const rootUrl = (dps.ready.servers as Record<string, string[]>).root?.[0] ?? '';
 // BENCH_PROFILE=DIR writes a CPU profile of the resolver process there.

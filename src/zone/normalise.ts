@@ -136,6 +136,18 @@ function normaliseEndpoints(endpoints: readonly string[]): string[] {
   return endpoints.map((e) => new URL(e).origin);
 }
 
+/** The fields every zone file has, normalised. */
+function commonFields(file: RootFile | AuthoritativeFile): CommonZone {
+  return {
+    id: file.id,
+    serial: file.serial,
+    ttl: file.ttl,
+    negativeTtl: file.negativeTtl,
+    endpoints: normaliseEndpoints(file.endpoints),
+    ...(file.dns ? { dns: file.dns } : {}),
+  };
+}
+
 function normaliseDps(problems: Problems, field: string, entries: readonly DpEntry[]): DpRef[] {
   const seen = new Set<string>();
   const out: DpRef[] = [];
@@ -188,12 +200,7 @@ function normaliseRoot(file: RootFile, source: string): RootZone {
   problems.throwIfAny(source);
   return {
     role: 'root',
-    id: file.id,
-    serial: file.serial,
-    ttl: file.ttl,
-    negativeTtl: file.negativeTtl,
-    endpoints: normaliseEndpoints(file.endpoints),
-    ...(file.dns ? { dns: file.dns } : {}),
+    ...commonFields(file),
     msps: file.msps,
     dps,
     delegations,
@@ -241,12 +248,7 @@ function normaliseAuthoritative(file: AuthoritativeFile, source: string): Author
   problems.throwIfAny(source);
   return {
     role: 'authoritative',
-    id: file.id,
-    serial: file.serial,
-    ttl: file.ttl,
-    negativeTtl: file.negativeTtl,
-    endpoints: normaliseEndpoints(file.endpoints),
-    ...(file.dns ? { dns: file.dns } : {}),
+    ...commonFields(file),
     zones,
     delegations,
     dps,

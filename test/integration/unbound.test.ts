@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsi } from '../../src/csi/parse.ts';
 import { ownerName } from '../../src/protocol/enum-name.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
+import { unboundConfig } from '../fixtures/unbound.ts';
 import { bootHierarchy, dig, type TestHierarchy } from './harness.ts';
 
 const run = promisify(execFile);
@@ -49,31 +50,7 @@ describe.skipIf(!available)('Unbound as a standard recursive resolver', () => {
     dir = await mkdtemp(join(tmpdir(), 'mimi-unbound-'));
     const port = await freePort();
     unboundAt = `127.0.0.1:${port}`;
-    await writeFile(
-      join(dir, 'unbound.conf'),
-      `server:
-  interface: 127.0.0.1@${port}
-  port: ${port}
-  do-ip6: no
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: "${dir}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  num-threads: 1
-  so-reuseport: no
-stub-zone:
-  name: "mimi.arpa"
-  stub-addr: ${h.dns.root?.[0]?.replace(':', '@')}
-remote-control:
-  control-enable: no
-`,
-    );
+    await writeFile(join(dir, 'unbound.conf'), unboundConfig({ port, dir, stubAddr: h.dns.root?.[0]?.replace(':', '@') ?? '' }));
     await run(unboundPath.replace(/unbound$/, 'unbound-checkconf'), [join(dir, 'unbound.conf')]).catch(() => undefined);
     unbound = spawn(unboundPath, ['-d', '-c', join(dir, 'unbound.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
     for (let i = 0; i < 100; i++) {
