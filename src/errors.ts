@@ -13,6 +13,7 @@ export const PROBLEM_CODES = [
   'rate_limited',
   'referral_loop',
   'upstream_unavailable',
+  'bogus',
   'internal',
 ] as const;
 
@@ -35,6 +36,7 @@ export const DEFAULT_STATUS: Readonly<Record<ErrorCode, number>> = {
   rate_limited: 429,
   referral_loop: 502,
   upstream_unavailable: 502,
+  bogus: 502,
   internal: 500,
   invalid_zone: 500,
   invalid_config: 500,

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { endpointSchema, idSchema } from '../zone/schema.ts';
+import { publicJwkSchema } from './jws.ts';
 
 /** Largest request body any server accepts (bytes). */
 export const MAX_REQUEST_BODY = 16 * 1024;
@@ -42,6 +43,8 @@ export const providerSchema = z.object({
   id: idSchema,
   endpoints: z.array(endpointSchema).min(1).max(16),
   dns: z.array(z.string().max(64)).max(16).optional(),
+  /** The provider's public key, vouched for by the signed referral (PROTOCOL.md §8). */
+  jwk: publicJwkSchema.optional(),
 });
 /** A provider named in a referral. */
 export type Provider = z.infer<typeof providerSchema>;

@@ -16,6 +16,7 @@ const TITLES: Readonly<Record<ProblemCode, string>> = {
   rate_limited: 'Rate limited',
   referral_loop: 'Referral loop',
   upstream_unavailable: 'Upstream unavailable',
+  bogus: 'Bogus (signature validation failed)',
   internal: 'Internal error',
 };
 

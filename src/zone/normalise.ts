@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { parseCsi, type Csi } from '../csi/parse.ts';
 import { csiInZone, parseZoneKey, zoneContains, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
+import type { PublicJwk } from '../protocol/jws.ts';
 import {
   zoneFileSchema,
   type AuthoritativeFile,
@@ -21,6 +22,16 @@ export interface DpRef {
   readonly endpoints: readonly string[];
   readonly dns?: readonly string[] | undefined;
   readonly qps?: number | undefined;
+  /** The DP's public key (PROTOCOL.md §8). */
+  readonly jwk?: PublicJwk | undefined;
+}
+
+/** An identity prover with canonical attested zones. */
+export interface CsipRef {
+  readonly id: string;
+  readonly endpoints: readonly string[];
+  readonly jwk?: PublicJwk | undefined;
+  readonly attests: readonly ZoneKey[];
 }
 
 /** A delegation of a zone to providers, named by id. */
@@ -45,6 +56,8 @@ interface CommonZone {
   readonly negativeTtl: number;
   readonly endpoints: readonly string[];
   readonly dns?: readonly string[] | undefined;
+  /** The server's public key, when its zone file states it. */
+  readonly jwk?: PublicJwk | undefined;
 }
 
 /** A validated root zone: registries and delegations. */
@@ -52,6 +65,8 @@ export interface RootZone extends CommonZone {
   readonly role: 'root';
   readonly msps: readonly MspEntry[];
   readonly dps: readonly DpRef[];
+  /** The identity provers (CSIPs) and what each may attest. */
+  readonly csips: readonly CsipRef[];
   readonly delegations: readonly Delegation[];
 }
 
@@ -145,6 +160,7 @@ function commonFields(file: RootFile | AuthoritativeFile): CommonZone {
     negativeTtl: file.negativeTtl,
     endpoints: normaliseEndpoints(file.endpoints),
     ...(file.dns ? { dns: file.dns } : {}),
+    ...(file.jwk ? { jwk: file.jwk } : {}),
   };
 }
 
@@ -197,12 +213,20 @@ function normaliseRoot(file: RootFile, source: string): RootZone {
   delegations.forEach((d, i) => {
     if (d.zone.endsWith(':')) problems.add(`delegations[${i}].zone`, 'the root cannot delegate a whole tree apex');
   });
+  const csipIds = new Set<string>();
+  const csips: CsipRef[] = file.csips.map((c, i) => {
+    if (csipIds.has(c.id)) problems.add(`csips[${i}].id`, `duplicate CSIP id "${c.id}"`);
+    csipIds.add(c.id);
+    const attests = c.attests.map((z, j) => canonicalZone(problems, `csips[${i}].attests[${j}]`, z) ?? z);
+    return { id: c.id, endpoints: normaliseEndpoints(c.endpoints), ...(c.jwk ? { jwk: c.jwk } : {}), attests };
+  });
   problems.throwIfAny(source);
   return {
     role: 'root',
     ...commonFields(file),
     msps: file.msps,
     dps,
+    csips,
     delegations,
   };
 }

@@ -3,6 +3,7 @@
  * Cross-field rules and canonical forms live in normalise.ts.
  */
 import { z } from 'zod';
+import { publicJwkSchema } from '../protocol/jws.ts';
 
 /** Server, MSP and DP ids: one DNS label, so they can name NS targets (PROTOCOL.md §6). */
 export const idSchema = z
@@ -43,6 +44,7 @@ export const dpEntrySchema = z.strictObject({
   endpoints: endpointsSchema,
   dns: dnsListSchema.optional(),
   qps: z.number().positive().max(1_000_000).optional(),
+  jwk: publicJwkSchema.optional(),
 });
 
 /** An MSP of the root registry. */
@@ -50,6 +52,15 @@ export const mspEntrySchema = z.strictObject({
   id: idSchema,
   name: z.string().min(1).max(256),
   bit: z.number().int().min(0).max(1023),
+  jwk: publicJwkSchema.optional(),
+});
+
+/** An identity prover (CSIP) of the root registry, and the CSI spaces it may attest. */
+export const csipEntrySchema = z.strictObject({
+  id: idSchema,
+  endpoints: endpointsSchema,
+  jwk: publicJwkSchema.optional(),
+  attests: z.array(z.string().max(300)).min(1).max(1000),
 });
 
 /** A delegation of a zone to one or more providers. */
@@ -74,6 +85,8 @@ const commonFields = {
   negativeTtl: ttlSchema,
   endpoints: endpointsSchema,
   dns: dnsListSchema.optional(),
+  /** The server's public key, when the operator states it (PROTOCOL.md §8). */
+  jwk: publicJwkSchema.optional(),
 };
 
 /** The root DP's file: delegations and the federation registry. */
@@ -82,6 +95,7 @@ export const rootFileSchema = z.strictObject({
   ...commonFields,
   msps: z.array(mspEntrySchema).max(1024),
   dps: z.array(dpEntrySchema).max(10_000),
+  csips: z.array(csipEntrySchema).max(1000).default([]),
   delegations: z.array(delegationSchema).max(100_000),
 });
 
@@ -106,5 +120,7 @@ export type AuthoritativeFile = z.infer<typeof authoritativeFileSchema>;
 export type ZoneFile = z.infer<typeof zoneFileSchema>;
 /** A DP registry or glue entry as written. */
 export type DpEntry = z.infer<typeof dpEntrySchema>;
+/** A CSIP registry entry as written. */
+export type CsipEntry = z.infer<typeof csipEntrySchema>;
 /** An MSP registry entry as written. */
 export type MspEntry = z.infer<typeof mspEntrySchema>;
