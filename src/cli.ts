@@ -16,7 +16,7 @@ export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 
 const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
-             [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
+             [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME] [--keys DIR]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
   mimi zone check FILE...
@@ -53,6 +53,7 @@ async function serve(args: string[]): Promise<number> {
       'dns-port': { type: 'string' },
       'resolver-dns': { type: 'string' },
       'dns-apex': { type: 'string' },
+      keys: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -81,6 +82,7 @@ async function serve(args: string[]): Promise<number> {
     dnsPort,
     resolverDns,
     dnsApex,
+    keysDir: values.keys,
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
   const ready = {

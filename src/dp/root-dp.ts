@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Subject } from '../csi/parse.ts';
 import { apexOf, treeOf, type ZoneKey } from '../csi/zone-key.ts';
+import { signFlattened, type SigningKey } from '../protocol/jws.ts';
 import type { LookupResponse, Provider } from '../protocol/messages.ts';
 import type { DpRef, RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
@@ -13,6 +14,10 @@ import type { DiscoveryProvider } from './provider.ts';
 export interface ZoneDocument {
   readonly body: Buffer;
   readonly etag: string;
+}
+
+function documentOf(body: Buffer, serial: number): ZoneDocument {
+  return { body, etag: `"${serial}-${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` };
 }
 
 /** Turns registry entries into the providers of a referral. */
@@ -31,6 +36,7 @@ export class RootDp implements DiscoveryProvider {
   readonly #zone: RootZone;
   readonly #referrals: ZoneTable<Provider[]>;
   #document: ZoneDocument | undefined;
+  #signed: Promise<ZoneDocument> | undefined;
 
   constructor(zone: RootZone) {
     this.#zone = zone;
@@ -61,11 +67,13 @@ export class RootDp implements DiscoveryProvider {
 
   /** The whole root zone (registries and delegations) as JSON bytes with a strong ETag (RFC 8806 style). */
   zoneDocument(): ZoneDocument {
-    if (this.#document === undefined) {
-      const body = Buffer.from(JSON.stringify(this.#zone));
-      const etag = `"${this.#zone.serial}-${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"`;
-      this.#document = { body, etag };
-    }
+    this.#document ??= documentOf(Buffer.from(JSON.stringify(this.#zone)), this.#zone.serial);
     return this.#document;
+  }
+
+  /** The root zone as a flattened JWS signed by the root key (PROTOCOL.md §8), made once. */
+  signedZoneDocument(key: SigningKey): Promise<ZoneDocument> {
+    this.#signed ??= signFlattened(this.#zone, key).then((jws) => documentOf(Buffer.from(JSON.stringify(jws)), this.#zone.serial));
+    return this.#signed;
   }
 }

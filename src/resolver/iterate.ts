@@ -306,8 +306,8 @@ export class Iterator {
     let last: unknown;
     for (const endpoint of provider.endpoints) {
       try {
-        const result = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
-        return result.kind === 'not_authoritative' ? { kind: 'not_authoritative', dp: provider.id } : result;
+        const { response } = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
+        return response.kind === 'not_authoritative' ? { kind: 'not_authoritative', dp: provider.id } : response;
       } catch (err) {
         last = err;
         this.#deps.logger.debug({ dp: provider.id, endpoint, fault: describeFault(err) }, 'replica failed, trying the next');

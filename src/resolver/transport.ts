@@ -6,6 +6,8 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { MimiError } from '../errors.ts';
 import { readBounded } from '../protocol/read-bounded.ts';
+import type { z } from 'zod';
+import { flattenedJwsSchema, JOSE_CONTENT_TYPE, unverifiedPayload } from '../protocol/jws.ts';
 import {
   lookupResponseSchema,
   MAX_RESPONSE_BODY,
@@ -19,13 +21,37 @@ export type LookupResult = LookupResponse | { readonly kind: 'not_authoritative'
 /** The body of a lookup: a canonical CSI, or a DNS owner name. */
 export type LookupQuestion = { readonly csi: string } | { readonly name: string };
 
-/** The root zone fetch result of a conditional GET. */
-export type ZoneFetch = { readonly status: 'unchanged' } | { readonly status: 'changed'; readonly zone: unknown; readonly etag: string | undefined };
+/** A DP's reply: the classified response and, when it came signed, the JWS as received. */
+export interface LookupReply {
+  readonly response: LookupResult;
+  readonly jws: FlattenedJws | undefined;
+}
+
+/** The root zone fetch result of a conditional GET (the JWS as received when the root signs). */
+export type ZoneFetch =
+  | { readonly status: 'unchanged' }
+  | { readonly status: 'changed'; readonly zone: unknown; readonly jws: FlattenedJws | undefined; readonly etag: string | undefined };
+
+/** A flattened JWS. */
+export type FlattenedJws = z.infer<typeof flattenedJwsSchema>;
+
+function isJose(headers: Record<string, string | string[] | undefined>): boolean {
+  const type = headers['content-type'];
+  return typeof type === 'string' && type.toLowerCase().startsWith(JOSE_CONTENT_TYPE);
+}
+
+/** Splits a signed body into its JWS and (unverified) payload; a plain body is its own payload. */
+function unwrap(json: unknown, signed: boolean, what: string): { payload: unknown; jws: FlattenedJws | undefined } {
+  if (!signed) return { payload: json, jws: undefined };
+  const jws = flattenedJwsSchema.safeParse(json);
+  if (!jws.success) throw new MimiError('upstream_unavailable', `${what}: not a flattened JWS`);
+  return { payload: unverifiedPayload(jws.data, what), jws: jws.data };
+}
 
 /** What the resolver needs from the network. */
 export interface Transport {
   /** Asks one replica one question (`{ csi }` or `{ name }`); throws `upstream_unavailable` on any fault. */
-  lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupResult>;
+  lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupReply>;
   /** Conditional GET of a root zone (RFC 9110 If-None-Match). */
   fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch>;
   /** Closes every pool. */
@@ -64,13 +90,13 @@ export class HttpTransport implements Transport {
     this.#headers = options.headers ?? {};
   }
 
-  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupResult> {
+  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupReply> {
     let res: Dispatcher.ResponseData;
     try {
       res = await request(`${endpoint}/v1/lookup`, {
         method: 'POST',
         dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.#headers },
+        headers: { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers },
         body: JSON.stringify(question),
         signal,
       });
@@ -82,13 +108,14 @@ export class HttpTransport implements Transport {
     });
     const json = parseJson(bytes, `${endpoint} lookup response`);
     if (res.statusCode === 200) {
-      const parsed = lookupResponseSchema.safeParse(json);
+      const { payload, jws } = unwrap(json, isJose(res.headers), `${endpoint} lookup response`);
+      const parsed = lookupResponseSchema.safeParse(payload);
       if (!parsed.success) throw new MimiError('upstream_unavailable', `${endpoint}: malformed lookup response (${parsed.error.issues[0]?.message ?? 'invalid'})`);
-      return parsed.data;
+      return { response: parsed.data, jws };
     }
     const problem = problemSchema.safeParse(json);
     if (res.statusCode === 404 && problem.success && problem.data.code === 'not_authoritative') {
-      return { kind: 'not_authoritative', dp: endpoint };
+      return { response: { kind: 'not_authoritative', dp: endpoint }, jws: undefined };
     }
     throw new MimiError('upstream_unavailable', `${endpoint}: HTTP ${res.statusCode}${problem.success ? ` (${problem.data.code})` : ''}`);
   }
@@ -99,7 +126,7 @@ export class HttpTransport implements Transport {
       res = await request(`${endpoint}/v1/zone`, {
         method: 'GET',
         dispatcher: this.#dispatcher,
-        headers: { accept: 'application/json', ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers },
+        headers: { accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers },
         signal,
       });
     } catch (err) {
@@ -109,7 +136,8 @@ export class HttpTransport implements Transport {
     if (res.statusCode === 304) return { status: 'unchanged' };
     if (res.statusCode !== 200) throw new MimiError('upstream_unavailable', `${endpoint}: root zone fetch answered HTTP ${res.statusCode}`);
     const header = res.headers.etag;
-    return { status: 'changed', zone: parseJson(bytes, `${endpoint} root zone`), etag: typeof header === 'string' ? header : undefined };
+    const { payload, jws } = unwrap(parseJson(bytes, `${endpoint} root zone`), isJose(res.headers), `${endpoint} root zone`);
+    return { status: 'changed', zone: payload, jws, etag: typeof header === 'string' ? header : undefined };
   }
 
   /** Closes every pool; requests still in flight (abandoned after a deadline) are cut. */

@@ -7,12 +7,15 @@ import { MimiError } from '../errors.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import { RootDp } from '../dp/root-dp.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
+import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
   current: DiscoveryProvider | undefined;
+  /** The server's signing key (`--keys`): lookups and the root zone are then signed JWS. */
+  signer?: SigningKey | undefined;
   /** Requests received (an operator's counters). */
   readonly stats: DpStats;
 }
@@ -28,13 +31,14 @@ export interface DpStats {
 }
 
 /** What `/.well-known/mimi-discovery` discloses for a DP. */
-export function dpWellKnown(dp: DiscoveryProvider): Record<string, unknown> {
+export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey): Record<string, unknown> {
   return {
     role: dp.role,
     id: dp.id,
     serial: dp.serial,
     zones: dp.zones,
-    formats: ['json'],
+    formats: signer === undefined ? ['json'] : ['jose'],
+    ...(signer !== undefined ? { jwk: signer.publicJwk } : {}),
     federation: { default: 'iterative', modes: ['iterative'] },
     limits: { maxRequestBody: MAX_REQUEST_BODY, registrationDelay: 0 },
   };
@@ -53,24 +57,28 @@ export function createDpApp(holder: DpHolder, logger: Logger, apex: string = DEF
     const dp = serving(holder);
     const body = parseBody(lookupRequestSchema, request.body);
     const response = dp.lookup(subjectOf(body, apex));
-    return reply.type('application/json').send(JSON.stringify(response));
+    if (holder.signer === undefined) return reply.type('application/json').send(JSON.stringify(response));
+    // PROTOCOL.md §8: the response plus the question and iat, so it proves nothing about another CSI.
+    const question = body.csi !== undefined ? { csi: subjectOf(body, apex).canonical } : { name: body.name };
+    const jws = await signFlattened({ ...response, ...question, iat: Math.floor(Date.now() / 1000) }, holder.signer);
+    return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
   });
   refuseOtherMethods(app, '/v1/lookup', ['POST']);
   app.get('/v1/zone', async (request, reply) => {
     holder.stats.zoneFetches += 1;
     const dp = serving(holder);
     if (!(dp instanceof RootDp)) throw new MimiError('invalid_request', 'only the root serves its zone', { status: 404 });
-    const doc = dp.zoneDocument();
+    const doc = holder.signer === undefined ? dp.zoneDocument() : await dp.signedZoneDocument(holder.signer);
     reply.header('etag', doc.etag).header('cache-control', `max-age=${dp.zone.ttl}`);
     const match = request.headers['if-none-match'];
     if (typeof match === 'string' && match.split(',').some((t) => t.trim() === doc.etag || t.trim() === '*')) {
       holder.stats.zoneNotModified += 1;
       return reply.code(304).send();
     }
-    return reply.type('application/json').send(doc.body);
+    return reply.type(holder.signer === undefined ? 'application/json' : JOSE_CONTENT_TYPE).send(doc.body);
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
-  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder)))));
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder), holder.signer))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
   return app;
 }

@@ -17,6 +17,18 @@ const MAX_KEY_FILE = 16 * 1024;
 
 /** Loads `DIR/<id>.jwk`, or creates it (0600) when absent and no public key is stated. */
 export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJwk): Promise<SigningKey> {
+  const existing = await loadKeyIfPresent(dir, id, stated);
+  if (existing !== undefined) return existing;
+  const path = join(dir, `${id}.jwk`);
+  if (stated !== undefined) throw new MimiError('invalid_config', `${path} is missing, but the zone file of ${id} states its public key`);
+  const key = await generateSigningKey();
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(path, `${JSON.stringify(key.privateJwk)}\n`, { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
+/** Loads `DIR/<id>.jwk` if it exists (checking it against a stated public key), else undefined. */
+export async function loadKeyIfPresent(dir: string, id: string, stated?: PublicJwk): Promise<SigningKey | undefined> {
   const path = join(dir, `${id}.jwk`);
   let text: string | undefined;
   try {
@@ -28,13 +40,7 @@ export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJw
     if (err instanceof MimiError) throw err;
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new MimiError('invalid_config', `${path}: cannot be read`, { cause: err });
   }
-  if (text === undefined) {
-    if (stated !== undefined) throw new MimiError('invalid_config', `${path} is missing, but the zone file of ${id} states its public key`);
-    const key = await generateSigningKey();
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(path, `${JSON.stringify(key.privateJwk)}\n`, { mode: 0o600, flag: 'wx' });
-    return key;
-  }
+  if (text === undefined) return undefined;
   let key: SigningKey;
   try {
     key = await signingKeyFromJwk(JSON.parse(text) as Record<string, unknown>);

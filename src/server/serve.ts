@@ -18,6 +18,8 @@ import { DnsAuthority } from '../dp/dns-authority.ts';
 import { DEFAULT_DNS_APEX, normaliseApex } from '../protocol/enum-name.ts';
 import { ResolverDnsView } from '../resolver/dns-view.ts';
 import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
+import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
+import { loadKeyIfPresent, loadOrCreateKey, writeTrustAnchor } from './keys.ts';
 
 /** What to start. */
 export interface HierarchyOptions {
@@ -40,6 +42,8 @@ export interface HierarchyOptions {
   readonly resolverDns?: { readonly host: string; readonly port: number } | undefined;
   /** The DNS apex (default `mimi.arpa`). */
   readonly dnsApex?: string | undefined;
+  /** Sign with the keys in this directory (PROTOCOL.md §8: `--keys DIR`). */
+  readonly keysDir?: string | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -81,6 +85,46 @@ function urlOf(app: FastifyInstance, scheme: string): string {
   return `${scheme}//${host}:${address.port}`;
 }
 
+/**
+ * Loads (or creates) the signing key of every server started here, fills the
+ * public keys the zone files leave out (registry and glue entries whose key file
+ * is in the directory; the demo's MSP keys are created there too), and writes the
+ * root's public key as the trust anchor.
+ */
+async function applyKeys(zones: readonly LoadedZone[], holders: ReadonlyMap<string, DpHolder>, dir: string): Promise<LoadedZone[]> {
+  const keys = new Map<string, SigningKey>();
+  for (const { zone } of zones) {
+    if (holders.has(zone.id)) keys.set(zone.id, await loadOrCreateKey(dir, zone.id, zone.jwk));
+  }
+  const publicOf = async (id: string, stated: PublicJwk | undefined): Promise<PublicJwk | undefined> =>
+    stated ?? keys.get(id)?.publicJwk ?? (await loadKeyIfPresent(dir, id))?.publicJwk;
+  const withKey = async <T extends { id: string; jwk?: PublicJwk | undefined }>(entry: T): Promise<T> => {
+    const jwk = await publicOf(entry.id, entry.jwk);
+    return jwk === undefined ? entry : { ...entry, jwk };
+  };
+  const out: LoadedZone[] = [];
+  for (const loaded of zones) {
+    const { zone } = loaded;
+    const own = keys.get(zone.id)?.publicJwk ?? zone.jwk;
+    const dps = await Promise.all(zone.dps.map(withKey));
+    if (zone.role === 'root') {
+      // The demo plays every MSP: their keys live beside the servers' (an MSP keeps its own in production).
+      const msps = await Promise.all(zone.msps.map(async (m) => ({ ...m, jwk: m.jwk ?? (await loadOrCreateKey(dir, m.id)).publicJwk })));
+      const csips = await Promise.all(zone.csips.map(withKey));
+      out.push({ ...loaded, zone: { ...zone, ...(own ? { jwk: own } : {}), dps, msps, csips } });
+      const rootKey = keys.get(zone.id);
+      if (rootKey !== undefined) await writeTrustAnchor(dir, rootKey);
+    } else {
+      out.push({ ...loaded, zone: { ...zone, ...(own ? { jwk: own } : {}), dps } });
+    }
+  }
+  for (const [id, key] of keys) {
+    const holder = holders.get(id);
+    if (holder !== undefined) holder.signer = key;
+  }
+  return out;
+}
+
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
 export async function startHierarchy(options: HierarchyOptions): Promise<RunningHierarchy> {
   const { logger } = options;
@@ -114,7 +158,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         listening.push({ id: zone.id, declared: endpoint, actual, app });
       }
     }
-    const zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
+    let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
+    if (options.keysDir !== undefined) zones = await applyKeys(zones, holders, options.keysDir);
     for (const { zone } of zones) {
       const holder = holders.get(zone.id);
       if (holder !== undefined) holder.current = createProvider(zone);

@@ -61,6 +61,8 @@ export async function bootHierarchy(
     logger?: Logger;
     /** Serve DNS: every server on this port (0: one the system picks), the resolver on `resolverDns`. */
     dns?: { port: number; resolverDns: { host: string; port: number } };
+    /** Sign with keys in this directory. */
+    keysDir?: string;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -72,6 +74,7 @@ export async function bootHierarchy(
     logger: options.logger ?? pino({ level: 'silent' }),
     resolverOptions: { ...options.resolver, now: () => clock.now },
     dnsPort: options.dns?.port,
+    keysDir: options.keysDir,
     resolverDns: options.dns?.resolverDns,
   });
   return {
