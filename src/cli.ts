@@ -16,7 +16,8 @@ export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 
 const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
-             [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME] [--keys DIR]
+             [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
+             [--keys DIR] [--trust-anchor FILE] [--require-secure]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
   mimi zone check FILE...
@@ -54,6 +55,8 @@ async function serve(args: string[]): Promise<number> {
       'resolver-dns': { type: 'string' },
       'dns-apex': { type: 'string' },
       keys: { type: 'string' },
+      'trust-anchor': { type: 'string' },
+      'require-secure': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -83,6 +86,8 @@ async function serve(args: string[]): Promise<number> {
     resolverDns,
     dnsApex,
     keysDir: values.keys,
+    trustAnchorFile: values['trust-anchor'],
+    requireSecure: values['require-secure'],
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
   const ready = {

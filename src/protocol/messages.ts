@@ -118,6 +118,7 @@ export const resolvedMappingSchema = z.object({
   preference: z.number().int().min(1).max(255),
   sources: z.array(idSchema),
   created: z.string().optional(),
+  verified: z.boolean().optional(),
 });
 /** A merged mapping of a verbose answer. */
 export type ResolvedMapping = z.infer<typeof resolvedMappingSchema>;
@@ -132,6 +133,8 @@ export const verboseAnswerSchema = z.object({
   cached: z.boolean(),
   stale: z.boolean().optional(),
   incomplete: z.array(idSchema).optional(),
+  /** The signed lookup responses the answer was built from (a validating resolver). */
+  chain: z.array(z.unknown()).optional(),
 });
 /** A verbose resolver answer. */
 export type VerboseAnswer = z.infer<typeof verboseAnswerSchema>;

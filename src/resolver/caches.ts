@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import type { Subject } from '../csi/parse.ts';
 import { enclosingZones, type ZoneKey } from '../csi/zone-key.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
+import type { FlattenedJws } from './transport.ts';
 
 /** Anything that expires at an absolute time in ms. */
 export interface Expiring {
@@ -65,6 +66,10 @@ export class ExpiringCache<V extends Expiring> {
 export interface CutEntry extends Expiring {
   readonly zone: ZoneKey;
   readonly providers: readonly Provider[];
+  /** The providers' keys were vouched for by a verified referral (PROTOCOL.md §8). */
+  readonly secure: boolean;
+  /** The signed referral as received, for answers' `chain`. */
+  readonly jws?: FlattenedJws | undefined;
 }
 
 /** A cached answer or denial of one DP for one CSI. */
@@ -74,6 +79,10 @@ export interface RecordEntry extends Expiring {
   /** For `not_found`: the zone that said so. */
   readonly zone?: ZoneKey;
   readonly mappings: readonly DpMapping[];
+  /** Verified with a key the chain vouched for. */
+  readonly secure: boolean;
+  /** The signed response as received, for answers' `chain`. */
+  readonly jws?: FlattenedJws | undefined;
 }
 
 /** The referral cache, keyed by zone and searched by longest match. */

@@ -6,6 +6,7 @@ import type { Subject } from '../csi/parse.ts';
 import type { ZoneKey } from '../csi/zone-key.ts';
 import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
 import type { RootSnapshot } from './root-copy.ts';
+import type { FlattenedJws } from './transport.ts';
 
 /** A question: a canonical CSI (or a hashed e-mail name) and how to federate it. */
 export interface Question {
@@ -39,6 +40,10 @@ export interface Resolution {
   readonly negativeZone: ZoneKey | undefined;
   /** The root zone the answer was built with (registry serial and MSP bits). */
   readonly root: RootSnapshot;
+  /** Every link verified from the trust anchor (RFC 4035 §4.3 "secure"). */
+  readonly secure: boolean;
+  /** The signed responses the answer was built from, as received, in path order. */
+  readonly chain: readonly FlattenedJws[];
 }
 
 /** A resolution and whether it came without any upstream traffic. */

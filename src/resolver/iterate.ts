@@ -9,11 +9,14 @@ import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type Z
 import { MimiError } from '../errors.ts';
 import { emailMatchesHash } from '../protocol/enum-name.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
-import { recordKey, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
+import { recordKey, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
 import type { Context, Outcome, Question } from './chain.ts';
 import { mergeShares } from './merge.ts';
 import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
-import { describeFault, type LookupResult, type Transport } from './transport.ts';
+import { describeFault, type FlattenedJws, type LookupReply, type LookupResult, type Transport } from './transport.ts';
+import { verifyFlattened } from '../protocol/jws.ts';
+import { lookupResponseSchema } from '../protocol/messages.ts';
+import { z } from 'zod';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 
 /** What the walk needs. */
@@ -29,6 +32,8 @@ export interface IteratorDeps {
   readonly replicaTimeoutMs: number;
   /** Referrals allowed on one chain (PROTOCOL.md §4.3: the 9th is a loop). */
   readonly maxReferrals: number;
+  /** Validate signatures from a trust anchor (PROTOCOL.md §8, RFC 4035 §4.3 states). */
+  readonly validating: boolean;
 }
 
 /** The referral chain that led to a provider, for loop detection. */
@@ -43,6 +48,8 @@ interface Start {
   readonly provider: Provider;
   readonly bailiwick: readonly ZoneKey[];
   readonly chain: Chain;
+  /** The provider's `jwk` was vouched for (verified root zone or verified referral). */
+  readonly trusted: boolean;
 }
 
 /** What asking one provider (and whatever it referred to) produced. */
@@ -50,8 +57,33 @@ interface Branch {
   readonly path: readonly string[];
   readonly shares: readonly RecordEntry[];
   readonly failed: readonly string[];
+  /** Providers whose replies failed validation (bogus, RFC 4035 §4.3). */
+  readonly bogus: readonly string[];
   readonly stale: boolean;
   readonly network: boolean;
+  /** Every link verified. */
+  readonly secure: boolean;
+  /** Signed responses as received, in path order. */
+  readonly chain: readonly FlattenedJws[];
+}
+
+/** A branch that is one provider's own record. */
+function leaf(provider: string, entry: RecordEntry, network: boolean, stale = false): Branch {
+  return { path: [provider], shares: [entry], failed: [], bogus: [], stale, network, secure: entry.secure, chain: entry.jws ? [entry.jws] : [] };
+}
+
+/** Joins the branches below one referral (or stale cut) under the provider that made it. */
+function joined(provider: string, children: readonly Branch[], secure: boolean, jws: FlattenedJws | undefined, stale: boolean): Branch {
+  return {
+    path: [provider, ...children.flatMap((c) => c.path)],
+    shares: children.flatMap((c) => c.shares),
+    failed: children.flatMap((c) => c.failed),
+    bogus: children.flatMap((c) => c.bogus),
+    stale: stale || children.some((c) => c.stale),
+    network: true,
+    secure: secure && children.every((c) => c.secure),
+    chain: [...(jws ? [jws] : []), ...children.flatMap((c) => c.chain)],
+  };
 }
 
 /** Per-resolution settings of the walk. */
@@ -64,6 +96,9 @@ interface Walk {
   /** In `default` mode a DP that says `not_authoritative` is lame (a failure); when asked directly it holds no share. */
   readonly noShareIsFailure: boolean;
 }
+
+/** What a signed lookup payload adds: the question it answers (PROTOCOL.md §8). */
+const signedQuestionSchema = z.object({ csi: z.string().optional(), name: z.string().optional(), iat: z.number().optional() });
 
 const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
 
@@ -107,7 +142,7 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 export class Iterator {
   readonly #deps: IteratorDeps;
   /** Identical concurrent questions to one DP share one upstream request. */
-  readonly #inflight = new Map<string, Promise<LookupResult>>();
+  readonly #inflight = new Map<string, Promise<LookupReply>>();
 
   constructor(deps: IteratorDeps) {
     this.#deps = deps;
@@ -118,18 +153,20 @@ export class Iterator {
     const root = await this.#deps.root.current();
     const { csi, federation } = question;
     let starts: Start[];
+    let precedingChain: FlattenedJws[] = [];
     if (federation.mode === 'default' || federation.mode === 'local') {
       const cut = this.#closestCut(csi, root);
       if (cut === undefined) return this.#rootDenial(csi, root);
       const chain: Chain = { dps: new Set(), zones: new Set([cut.zone]), referrals: 0 };
-      starts = cut.providers.map((provider) => ({ provider, bailiwick: [cut.zone], chain }));
+      starts = cut.providers.map((provider) => ({ provider, bailiwick: [cut.zone], chain, trusted: cut.secure }));
+      precedingChain = cut.jws !== undefined ? [cut.jws] : [];
     } else {
       const ids = federation.mode === 'all' ? root.zone.dps.map((d) => d.id) : [...new Set(federation.dps)];
       starts = ids.map((id) => {
         const dp = root.dps.get(id);
         if (dp === undefined) throw new MimiError('invalid_request', `DP "${id}" is not in the federation registry`);
-        const provider: Provider = { id: dp.id, endpoints: [...dp.endpoints] };
-        return { provider, bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN };
+        const provider: Provider = { id: dp.id, endpoints: [...dp.endpoints], ...(dp.jwk ? { jwk: dp.jwk } : {}) };
+        return { provider, bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN, trusted: root.secure };
       });
     }
     const deadline = new AbortController();
@@ -138,20 +175,20 @@ export class Iterator {
     try {
       const walk: Walk = { csi, root, context, signal: deadline.signal, noShareIsFailure: federation.mode === 'default' || federation.mode === 'local' };
       const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
-      return this.#assemble(walk, branches);
+      return this.#assemble(walk, branches, precedingChain);
     } finally {
       clearTimeout(timer);
     }
   };
 
   /** The closest enclosing cut: a cached referral or the root's own delegation, longest first. */
-  #closestCut(csi: Subject, root: RootSnapshot): { zone: ZoneKey; providers: readonly Provider[] } | undefined {
+  #closestCut(csi: Subject, root: RootSnapshot): Omit<CutEntry, 'expiresAt'> | undefined {
     const now = this.#deps.now();
     for (const zone of enclosingZones(csi)) {
       const cached = this.#deps.referrals.getFresh(zone, now);
       if (cached !== undefined) return cached;
       const delegated = root.delegation(zone);
-      if (delegated !== undefined) return { zone, providers: delegated };
+      if (delegated !== undefined) return { zone, providers: delegated, secure: root.secure };
     }
     return undefined;
   }
@@ -170,6 +207,8 @@ export class Iterator {
         incomplete: [],
         negativeZone: zone,
         root,
+        secure: root.secure,
+        chain: [],
       },
     };
   }
@@ -178,29 +217,43 @@ export class Iterator {
     const { provider } = start;
     const key = recordKey(provider.id, walk.csi.canonical);
     const cached = this.#deps.records.getFresh(key, this.#deps.now());
-    if (cached !== undefined) return { path: [provider.id], shares: [cached], failed: [], stale: false, network: false };
+    if (cached !== undefined) return leaf(provider.id, cached, false);
     if (!walk.context.network) throw new MimiError('not_cached', 'the answer is not in the resolver\'s cache');
 
-    let result: LookupResult;
+    let reply: LookupReply;
     try {
-      result = await raceAbort(this.#fetch(provider, walk.csi), walk.signal);
+      reply = await raceAbort(this.#fetch(provider, walk.csi), walk.signal);
     } catch (err) {
       this.#deps.logger.warn({ dp: provider.id, fault: describeFault(err) }, 'provider failed');
       return this.#fallback(walk, start);
     }
+    let result: LookupResult = reply.response;
+    let secure = false;
+    if (this.#deps.validating && start.trusted && provider.jwk !== undefined && result.kind !== 'not_authoritative') {
+      // A key on the chain: the reply must be signed with it, by this DP, for this question.
+      try {
+        result = await this.#verified(walk, provider, reply);
+        secure = true;
+      } catch (err) {
+        this.#deps.logger.warn({ dp: provider.id, why: err instanceof Error ? err.message : 'bogus' }, 'bogus reply dropped');
+        const branch = await this.#fallback(walk, start);
+        return { ...branch, bogus: branch.failed.includes(provider.id) ? [...branch.bogus, provider.id] : branch.bogus };
+      }
+    }
     const now = this.#deps.now();
+    const jws = reply.jws;
     switch (result.kind) {
       case 'not_authoritative':
-        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], stale: false, network: true };
+        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], bogus: [], stale: false, network: true, secure: false, chain: [] };
         this.#deps.logger.warn({ dp: provider.id }, 'lame delegation: provider is not authoritative for a zone delegated to it');
         return this.#fallback(walk, start);
       case 'answer': {
         if (result.dp !== provider.id) return this.#reject(walk, start, `answer signed off by "${result.dp}"`);
         const mappings = result.mappings.filter((m) => this.#acceptMapping(walk, provider.id, m));
         const ttl = Math.min(result.ttl, ...mappings.map((m) => m.ttl ?? result.ttl));
-        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: now + clampTtl(ttl, this.#deps.policy) * 1000 };
+        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: now + clampTtl(ttl, this.#deps.policy) * 1000, secure, jws };
         this.#deps.records.set(key, entry);
-        return { path: [provider.id], shares: [entry], failed: [], stale: false, network: true };
+        return leaf(provider.id, entry, true);
       }
       case 'not_found': {
         if (result.dp !== provider.id) return this.#reject(walk, start, `denial signed off by "${result.dp}"`);
@@ -210,17 +263,35 @@ export class Iterator {
           zone: result.zone,
           mappings: [],
           expiresAt: now + clampNegativeTtl(result.ttl, this.#deps.policy) * 1000,
+          secure,
+          jws,
         };
         this.#deps.records.set(key, entry);
-        return { path: [provider.id], shares: [entry], failed: [], stale: false, network: true };
+        return leaf(provider.id, entry, true);
       }
       case 'referral':
-        return this.#follow(walk, start, result.zone, result.providers, result.ttl);
+        return this.#follow(walk, start, { zone: result.zone, providers: result.providers, ttl: result.ttl, secure, jws });
     }
   }
 
-  async #follow(walk: Walk, start: Start, zone: ZoneKey, providers: readonly Provider[], ttl: number): Promise<Branch> {
+  /** Verifies a signed reply with the provider's vouched-for key; throws `bogus`. */
+  async #verified(walk: Walk, provider: Provider, reply: LookupReply): Promise<LookupResult> {
+    if (reply.jws === undefined || provider.jwk === undefined) throw new MimiError('bogus', `${provider.id} answered unsigned, but the chain holds its key`);
+    const payload = lookupResponseSchema.and(signedQuestionSchema).safeParse(await verifyFlattened(reply.jws, provider.jwk, provider.id));
+    if (!payload.success) throw new MimiError('bogus', `${provider.id}: the signed payload is not a lookup response`);
+    const asked = walk.csi.kind === 'email-hash' ? payload.data.name : payload.data.csi;
+    if (asked !== walk.csi.canonical) throw new MimiError('bogus', `${provider.id}: signed for another question`);
+    if (payload.data.dp !== provider.id) throw new MimiError('bogus', `${provider.id}: signed as "${payload.data.dp}"`);
+    return payload.data;
+  }
+
+  async #follow(
+    walk: Walk,
+    start: Start,
+    referral: { zone: ZoneKey; providers: readonly Provider[]; ttl: number; secure: boolean; jws: FlattenedJws | undefined },
+  ): Promise<Branch> {
     const { provider, bailiwick, chain } = start;
+    const { zone, providers } = referral;
     // PROTOCOL.md §4.3 (the DNS bailiwick rule): strictly inside the zone we reached the sender through, and enclosing the CSI.
     if (!bailiwick.some((b) => zoneStrictlyContains(b, zone)) || !csiInZone(walk.csi, zone)) {
       return this.#reject(walk, start, `out-of-bailiwick referral to ${zone} (bailiwick: ${bailiwick.join(', ') || 'none'})`);
@@ -233,16 +304,16 @@ export class Iterator {
     if (repeated !== undefined || chain.zones.has(zone)) {
       throw new MimiError('referral_loop', `referral loop: ${provider.id} refers ${zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
     }
-    this.#deps.referrals.set({ zone, providers, expiresAt: this.#deps.now() + clampTtl(ttl, this.#deps.policy) * 1000 });
+    this.#deps.referrals.set({
+      zone,
+      providers,
+      expiresAt: this.#deps.now() + clampTtl(referral.ttl, this.#deps.policy) * 1000,
+      secure: referral.secure,
+      jws: referral.jws,
+    });
     const next: Chain = { dps, zones: new Set(chain.zones).add(zone), referrals: chain.referrals + 1 };
-    const children = await Promise.all(providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [zone], chain: next })));
-    return {
-      path: [provider.id, ...children.flatMap((c) => c.path)],
-      shares: children.flatMap((c) => c.shares),
-      failed: children.flatMap((c) => c.failed),
-      stale: children.some((c) => c.stale),
-      network: true,
-    };
+    const children = await Promise.all(providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [zone], chain: next, trusted: referral.secure })));
+    return joined(provider.id, children, referral.secure, referral.jws, false);
   }
 
   /** A provider's reply is refused (logged); the provider counts as failed. */
@@ -259,23 +330,14 @@ export class Iterator {
     const { provider, bailiwick, chain } = start;
     const now = this.#deps.now();
     const stale = this.#deps.records.getStale(recordKey(provider.id, walk.csi.canonical), now);
-    if (stale !== undefined) {
-      const served: RecordEntry = { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 };
-      return { path: [provider.id], shares: [served], failed: [], stale: true, network: true };
-    }
+    if (stale !== undefined) return leaf(provider.id, { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 }, true, true);
     const cut = this.#deps.referrals.findStale(walk.csi, now, (zone) => bailiwick.some((b) => zoneStrictlyContains(b, zone)));
     if (cut !== undefined && !cut.providers.some((p) => p.id === provider.id)) {
       const next: Chain = { dps: new Set(chain.dps).add(provider.id), zones: new Set(chain.zones).add(cut.zone), referrals: chain.referrals + 1 };
-      const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next })));
-      return {
-        path: [provider.id, ...children.flatMap((c) => c.path)],
-        shares: children.flatMap((c) => c.shares),
-        failed: children.flatMap((c) => c.failed),
-        stale: true,
-        network: true,
-      };
+      const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next, trusted: cut.secure })));
+      return joined(provider.id, children, cut.secure, cut.jws, true);
     }
-    return { path: [provider.id], shares: [], failed: [provider.id], stale: false, network: true };
+    return { path: [provider.id], shares: [], failed: [provider.id], bogus: [], stale: false, network: true, secure: false, chain: [] };
   }
 
   #acceptMapping(walk: Walk, dp: string, mapping: DpMapping): boolean {
@@ -291,7 +353,7 @@ export class Iterator {
   }
 
   /** Asks the replicas of one provider in order until one answers; concurrent identical asks share it. */
-  #fetch(provider: Provider, csi: Subject): Promise<LookupResult> {
+  #fetch(provider: Provider, csi: Subject): Promise<LookupReply> {
     const key = recordKey(provider.id, csi.canonical);
     let pending = this.#inflight.get(key);
     if (pending === undefined) {
@@ -301,13 +363,13 @@ export class Iterator {
     return pending;
   }
 
-  async #fetchReplicas(provider: Provider, csi: Subject): Promise<LookupResult> {
+  async #fetchReplicas(provider: Provider, csi: Subject): Promise<LookupReply> {
     const question = csi.kind === 'email-hash' ? { name: csi.canonical } : { csi: csi.canonical };
     let last: unknown;
     for (const endpoint of provider.endpoints) {
       try {
-        const { response } = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
-        return response.kind === 'not_authoritative' ? { kind: 'not_authoritative', dp: provider.id } : response;
+        const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
+        return reply.response.kind === 'not_authoritative' ? { response: { kind: 'not_authoritative', dp: provider.id }, jws: undefined } : reply;
       } catch (err) {
         last = err;
         this.#deps.logger.debug({ dp: provider.id, endpoint, fault: describeFault(err) }, 'replica failed, trying the next');
@@ -316,9 +378,13 @@ export class Iterator {
     throw new MimiError('upstream_unavailable', `every replica of ${provider.id} failed`, { cause: last });
   }
 
-  #assemble(walk: Walk, branches: readonly Branch[]): Outcome {
+  #assemble(walk: Walk, branches: readonly Branch[], preceding: readonly FlattenedJws[]): Outcome {
     const shares = branches.flatMap((b) => b.shares);
     const failed = [...new Set(branches.flatMap((b) => b.failed))];
+    const bogus = branches.flatMap((b) => b.bogus);
+    if (shares.length === 0 && bogus.length > 0) {
+      throw new MimiError('bogus', `no valid answer: the replies of ${[...new Set(bogus)].join(', ')} failed validation`);
+    }
     if (shares.length === 0 && failed.length > 0) {
       const timedOut = walk.signal.aborted;
       throw new MimiError(
@@ -344,6 +410,8 @@ export class Iterator {
         incomplete: failed,
         negativeZone: mappings.length === 0 ? shares.find((s) => s.kind === 'not_found')?.zone : undefined,
         root: walk.root,
+        secure: branches.length > 0 && branches.every((b) => b.secure) && failed.length === 0,
+        chain: [...preceding, ...branches.flatMap((b) => b.chain)],
       },
     };
   }

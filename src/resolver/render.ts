@@ -13,6 +13,8 @@ export interface RenderOptions {
   readonly format: Format;
   /** Only these MSPs (applied before `status` is decided). */
   readonly msps?: readonly string[] | undefined;
+  /** The resolver validates: mappings carry `verified` and the answer its `chain` (PROTOCOL.md §8). */
+  readonly validating?: boolean | undefined;
 }
 
 /** A rendered answer. */
@@ -50,6 +52,20 @@ function buildAnswer(outcome: Outcome, options: RenderOptions, ttl: number): Ans
       registry: resolution.root.zone.serial,
       bits: encodeBits(bits, resolution.root.highestBit),
       ...extra,
+    };
+  }
+  if (options.validating) {
+    // A mapping is verified only with a proof that verifies on a secure chain; proofs come with
+    // registration (PROTOCOL.md §8), so zone-file mappings are `verified: false`.
+    return {
+      csi: resolution.csi,
+      status,
+      ttl,
+      mappings: mappings.map((m) => ({ ...m, sources: [...m.sources], verified: false })),
+      path: [...resolution.path],
+      cached: outcome.cached,
+      ...extra,
+      chain: [...resolution.chain],
     };
   }
   return {

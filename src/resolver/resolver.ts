@@ -12,7 +12,8 @@ import { Iterator } from './iterate.ts';
 import { answerCache, coalesce, localMode } from './middleware.ts';
 import { AnswerEncoder, renderAnswer, type Answer } from './render.ts';
 import { RootZoneCopy } from './root-copy.ts';
-import { HttpTransport, type Transport } from './transport.ts';
+import { HttpTransport, type FlattenedJws, type Transport } from './transport.ts';
+import type { PublicJwk } from '../protocol/jws.ts';
 import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
 
 /** Resolver settings; everything but `rootHints` has a default. */
@@ -30,6 +31,10 @@ export interface ResolverOptions {
   readonly resolutionTimeoutMs?: number;
   /** Referrals allowed on one chain (default 8). */
   readonly maxReferrals?: number;
+  /** The root's public key: validate every link from it (PROTOCOL.md §8). */
+  readonly trustAnchor?: PublicJwk | undefined;
+  /** Refuse answers that are not secure (needs a trust anchor). */
+  readonly requireSecure?: boolean;
   /** The DNS apex for `{ name }` questions (default `mimi.arpa`). */
   readonly dnsApex?: string;
   /** Entry bounds of the caches. */
@@ -58,6 +63,8 @@ export class Resolver {
   readonly #policy: TtlPolicy;
   readonly #referrals: ReferralCache;
   readonly #apex: string;
+  readonly #validating: boolean;
+  readonly #requireSecure: boolean;
 
   constructor(options: ResolverOptions) {
     this.#now = options.now ?? Date.now;
@@ -67,7 +74,17 @@ export class Resolver {
     this.#policy = { ...DEFAULT_TTL_POLICY, ...options.ttl };
     this.#timeoutMs = options.resolutionTimeoutMs ?? 10_000;
     const replicaTimeoutMs = options.replicaTimeoutMs ?? 3_000;
-    this.#root = new RootZoneCopy({ hints: options.rootHints, transport: this.#transport, now: this.#now, logger, timeoutMs: replicaTimeoutMs });
+    this.#validating = options.trustAnchor !== undefined;
+    this.#requireSecure = options.requireSecure === true;
+    if (this.#requireSecure && !this.#validating) throw new MimiError('invalid_config', '--require-secure needs a trust anchor (--trust-anchor FILE)');
+    this.#root = new RootZoneCopy({
+      hints: options.rootHints,
+      transport: this.#transport,
+      now: this.#now,
+      logger,
+      timeoutMs: replicaTimeoutMs,
+      trustAnchor: options.trustAnchor,
+    });
     const staleWindowMs = this.#policy.staleWindow * 1000;
     this.#referrals = new ReferralCache(options.cacheSize?.referrals ?? 10_000, staleWindowMs);
     const iterator = new Iterator({
@@ -80,6 +97,7 @@ export class Resolver {
       logger,
       replicaTimeoutMs,
       maxReferrals: options.maxReferrals ?? 8,
+      validating: this.#validating,
     });
     // Order matters: each middleware sees the effects of those after it.
     this.#resolve = compose(
@@ -112,13 +130,13 @@ export class Resolver {
   /** Resolves and renders an answer object. */
   async resolve(input: ResolveInput): Promise<Answer> {
     const outcome = await this.resolveOutcome(input);
-    return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: input.msps }, this.#now());
+    return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
   }
 
   /** Resolves and encodes the answer to JSON bytes (the HTTP hot path). */
   async resolveBytes(input: ResolveInput): Promise<Buffer> {
     const outcome = await this.resolveOutcome(input);
-    return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: input.msps }, this.#now());
+    return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
   }
 
   /** Resolves a question into an outcome, before filter and format. */
@@ -131,7 +149,19 @@ export class Resolver {
     }
     // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
     const deadline = Date.now() + this.#timeoutMs;
-    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true });
+    const outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true });
+    if (this.#requireSecure && !outcome.resolution.secure) throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
+    return outcome;
+  }
+
+  /** True when the resolver validates from a trust anchor. */
+  get validating(): boolean {
+    return this.#validating;
+  }
+
+  /** The signed root zone as received, which a validating resolver serves unchanged (PROTOCOL.md §8). */
+  async signedRootZone(): Promise<FlattenedJws | undefined> {
+    return (await this.#root.current()).jws;
   }
 
   /** Closes upstream connections. */

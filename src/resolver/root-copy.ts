@@ -10,7 +10,8 @@ import { toProviders } from '../dp/root-dp.ts';
 import { normaliseZone, type DpRef, type RootZone } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 import { ZoneTable, type ZoneMatch } from '../zone/zone-table.ts';
-import { describeFault, type Transport } from './transport.ts';
+import { describeFault, type FlattenedJws, type Transport } from './transport.ts';
+import { verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
 
 /** A loaded root zone with its indexes. */
 export class RootSnapshot {
@@ -25,9 +26,16 @@ export class RootSnapshot {
   readonly #delegations: ZoneTable<Provider[]>;
   readonly #zonesByDp = new Map<string, string[]>();
 
-  constructor(zone: RootZone, etag: string | undefined) {
+  /** Verified with the trust anchor: its registry keys can be trusted (PROTOCOL.md §8). */
+  readonly secure: boolean;
+  /** The signed zone as received, which a validating resolver serves unchanged. */
+  readonly jws: FlattenedJws | undefined;
+
+  constructor(zone: RootZone, etag: string | undefined, secure = false, jws?: FlattenedJws) {
     this.zone = zone;
     this.etag = etag;
+    this.secure = secure;
+    this.jws = jws;
     this.dps = new Map(zone.dps.map((d) => [d.id, d]));
     this.msps = new Map(zone.msps.map((m) => [m.id, m]));
     this.highestBit = zone.msps.reduce((max, m) => Math.max(max, m.bit), 0);
@@ -64,6 +72,8 @@ export interface RootZoneCopyOptions {
   readonly timeoutMs: number;
   /** Wait after a failed refresh before trying again, ms. */
   readonly retryMs?: number;
+  /** The root's public key: the zone must be signed with it. */
+  readonly trustAnchor?: PublicJwk | undefined;
 }
 
 /** Keeps a validated copy of the root zone, refreshing it by its TTL. */
@@ -72,6 +82,8 @@ export class RootZoneCopy {
   #snapshot: RootSnapshot | undefined;
   #expiresAt = 0;
   #refreshing: Promise<void> | undefined;
+  /** The last fetch failed validation. */
+  #bogus = false;
 
   constructor(options: RootZoneCopyOptions) {
     if (options.hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs at least one root URL');
@@ -81,7 +93,10 @@ export class RootZoneCopy {
   /** The current root zone, refreshed first if its TTL ran out; the old copy is kept if the root is unreachable. */
   async current(): Promise<RootSnapshot> {
     if (this.#snapshot === undefined || this.#options.now() >= this.#expiresAt) await this.refresh();
-    if (this.#snapshot === undefined) throw new MimiError('upstream_unavailable', 'the root zone could not be loaded');
+    if (this.#snapshot === undefined) {
+      if (this.#bogus) throw new MimiError('bogus', 'the root zone does not verify with the trust anchor');
+      throw new MimiError('upstream_unavailable', 'the root zone could not be loaded');
+    }
     return this.#snapshot;
   }
 
@@ -108,15 +123,23 @@ export class RootZoneCopy {
           return;
         }
         if (result.status === 'changed') {
-          const zone = normaliseZone(result.zone, `${endpoint}/v1/zone`);
+          const anchor = this.#options.trustAnchor;
+          let content = result.zone;
+          if (anchor !== undefined) {
+            // DNSSEC's trust anchor: only a zone signed by the root key is accepted.
+            if (result.jws === undefined) throw new MimiError('bogus', `${endpoint}/v1/zone is not signed`);
+            content = await verifyFlattened(result.jws, anchor, `${endpoint}/v1/zone`);
+          }
+          const zone = normaliseZone(content, `${endpoint}/v1/zone`);
           if (zone.role !== 'root') throw new MimiError('upstream_unavailable', `${endpoint}/v1/zone is not a root zone`);
-          this.#snapshot = new RootSnapshot(zone, result.etag);
+          this.#snapshot = new RootSnapshot(zone, result.etag, anchor !== undefined, result.jws);
           this.#expiresAt = now() + zone.ttl * 1000;
           logger.info({ root: endpoint, serial: zone.serial }, 'root zone loaded');
           return;
         }
       } catch (err) {
-        logger.warn({ root: endpoint, fault: describeFault(err) }, 'root zone fetch failed');
+        this.#bogus = err instanceof MimiError && err.code === 'bogus';
+        logger.warn({ root: endpoint, fault: describeFault(err) }, this.#bogus ? 'bogus root zone dropped' : 'root zone fetch failed');
       }
     }
     // Keep serving the old copy and try again shortly (RFC 8767's spirit, for the root).

@@ -3,6 +3,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { MimiError } from '../errors.ts';
+import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
 import type { Resolver } from '../resolver/resolver.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
@@ -36,6 +38,13 @@ export function createResolverApp(resolver: Resolver, logger: Logger): FastifyIn
     return reply.type('application/json').send(bytes);
   });
   refuseOtherMethods(app, '/v1/resolve', ['POST']);
+  // PROTOCOL.md §8: a validating resolver serves the root's signed zone unchanged, so stubs can check chains.
+  app.get('/v1/zone', async (_request, reply) => {
+    const jws = resolver.validating ? await resolver.signedRootZone() : undefined;
+    if (jws === undefined) throw new MimiError('invalid_request', 'this resolver does not validate: it serves no signed root zone', { status: 404 });
+    return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
+  });
+  refuseOtherMethods(app, '/v1/zone', ['GET']);
   app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(resolver))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
   return app;

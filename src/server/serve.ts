@@ -19,7 +19,7 @@ import { DEFAULT_DNS_APEX, normaliseApex } from '../protocol/enum-name.ts';
 import { ResolverDnsView } from '../resolver/dns-view.ts';
 import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
-import { loadKeyIfPresent, loadOrCreateKey, writeTrustAnchor } from './keys.ts';
+import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
 
 /** What to start. */
 export interface HierarchyOptions {
@@ -44,6 +44,10 @@ export interface HierarchyOptions {
   readonly dnsApex?: string | undefined;
   /** Sign with the keys in this directory (PROTOCOL.md §8: `--keys DIR`). */
   readonly keysDir?: string | undefined;
+  /** The resolver validates from this trust anchor file (read after the keys are in place). */
+  readonly trustAnchorFile?: string | undefined;
+  /** The resolver refuses insecure answers. */
+  readonly requireSecure?: boolean | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -195,7 +199,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const root = zones.find((z) => z.zone.role === 'root')?.zone;
       const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
       if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
-      resolver = new Resolver({ ...options.resolverOptions, rootHints: hints, dnsApex: apex, logger: logger.child({ server: 'resolver' }) });
+      const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
+      resolver = new Resolver({
+        ...options.resolverOptions,
+        rootHints: hints,
+        dnsApex: apex,
+        logger: logger.child({ server: 'resolver' }),
+        ...(trustAnchor !== undefined ? { trustAnchor } : {}),
+        ...(options.requireSecure ? { requireSecure: true } : {}),
+      });
       const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
       apps.push(app);
       await app.listen({ host: options.resolver.host, port: options.resolver.port });

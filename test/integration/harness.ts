@@ -63,6 +63,8 @@ export async function bootHierarchy(
     dns?: { port: number; resolverDns: { host: string; port: number } };
     /** Sign with keys in this directory. */
     keysDir?: string;
+    /** The resolver validates from this trust anchor file. */
+    trustAnchorFile?: string;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -75,6 +77,7 @@ export async function bootHierarchy(
     resolverOptions: { ...options.resolver, now: () => clock.now },
     dnsPort: options.dns?.port,
     keysDir: options.keysDir,
+    trustAnchorFile: options.trustAnchorFile,
     resolverDns: options.dns?.resolverDns,
   });
   return {

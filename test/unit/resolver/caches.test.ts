@@ -57,7 +57,7 @@ describe('ExpiringCache with fake timers', () => {
   it('finds stale cuts by longest match inside a bailiwick', () => {
     const cuts = new ReferralCache(10, 60_000);
     const providers = [{ id: 'dp-dc', endpoints: ['http://127.0.0.1:1'] }];
-    cuts.set({ zone: 'e164:1202', providers, expiresAt: Date.now() + 1000 });
+    cuts.set({ zone: 'e164:1202', providers, expiresAt: Date.now() + 1000, secure: false });
     const csi = parseCsi('+12025550123');
     expect(cuts.findStale(csi, Date.now(), () => true)).toBeUndefined();
     vi.advanceTimersByTime(2000);
