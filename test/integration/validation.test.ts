@@ -1,0 +1,95 @@
+/**
+ * The validating resolver (PROTOCOL.md §8): secure chains from the trust anchor,
+ * bogus replies dropped with the error `bogus`, and answers that carry their chain.
+ */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateSigningKey, verifyFlattened, type PublicJwk } from '../../src/protocol/jws.ts';
+import { readTrustAnchor } from '../../src/server/keys.ts';
+import { bootHierarchy, type TestHierarchy } from './harness.ts';
+
+let h: TestHierarchy | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function signedHierarchy(anchorOverride?: PublicJwk): Promise<{ h: TestHierarchy; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mimi-validate-'));
+  let anchorFile = join(dir, 'trust-anchor.jwk');
+  if (anchorOverride !== undefined) {
+    anchorFile = join(dir, 'other-anchor.jwk');
+    await writeFile(anchorFile, JSON.stringify(anchorOverride));
+  }
+  h = await bootHierarchy({ keysDir: dir, trustAnchorFile: anchorFile });
+  return { h, dir };
+}
+
+describe('a validating resolver', () => {
+  it('answers from a secure chain and carries the signed responses it used, in path order', async () => {
+    const { h, dir } = await signedHierarchy();
+    const res = await h.resolve({ csi: '+12025550123' });
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ status: 'found', path: ['dp-nanp', 'dp-dc'] });
+    const chain = res.json.chain as unknown[];
+    expect(chain).toHaveLength(2);
+    const rootZone = (await verifyFlattened(await (await fetch(`${h.resolverUrl}/v1/zone`)).json(), await readTrustAnchor(join(dir, 'trust-anchor.jwk')), 'zone')) as {
+      dps: { id: string; jwk: PublicJwk }[];
+    };
+    const nanpKey = rootZone.dps.find((d) => d.id === 'dp-nanp')?.jwk as PublicJwk;
+    const referral = (await verifyFlattened(chain[0], nanpKey, 'referral')) as { kind: string; providers: { jwk: PublicJwk }[] };
+    expect(referral.kind).toBe('referral');
+    const answer = (await verifyFlattened(chain[1], referral.providers[0]?.jwk as PublicJwk, 'answer')) as { kind: string; csi: string };
+    expect(answer).toMatchObject({ kind: 'answer', csi: 'tel:+12025550123' });
+    // Zone-file mappings carry no proof of possession: not verified, even on a secure chain.
+    expect((res.json.mappings as { verified: boolean }[]).every((m) => m.verified === false)).toBe(true);
+  });
+
+  it('keeps the cached referral in the chain of later answers', async () => {
+    const { h } = await signedHierarchy();
+    await h.resolve({ csi: '+12025550123' });
+    const next = await h.resolve({ csi: '+12025550199' });
+    expect(next.json.path).toEqual(['dp-dc']);
+    expect(next.json.chain).toHaveLength(2);
+  });
+
+  it('drops a reply signed with a key the chain does not vouch for: bogus, and nothing cached', async () => {
+    const { h } = await signedHierarchy();
+    const dc = h.holders.get('dp-dc');
+    if (dc === undefined) throw new Error('no dp-dc');
+    dc.signer = await generateSigningKey();
+    const res = await h.resolve({ csi: '+12025550123' });
+    expect(res.status).toBe(502);
+    expect(res.json.code).toBe('bogus');
+    const local = await h.resolve({ csi: '+12025550123', federation: { mode: 'local' } });
+    expect(local.json.code).toBe('not_cached');
+  });
+
+  it('drops an unsigned reply from a DP whose key is on the chain (no downgrade)', async () => {
+    const { h } = await signedHierarchy();
+    const uk = h.holders.get('dp-uk');
+    if (uk === undefined) throw new Error('no dp-uk');
+    uk.signer = undefined;
+    const res = await h.resolve({ csi: '+447700900123' });
+    expect(res.json.code).toBe('bogus');
+  });
+
+  it('refuses a root zone that does not verify with the trust anchor', async () => {
+    const { h } = await signedHierarchy((await generateSigningKey()).publicJwk);
+    const res = await h.resolve({ csi: '+447700900123' });
+    expect(res.status).toBe(502);
+    expect(res.json.code).toBe('bogus');
+    expect(h.lookups('dp-uk')).toBe(0);
+  });
+
+  it('keeps answering from the other provider when one share is bogus', async () => {
+    const { h } = await signedHierarchy();
+    const b = h.holders.get('dp-mail-b');
+    if (b === undefined) throw new Error('no dp-mail-b');
+    b.signer = await generateSigningKey();
+    const res = await h.resolve({ csi: 'bob@example.com' });
+    expect(res.json).toMatchObject({ status: 'found', incomplete: ['dp-mail-b'], mappings: [{ msp: 'chat-a' }] });
+  });
+});
