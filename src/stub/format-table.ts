@@ -22,8 +22,12 @@ export function formatAnswer(answer: VerboseAnswer | CompactAnswer): string {
     return `${lines.join('\n')}\n`;
   }
   if (answer.mappings.length > 0) {
-    const rows = [['PREF', 'MSP', 'SOURCES', 'CREATED']];
-    for (const m of answer.mappings) rows.push([String(m.preference), m.msp, m.sources.join(','), m.created ?? '-']);
+    const validated = answer.mappings.some((m) => m.verified !== undefined);
+    const rows = [validated ? ['PREF', 'MSP', 'VERIFIED', 'SOURCES', 'CREATED'] : ['PREF', 'MSP', 'SOURCES', 'CREATED']];
+    for (const m of answer.mappings) {
+      const mark = m.verified === true ? 'yes' : 'no';
+      rows.push(validated ? [String(m.preference), m.msp, mark, m.sources.join(','), m.created ?? '-'] : [String(m.preference), m.msp, m.sources.join(','), m.created ?? '-']);
+    }
     lines.push('', ...pad(rows).map((l) => `  ${l}`), '');
   }
   lines.push(`path: ${answer.path.length > 0 ? answer.path.join(', ') : '(root zone copy)'}${answer.cached ? '  (cached)' : ''}`);
