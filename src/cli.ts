@@ -17,7 +17,7 @@ export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
-             [--keys DIR] [--trust-anchor FILE] [--require-secure]
+             [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
   mimi zone check FILE...
@@ -57,6 +57,7 @@ async function serve(args: string[]): Promise<number> {
       keys: { type: 'string' },
       'trust-anchor': { type: 'string' },
       'require-secure': { type: 'boolean' },
+      'otp-outbox': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -88,6 +89,7 @@ async function serve(args: string[]): Promise<number> {
     keysDir: values.keys,
     trustAnchorFile: values['trust-anchor'],
     requireSecure: values['require-secure'],
+    otpOutbox: values['otp-outbox'],
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
   const ready = {
@@ -142,7 +144,7 @@ async function zoneCheck(args: string[]): Promise<number> {
   if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
   const files = positionals.slice(1);
   const zones = await loadZoneFiles(files);
-  for (const { zone, source } of zones) process.stdout.write(`${source}: ok (${zone.role} ${zone.id}, serial ${zone.serial})\n`);
+  for (const { zone, source } of zones) process.stdout.write(`${source}: ok (${zone.role} ${zone.id}${zone.role === 'idprover' ? '' : `, serial ${zone.serial}`})\n`);
   return 0;
 }
 

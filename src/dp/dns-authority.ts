@@ -11,7 +11,7 @@ import type { ZoneKey } from '../csi/zone-key.ts';
 import { ownerName, readName, zoneName } from '../protocol/enum-name.ts';
 import { RCODE } from '../protocol/dns-wire.ts';
 import type { DpMapping, LookupResponse } from '../protocol/messages.ts';
-import type { DpRef, Zone } from '../zone/normalise.ts';
+import type { DpRef, DpZone } from '../zone/normalise.ts';
 import type { DiscoveryProvider } from './provider.ts';
 
 /** What to put in a DNS response (the header and question are the front-end's). */
@@ -66,7 +66,7 @@ interface Cut {
 
 /** Answers DNS questions for one DP from its zone. */
 export class DnsAuthority {
-  readonly #zone: Zone;
+  readonly #zone: DpZone;
   readonly #dp: DiscoveryProvider;
   readonly #apex: string;
   /** Zone apex name -> zone key. */
@@ -76,7 +76,7 @@ export class DnsAuthority {
   /** Every name that exists in this server's zones (with data or as an empty non-terminal). */
   readonly #names = new Set<string>();
 
-  constructor(zone: Zone, dp: DiscoveryProvider, apex: string) {
+  constructor(zone: DpZone, dp: DiscoveryProvider, apex: string) {
     this.#zone = zone;
     this.#dp = dp;
     this.#apex = apex;

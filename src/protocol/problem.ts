@@ -17,6 +17,13 @@ const TITLES: Readonly<Record<ProblemCode, string>> = {
   referral_loop: 'Referral loop',
   upstream_unavailable: 'Upstream unavailable',
   bogus: 'Bogus (signature validation failed)',
+  wrong_code: 'Wrong code',
+  challenge_expired: 'Challenge expired',
+  too_many_attempts: 'Too many attempts',
+  unknown_msp: 'Unknown MSP',
+  untrusted_csip: 'Untrusted identity prover',
+  bad_signature: 'Bad signature',
+  attestation_expired: 'Attestation expired',
   internal: 'Internal error',
 };
 

@@ -10,7 +10,7 @@ import { RootDp } from '../dp/root-dp.ts';
 import { MimiError } from '../errors.ts';
 import { Resolver, type ResolverOptions } from '../resolver/resolver.ts';
 import type { LoadedZone } from '../zone/load.ts';
-import type { Zone } from '../zone/normalise.ts';
+import type { DpZone, Zone } from '../zone/normalise.ts';
 import { createDpApp, type DpHolder } from './dp-http.ts';
 import { listenAddress } from './http-common.ts';
 import { createResolverApp } from './resolver-http.ts';
@@ -20,6 +20,9 @@ import { ResolverDnsView } from '../resolver/dns-view.ts';
 import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
 import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
+import { IdentityProver } from '../dp/idprover.ts';
+import { createIdproverApp, type ProverHolder } from './idprover-http.ts';
+import { appendJsonLine } from './outbox.ts';
 
 /** What to start. */
 export interface HierarchyOptions {
@@ -48,6 +51,8 @@ export interface HierarchyOptions {
   readonly trustAnchorFile?: string | undefined;
   /** The resolver refuses insecure answers. */
   readonly requireSecure?: boolean | undefined;
+  /** Where the built-in delivery channel writes one-time codes (`--otp-outbox`, default `.mimi/outbox`). */
+  readonly otpOutbox?: string | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -74,7 +79,7 @@ export interface RunningHierarchy {
 }
 
 /** Builds the DP object for a zone. */
-export function createProvider(zone: Zone): DiscoveryProvider {
+export function createProvider(zone: DpZone): DiscoveryProvider {
   return zone.role === 'root' ? new RootDp(zone) : new AuthoritativeDp(zone);
 }
 
@@ -95,10 +100,9 @@ function urlOf(app: FastifyInstance, scheme: string): string {
  * is in the directory; the demo's MSP keys are created there too), and writes the
  * root's public key as the trust anchor.
  */
-async function applyKeys(zones: readonly LoadedZone[], holders: ReadonlyMap<string, DpHolder>, dir: string): Promise<LoadedZone[]> {
-  const keys = new Map<string, SigningKey>();
+async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<string>, dir: string, keys: Map<string, SigningKey>): Promise<LoadedZone[]> {
   for (const { zone } of zones) {
-    if (holders.has(zone.id)) keys.set(zone.id, await loadOrCreateKey(dir, zone.id, zone.jwk));
+    if (started.has(zone.id)) keys.set(zone.id, await loadOrCreateKey(dir, zone.id, zone.jwk));
   }
   const publicOf = async (id: string, stated: PublicJwk | undefined): Promise<PublicJwk | undefined> =>
     stated ?? keys.get(id)?.publicJwk ?? (await loadKeyIfPresent(dir, id))?.publicJwk;
@@ -122,10 +126,6 @@ async function applyKeys(zones: readonly LoadedZone[], holders: ReadonlyMap<stri
       out.push({ ...loaded, zone: { ...zone, ...(own ? { jwk: own } : {}), dps } });
     }
   }
-  for (const [id, key] of keys) {
-    const holder = holders.get(id);
-    if (holder !== undefined) holder.signer = key;
-  }
   return out;
 }
 
@@ -139,6 +139,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   }
   const apps: FastifyInstance[] = [];
   const holders = new Map<string, DpHolder>();
+  const provers = new Map<string, ProverHolder>();
   const urlMap = new Map<string, string>();
   const listening: { id: string; declared: string; actual: string; app: FastifyInstance }[] = [];
   let resolver: Resolver | undefined;
@@ -151,9 +152,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   try {
     for (const { zone } of selected) {
       const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 } };
-      holders.set(zone.id, holder);
+      const prover: ProverHolder = { current: undefined };
+      if (zone.role === 'idprover') provers.set(zone.id, prover);
+      else holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
-        const app = createDpApp(holder, logger.child({ server: zone.id }), apex);
+        const child = logger.child({ server: zone.id });
+        const app = zone.role === 'idprover' ? createIdproverApp(prover, child) : createDpApp(holder, child, apex);
         apps.push(app);
         const { host, port } = listenAddress(endpoint);
         await app.listen({ host, port: options.ephemeral ? 0 : port });
@@ -163,10 +167,22 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       }
     }
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
-    if (options.keysDir !== undefined) zones = await applyKeys(zones, holders, options.keysDir);
+    const keys = new Map<string, SigningKey>();
+    if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
     for (const { zone } of zones) {
+      if (zone.role === 'idprover') {
+        const prover = provers.get(zone.id);
+        if (prover === undefined) continue;
+        const key = keys.get(zone.id);
+        if (key === undefined) throw new MimiError('invalid_config', `identity prover ${zone.id} signs attestations: start it with --keys DIR`);
+        const outbox = options.otpOutbox ?? '.mimi/outbox';
+        prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery));
+        continue;
+      }
       const holder = holders.get(zone.id);
-      if (holder !== undefined) holder.current = createProvider(zone);
+      if (holder === undefined) continue;
+      holder.current = createProvider(zone);
+      holder.signer = keys.get(zone.id);
     }
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);
@@ -177,7 +193,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     if (dnsPort !== undefined) {
       for (const { zone } of zones) {
         const holder = holders.get(zone.id);
-        if (holder?.current === undefined || zone.dns === undefined) continue;
+        if (holder?.current === undefined || zone.role === 'idprover' || zone.dns === undefined) continue;
         const authority = new DnsAuthority(zone, holder.current, apex);
         const responder = new DnsResponder((name, qtype) => ({ plan: authority.answer(name, qtype), validUntil: Infinity }), {
           recursive: false,

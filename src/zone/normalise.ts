@@ -12,6 +12,7 @@ import {
   zoneFileSchema,
   type AuthoritativeFile,
   type DpEntry,
+  type IdproverFile,
   type MspEntry,
   type RootFile,
 } from './schema.ts';
@@ -79,8 +80,25 @@ export interface AuthoritativeZone extends CommonZone {
   readonly mappings: readonly Mapping[];
 }
 
-/** Any validated zone. */
-export type Zone = RootZone | AuthoritativeZone;
+/** A validated identity prover file. */
+export interface IdproverZone {
+  readonly role: 'idprover';
+  readonly id: string;
+  readonly endpoints: readonly string[];
+  readonly attests: readonly ZoneKey[];
+  readonly jwk?: PublicJwk | undefined;
+  /** Seconds a one-time code stays valid. */
+  readonly codeTtl: number;
+  /** An identity prover serves no DNS and refers to nobody. */
+  readonly dns?: undefined;
+  readonly dps: readonly DpRef[];
+}
+
+/** A Discovery Provider's zone: root or authoritative. */
+export type DpZone = RootZone | AuthoritativeZone;
+
+/** Any validated server file. */
+export type Zone = DpZone | IdproverZone;
 
 /** Largest zone file read, in bytes. */
 export const MAX_ZONE_FILE_BYTES = 256 * 1024 * 1024;
@@ -124,6 +142,7 @@ export function normaliseZone(value: unknown, source: string): Zone {
     throw new MimiError('invalid_zone', `${source}: invalid zone file`);
   }
   const file = parsed.data;
+  if (file.role === 'idprover') return normaliseIdprover(file, source);
   return file.role === 'root' ? normaliseRoot(file, source) : normaliseAuthoritative(file, source);
 }
 
@@ -149,6 +168,21 @@ function canonicalZone(problems: Problems, field: string, raw: string): ZoneKey 
 
 function normaliseEndpoints(endpoints: readonly string[]): string[] {
   return endpoints.map((e) => new URL(e).origin);
+}
+
+function normaliseIdprover(file: IdproverFile, source: string): IdproverZone {
+  const problems = new Problems();
+  const attests = file.attests.map((z, i) => canonicalZone(problems, `attests[${i}]`, z) ?? z);
+  problems.throwIfAny(source);
+  return {
+    role: 'idprover',
+    id: file.id,
+    endpoints: normaliseEndpoints(file.endpoints),
+    attests,
+    ...(file.jwk ? { jwk: file.jwk } : {}),
+    codeTtl: file.codeTtl ?? 300,
+    dps: [],
+  };
 }
 
 /** The fields every zone file has, normalised. */

@@ -109,13 +109,26 @@ export const authoritativeFileSchema = z.strictObject({
   mappings: z.array(mappingSchema).max(5_000_000).default([]),
 });
 
+/** An identity prover's file (PROTOCOL.md §8): which CSI spaces it may attest. */
+export const idproverFileSchema = z.strictObject({
+  role: z.literal('idprover'),
+  id: idSchema,
+  endpoints: endpointsSchema,
+  attests: z.array(z.string().max(300)).min(1).max(1000),
+  jwk: publicJwkSchema.optional(),
+  /** Seconds a one-time code stays valid (default 300). */
+  codeTtl: z.number().int().min(30).max(3600).optional(),
+});
+
 /** Any zone file, told apart by `role`. */
-export const zoneFileSchema = z.discriminatedUnion('role', [rootFileSchema, authoritativeFileSchema]);
+export const zoneFileSchema = z.discriminatedUnion('role', [rootFileSchema, authoritativeFileSchema, idproverFileSchema]);
 
 /** A root zone file as written. */
 export type RootFile = z.infer<typeof rootFileSchema>;
 /** An authoritative zone file as written. */
 export type AuthoritativeFile = z.infer<typeof authoritativeFileSchema>;
+/** An identity prover's file as written. */
+export type IdproverFile = z.infer<typeof idproverFileSchema>;
 /** Any zone file as written. */
 export type ZoneFile = z.infer<typeof zoneFileSchema>;
 /** A DP registry or glue entry as written. */

@@ -1,0 +1,55 @@
+/**
+ * The HTTP front-end of an identity prover (PROTOCOL.md §8).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { MimiError } from '../errors.ts';
+import { MAX_ATTEMPTS, type IdentityProver } from '../dp/idprover.ts';
+import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
+import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+
+/** Holds the prover a front-end serves; set once keys are loaded. */
+export interface ProverHolder {
+  current: IdentityProver | undefined;
+}
+
+const challengeSchema = z.strictObject({ csi: z.string(), jwk: z.record(z.string(), z.unknown()) });
+const answerSchema = z.strictObject({ code: z.string().max(32) });
+
+function serving(holder: ProverHolder): IdentityProver {
+  if (holder.current === undefined) throw new MimiError('upstream_unavailable', 'the server is starting', { status: 503 });
+  return holder.current;
+}
+
+/** Creates the fastify app of an identity prover. */
+export function createIdproverApp(holder: ProverHolder, logger: Logger): FastifyInstance {
+  const app = createHttpApp(logger);
+  app.post('/v1/challenges', async (request, reply) => {
+    const body = parseBody(challengeSchema, request.body);
+    const created = await serving(holder).challenge(body.csi, body.jwk);
+    return reply.code(201).type('application/json').send(JSON.stringify(created));
+  });
+  refuseOtherMethods(app, '/v1/challenges', ['POST']);
+  app.post<{ Params: { id: string } }>('/v1/challenges/:id/answer', async (request, reply) => {
+    const body = parseBody(answerSchema, request.body);
+    const answered = await serving(holder).answer(request.params.id.slice(0, 64), body.code);
+    return reply.type('application/json').send(JSON.stringify(answered));
+  });
+  refuseOtherMethods(app, '/v1/challenges/:id/answer', ['POST']);
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => {
+    const prover = serving(holder);
+    return reply.type('application/json').send(
+      JSON.stringify({
+        role: 'idprover',
+        id: prover.id,
+        serial: null,
+        zones: prover.attests,
+        formats: ['jwt'],
+        federation: { default: 'none', modes: [] },
+        limits: { maxRequestBody: MAX_REQUEST_BODY, maxAttempts: MAX_ATTEMPTS },
+      }),
+    );
+  });
+  return app;
+}
