@@ -19,6 +19,7 @@ export class AuthoritativeDp implements DiscoveryProvider {
   readonly #mappings = new Map<string, DpMapping[]>();
   /** Hashed e-mail owner key (`<hash>@<domain>`) -> canonical CSI, for DNS names (PROTOCOL.md §6). */
   readonly #byHash = new Map<string, string>();
+  readonly #listeners: ((csi: string) => void)[] = [];
 
   constructor(zone: AuthoritativeZone) {
     this.#zone = zone;
@@ -57,6 +58,32 @@ export class AuthoritativeDp implements DiscoveryProvider {
   /** The validated zone. */
   get zone(): AuthoritativeZone {
     return this.#zone;
+  }
+
+  /** Tells whether this DP answers for a CSI itself (inside its zones, not delegated further). */
+  serves(csi: Subject): boolean {
+    return this.#zone.zones.some((z) => csiInZone(csi, z)) && this.#referrals.longestMatch(csi) === undefined;
+  }
+
+  /**
+   * Publishes a registered mapping at once: it replaces the mapping of the same
+   * (CSI, MSP). Listeners (the DNS view) hear of it.
+   */
+  register(mapping: DpMapping): void {
+    const list = [...(this.#mappings.get(mapping.csi) ?? [])];
+    const at = list.findIndex((m) => m.msp === mapping.msp);
+    if (at >= 0) list[at] = mapping;
+    else list.push(mapping);
+    list.sort((a, b) => a.preference - b.preference || a.msp.localeCompare(b.msp));
+    this.#mappings.set(mapping.csi, list);
+    const csi = parseCsi(mapping.csi);
+    if (csi.kind === 'email') this.#byHash.set(`${hashLocalPart(csi.local)}@${csi.domain}`, csi.canonical);
+    for (const listener of this.#listeners) listener(mapping.csi);
+  }
+
+  /** Calls `listener` with the CSI of every mapping registered from now on. */
+  onRegister(listener: (csi: string) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** The canonical CSI a subject stands for here, if this DP knows it. */

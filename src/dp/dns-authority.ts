@@ -93,6 +93,11 @@ export class DnsAuthority {
     if (zone.role === 'authoritative') for (const m of zone.mappings) this.#addWithAncestors(ownerName(parseCsi(m.csi), apex));
   }
 
+  /** Makes a newly registered CSI's name (and its ancestors) exist. */
+  addCsi(csi: string): void {
+    this.#addWithAncestors(ownerName(parseCsi(csi), this.#apex));
+  }
+
   /** Adds a name and its ancestors up to (and including) its zone apex. */
   #addWithAncestors(name: string): void {
     let current = name;

@@ -82,7 +82,8 @@ export function signFlattened(payload: unknown, key: SigningKey, extraHeader: Re
 
 const importedKeys = new Map<string, CryptoKey>();
 
-async function publicKeyOf(jwk: PublicJwk): Promise<CryptoKey> {
+/** The imported (and cached) verification key of a public JWK. */
+export async function publicCryptoKey(jwk: PublicJwk): Promise<CryptoKey> {
   let key = importedKeys.get(jwk.x);
   if (key === undefined) {
     key = (await importJWK({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'EdDSA')) as CryptoKey;
@@ -101,7 +102,7 @@ export async function verifyFlattened(jws: unknown, jwk: PublicJwk, what: string
   if (!parsed.success) throw new MimiError('bogus', `${what}: not a flattened JWS`);
   try {
     const { protected: prot, payload: body, signature } = parsed.data;
-    const { payload } = await flattenedVerify({ protected: prot, payload: body, signature }, await publicKeyOf(jwk), { algorithms: ['EdDSA', 'Ed25519'] });
+    const { payload } = await flattenedVerify({ protected: prot, payload: body, signature }, await publicCryptoKey(jwk), { algorithms: ['EdDSA', 'Ed25519'] });
     return JSON.parse(new TextDecoder().decode(payload)) as unknown;
   } catch (err) {
     throw new MimiError('bogus', `${what}: signature does not verify`, { cause: err });

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { endpointSchema, idSchema } from '../zone/schema.ts';
 import { publicJwkSchema } from './jws.ts';
+import { statementSchema } from './statement.ts';
 
 /** Largest request body any server accepts (bytes). */
 export const MAX_REQUEST_BODY = 16 * 1024;
@@ -34,6 +35,8 @@ export const dpMappingSchema = z.object({
   preference: z.number().int().min(1).max(255),
   ttl: ttl.optional(),
   created: z.iso.datetime({ offset: true }).optional(),
+  /** The mapping statement signed by holder, MSP and DP (PROTOCOL.md §8). */
+  proof: statementSchema.optional(),
 });
 /** A mapping as a DP returns it. */
 export type DpMapping = z.infer<typeof dpMappingSchema>;

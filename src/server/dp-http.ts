@@ -6,6 +6,11 @@ import type { Logger } from 'pino';
 import { MimiError } from '../errors.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import { RootDp } from '../dp/root-dp.ts';
+import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
+import { checkStatement } from '../dp/registration.ts';
+import { addSignature, statementSchema } from '../protocol/statement.ts';
+import type { CsipRef } from '../zone/normalise.ts';
+import type { MspEntry } from '../zone/schema.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
@@ -18,6 +23,14 @@ export interface DpHolder {
   signer?: SigningKey | undefined;
   /** Requests received (an operator's counters). */
   readonly stats: DpStats;
+  /** The root's MSP and CSIP registries, which registrations are checked against. */
+  registries?: (() => Promise<Registries>) | undefined;
+}
+
+/** The registries a DP checks registrations against (PROTOCOL.md §8: from the root zone). */
+export interface Registries {
+  readonly msps: ReadonlyMap<string, MspEntry>;
+  readonly csips: readonly CsipRef[];
 }
 
 /** Request counters of a DP front-end. */
@@ -64,6 +77,19 @@ export function createDpApp(holder: DpHolder, logger: Logger, apex: string = DEF
     return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
   });
   refuseOtherMethods(app, '/v1/lookup', ['POST']);
+  app.post('/v1/mappings', async (request, reply) => {
+    const dp = serving(holder);
+    if (!(dp instanceof AuthoritativeDp) || holder.signer === undefined || holder.registries === undefined) {
+      throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with --keys does)', { status: 404 });
+    }
+    const { msps, csips } = await holder.registries();
+    const checked = await checkStatement(request.body, { msps, csips, serves: (csi) => dp.serves(csi), now: Date.now() });
+    const proof = await addSignature(statementSchema.parse(request.body), holder.signer, 'dp');
+    const { csi, msp, preference, created } = checked.payload;
+    dp.register({ csi, msp, preference, created, proof });
+    return reply.code(201).type('application/json').send(JSON.stringify({ mapping: { csi, msp, preference, created, proof, verified: true } }));
+  });
+  refuseOtherMethods(app, '/v1/mappings', ['POST']);
   app.get('/v1/zone', async (request, reply) => {
     holder.stats.zoneFetches += 1;
     const dp = serving(holder);

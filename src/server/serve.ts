@@ -11,7 +11,9 @@ import { MimiError } from '../errors.ts';
 import { Resolver, type ResolverOptions } from '../resolver/resolver.ts';
 import type { LoadedZone } from '../zone/load.ts';
 import type { DpZone, Zone } from '../zone/normalise.ts';
-import { createDpApp, type DpHolder } from './dp-http.ts';
+import { createDpApp, type DpHolder, type Registries } from './dp-http.ts';
+import { RootZoneCopy } from '../resolver/root-copy.ts';
+import { HttpTransport } from '../resolver/transport.ts';
 import { listenAddress } from './http-common.ts';
 import { createResolverApp } from './resolver-http.ts';
 import { DnsAuthority } from '../dp/dns-authority.ts';
@@ -129,6 +131,25 @@ async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<stri
   return out;
 }
 
+/**
+ * Where DPs take the MSP and CSIP registries from (PROTOCOL.md §8): the root
+ * served in this process, or the root at `rootUrl`, validated with the trust anchor.
+ */
+async function registriesFor(zones: readonly LoadedZone[], options: HierarchyOptions, logger: Logger): Promise<(() => Promise<Registries>) | undefined> {
+  const root = zones.find((z) => z.zone.role === 'root')?.zone;
+  if (root?.role === 'root') {
+    const fixed: Registries = { msps: new Map(root.msps.map((m) => [m.id, m])), csips: root.csips };
+    return () => Promise.resolve(fixed);
+  }
+  if (options.rootUrl === undefined) return undefined;
+  const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
+  const copy = new RootZoneCopy({ hints: [options.rootUrl], transport: new HttpTransport(), now: Date.now, logger, timeoutMs: 3000, trustAnchor });
+  return async () => {
+    const snapshot = await copy.current();
+    return { msps: snapshot.msps, csips: snapshot.zone.csips };
+  };
+}
+
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
 export async function startHierarchy(options: HierarchyOptions): Promise<RunningHierarchy> {
   const { logger } = options;
@@ -169,6 +190,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
     const keys = new Map<string, SigningKey>();
     if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
+    const registries = await registriesFor(zones, options, logger);
     for (const { zone } of zones) {
       if (zone.role === 'idprover') {
         const prover = provers.get(zone.id);
@@ -183,6 +205,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (holder === undefined) continue;
       holder.current = createProvider(zone);
       holder.signer = keys.get(zone.id);
+      holder.registries = registries;
     }
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);
@@ -200,6 +223,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           now: Date.now,
           logger: logger.child({ server: zone.id }),
         });
+        if (holder.current instanceof AuthoritativeDp) {
+          holder.current.onRegister((csi) => {
+            authority.addCsi(csi);
+            responder.invalidate();
+          });
+        }
         for (const address of zone.dns) {
           const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
           dnsListeners.push(listener);

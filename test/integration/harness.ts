@@ -65,6 +65,8 @@ export async function bootHierarchy(
     keysDir?: string;
     /** The resolver validates from this trust anchor file. */
     trustAnchorFile?: string;
+    /** Where identity provers write one-time codes. */
+    otpOutbox?: string;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -78,6 +80,7 @@ export async function bootHierarchy(
     dnsPort: options.dns?.port,
     keysDir: options.keysDir,
     trustAnchorFile: options.trustAnchorFile,
+    otpOutbox: options.otpOutbox,
     resolverDns: options.dns?.resolverDns,
   });
   return {

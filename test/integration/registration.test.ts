@@ -1,0 +1,168 @@
+/**
+ * Verifiable mappings end to end (PROTOCOL.md §8): challenge -> attestation ->
+ * statement signed by holder and MSP -> registration -> served at once; and the
+ * forgery table, where each forgery is refused with its code and nothing is stored.
+ */
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
+import { addSignature, newStatement, type StatementPayload } from '../../src/protocol/statement.ts';
+import { loadKeyIfPresent } from '../../src/server/keys.ts';
+import { registerStatement, signStatement } from '../../src/stub/msp.ts';
+import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
+import type { RootZone } from '../../src/zone/normalise.ts';
+import { bootHierarchy, inlineZone, postJson, type TestHierarchy } from './harness.ts';
+
+let h: TestHierarchy;
+let keys: string;
+let outbox: string;
+const key = async (id: string): Promise<SigningKey> => {
+  const k = await loadKeyIfPresent(keys, id);
+  if (k === undefined) throw new Error(`no key ${id}`);
+  return k;
+};
+
+beforeAll(async () => {
+  keys = await mkdtemp(join(tmpdir(), 'mimi-reg-keys-'));
+  outbox = await mkdtemp(join(tmpdir(), 'mimi-reg-outbox-'));
+  const zones: LoadedZone[] = (await loadZoneDir('test/fixtures/hierarchy')).map((z) =>
+    z.zone.role === 'root'
+      ? {
+          ...z,
+          zone: {
+            ...z.zone,
+            csips: [
+              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44'] },
+              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com'] },
+            ],
+          } satisfies RootZone,
+        }
+      : z,
+  );
+  zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44" ]\n'));
+  zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com" ]\n'));
+  h = await bootHierarchy({ zones, keysDir: keys, trustAnchorFile: join(keys, 'trust-anchor.jwk'), otpOutbox: outbox });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+/** Runs the possession challenge as a user would: the code arrives in the outbox. */
+async function attest(csi: string, holder: SigningKey, prover = 'csip-uk'): Promise<string> {
+  const base = h.servers[prover]?.[0] ?? '';
+  const created = await postJson(`${base}/v1/challenges`, { csi, jwk: holder.publicJwk });
+  expect(created.status).toBe(201);
+  const lines = (await readFile(join(outbox, 'outbox.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { challenge: string; code: string });
+  const code = lines.find((l) => l.challenge === created.json.id)?.code ?? '';
+  const answered = await postJson(`${base}/v1/challenges/${String(created.json.id)}/answer`, { code });
+  expect(answered.status).toBe(200);
+  return String(answered.json.attestation);
+}
+
+const now = (): string => new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+
+describe('registration end to end', () => {
+  it('challenge -> attestation -> register -> served at once with the DP signature added', async () => {
+    const holder = await generateSigningKey();
+    const attestation = await attest('tel:+447700900321', holder);
+    const payload: StatementPayload = { csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, created: now(), attestation };
+    const statement = await signStatement(payload, holder, await key('chat-c'));
+    const { mapping } = await registerStatement(h.servers['dp-uk']?.[0] ?? '', statement);
+    expect(mapping).toMatchObject({ csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, verified: true });
+    expect((mapping.proof as { signatures: unknown[] }).signatures).toHaveLength(3);
+    const resolved = await h.resolve({ csi: '+447700900321' });
+    expect(resolved.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-c', preference: 1 }] });
+  });
+
+  it('replaces the earlier mapping of the same CSI and MSP', async () => {
+    const holder = await generateSigningKey();
+    const attestation = await attest('tel:+447700900322', holder);
+    const msp = await key('chat-a');
+    for (const preference of [3, 2]) {
+      await registerStatement(h.servers['dp-uk']?.[0] ?? '', await signStatement({ csi: 'tel:+447700900322', msp: 'chat-a', preference, created: now(), attestation }, holder, msp));
+    }
+    const dp = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi: '+447700900322' });
+    const payload = JSON.parse(Buffer.from(String((dp.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { msp: string; preference: number }[] };
+    expect(payload.mappings.map((m) => [m.msp, m.preference])).toEqual([['chat-a', 2]]);
+  });
+});
+
+describe('the forgery table: each refused with its code, nothing stored', () => {
+  const csi = 'tel:+447700900333';
+
+  async function forged(kind: string): Promise<unknown> {
+    const holder = await generateSigningKey();
+    const attestation = await attest(csi, holder);
+    const good: StatementPayload = { csi, msp: 'chat-b', preference: 1, created: now(), attestation };
+    const msp = await key('chat-b');
+    const csipUk = await key('csip-uk');
+    const jwt = (claims: Record<string, unknown>, signer: SigningKey, iss: string) =>
+      new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid }).setIssuer(iss).sign(signer.key);
+    const t = Math.floor(Date.now() / 1000);
+    switch (kind) {
+      case 'signed by the DP alone':
+        return addSignature(newStatement(good), await key('dp-uk'), 'dp');
+      case 'signed by the MSP alone':
+        return addSignature(newStatement(good), msp, 'msp');
+      case 'holder key not the attested one':
+        return signStatement(good, await generateSigningKey(), msp);
+      case 'MSP signature by another key':
+        return signStatement(good, holder, await generateSigningKey());
+      case 'attestation from a CSIP not trusted for +44': {
+        const a = await jwt({ sub: csi, cnf: { jwk: holder.publicJwk }, level: 'otp', iat: t, exp: t + 3600 }, await key('csip-mail'), 'csip-mail');
+        return signStatement({ ...good, attestation: a }, holder, msp);
+      }
+      case 'attestation signed by another key': {
+        const a = await jwt({ sub: csi, cnf: { jwk: holder.publicJwk }, iat: t, exp: t + 3600 }, await generateSigningKey(), 'csip-uk');
+        return signStatement({ ...good, attestation: a }, holder, msp);
+      }
+      case 'expired attestation': {
+        const a = await jwt({ sub: csi, cnf: { jwk: holder.publicJwk }, iat: t - 7200, exp: t - 3600 }, csipUk, 'csip-uk');
+        return signStatement({ ...good, attestation: a, created: new Date((t - 5000) * 1000).toISOString() }, holder, msp);
+      }
+      case 'attestation for a different CSI': {
+        const other = await attest('tel:+447700900334', holder);
+        return signStatement({ ...good, attestation: other }, holder, msp);
+      }
+      case 'preference altered after signing': {
+        const s = await signStatement(good, holder, msp);
+        return { ...s, payload: Buffer.from(JSON.stringify({ ...good, preference: 9 })).toString('base64url') };
+      }
+      case 'MSP outside the registry':
+        return signStatement({ ...good, msp: 'chat-zz' }, holder, msp);
+      case 'CSI outside the DP zones':
+        return signStatement({ ...good, csi: 'tel:+12025550150' }, holder, msp);
+      case 'not a JWS':
+        return { hello: 'world' };
+      default:
+        throw new Error(kind);
+    }
+  }
+
+  it.each([
+    ['signed by the DP alone', 400, 'bad_signature', /holder/],
+    ['signed by the MSP alone', 400, 'bad_signature', /holder/],
+    ['holder key not the attested one', 400, 'bad_signature', /holder/],
+    ['MSP signature by another key', 400, 'bad_signature', /msp/],
+    ['attestation from a CSIP not trusted for +44', 403, 'untrusted_csip', /identity prover/],
+    ['attestation signed by another key', 400, 'bad_signature', /attestation/],
+    ['expired attestation', 400, 'attestation_expired', /expired/],
+    ['attestation for a different CSI', 400, 'bad_signature', /sub/],
+    ['preference altered after signing', 400, 'bad_signature', /holder/],
+    ['MSP outside the registry', 400, 'unknown_msp', /chat-zz/],
+    ['CSI outside the DP zones', 404, 'not_authoritative', /does not serve/],
+    ['not a JWS', 400, 'invalid_request', /General JSON JWS/],
+  ])('%s -> %i %s', async (kind, status, code, detail) => {
+    const res = await postJson(`${h.servers['dp-uk']?.[0]}/v1/mappings`, await forged(kind));
+    expect(res.status).toBe(status);
+    expect(res.json.code).toBe(code);
+    expect(String(res.json.detail)).toMatch(detail);
+    const lookup = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi });
+    expect(lookup.status).toBe(200); // signed, so the body is a JWS: decode its payload
+    const payload = JSON.parse(Buffer.from(String((lookup.json as { payload: string }).payload), 'base64url').toString()) as { kind: string };
+    expect(payload.kind).toBe('not_found');
+  });
+});
