@@ -121,6 +121,8 @@ export const resolvedMappingSchema = z.object({
   preference: z.number().int().min(1).max(255),
   sources: z.array(idSchema),
   created: z.string().optional(),
+  /** The winning mapping's statement, signed by holder, MSP and DP (a validating resolver). */
+  proof: statementSchema.optional(),
   verified: z.boolean().optional(),
 });
 /** A merged mapping of a verbose answer. */

@@ -72,13 +72,16 @@ export interface CutEntry extends Expiring {
   readonly jws?: FlattenedJws | undefined;
 }
 
+/** A DP's mapping, and whether its proof verified on a secure chain (PROTOCOL.md §8). */
+export type CheckedMapping = DpMapping & { readonly verified?: boolean };
+
 /** A cached answer or denial of one DP for one CSI. */
 export interface RecordEntry extends Expiring {
   readonly dp: string;
   readonly kind: 'answer' | 'not_found';
   /** For `not_found`: the zone that said so. */
   readonly zone?: ZoneKey;
-  readonly mappings: readonly DpMapping[];
+  readonly mappings: readonly CheckedMapping[];
   /** Verified with a key the chain vouched for. */
   readonly secure: boolean;
   /** The signed response as received, for answers' `chain`. */

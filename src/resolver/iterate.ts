@@ -9,7 +9,9 @@ import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type Z
 import { MimiError } from '../errors.ts';
 import { emailMatchesHash } from '../protocol/enum-name.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
-import { recordKey, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
+import { recordKey, type CheckedMapping, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
+import { verifyProof } from '../protocol/proof.ts';
+import { statementPayloadSchema } from '../protocol/statement.ts';
 import type { Context, Outcome, Question } from './chain.ts';
 import { mergeShares } from './merge.ts';
 import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
@@ -249,7 +251,13 @@ export class Iterator {
         return this.#fallback(walk, start);
       case 'answer': {
         if (result.dp !== provider.id) return this.#reject(walk, start, `answer signed off by "${result.dp}"`);
-        const mappings = result.mappings.filter((m) => this.#acceptMapping(walk, provider.id, m));
+        const accepted = result.mappings.filter((m) => this.#acceptMapping(walk, provider.id, m));
+        const mappings = secure ? await this.#checkProofs(walk, provider, accepted) : accepted;
+        if (accepted.length > 0 && mappings.length === 0) {
+          this.#deps.logger.warn({ dp: provider.id }, 'bogus answer: no mapping proof verified');
+          const branch = await this.#fallback(walk, start);
+          return { ...branch, bogus: branch.failed.includes(provider.id) ? [...branch.bogus, provider.id] : branch.bogus };
+        }
         const ttl = Math.min(result.ttl, ...mappings.map((m) => m.ttl ?? result.ttl));
         const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: now + clampTtl(ttl, this.#deps.policy) * 1000, secure, jws };
         this.#deps.records.set(key, entry);
@@ -272,6 +280,31 @@ export class Iterator {
       case 'referral':
         return this.#follow(walk, start, { zone: result.zone, providers: result.providers, ttl: result.ttl, secure, jws });
     }
+  }
+
+  /**
+   * Checks each mapping's proof on a secure answer (PROTOCOL.md §8): a mapping
+   * with no proof is `verified: false`; one whose proof fails is dropped and logged.
+   */
+  async #checkProofs(walk: Walk, provider: Provider, mappings: readonly DpMapping[]): Promise<CheckedMapping[]> {
+    const registries = { msps: walk.root.msps, csips: walk.root.zone.csips };
+    const out: CheckedMapping[] = [];
+    for (const mapping of mappings) {
+      if (mapping.proof === undefined) {
+        out.push({ ...mapping, verified: false });
+        continue;
+      }
+      try {
+        const payload = statementPayloadSchema.parse(JSON.parse(Buffer.from(mapping.proof.payload, 'base64url').toString('utf8')));
+        const same = payload.csi === mapping.csi && payload.msp === mapping.msp && payload.preference === mapping.preference && payload.created === mapping.created;
+        if (!same) throw new MimiError('bad_signature', 'the proof is for other mapping fields');
+        await verifyProof(mapping.proof, payload, registries, provider.jwk ? { dpKey: provider.jwk } : {});
+        out.push({ ...mapping, verified: true });
+      } catch (err) {
+        this.#deps.logger.warn({ dp: provider.id, msp: mapping.msp, why: err instanceof Error ? err.message : 'bad proof' }, 'mapping with a bad proof dropped');
+      }
+    }
+    return out;
   }
 
   /** Verifies a signed reply with the provider's vouched-for key; throws `bogus`. */

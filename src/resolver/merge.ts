@@ -8,7 +8,7 @@ import type { DpMapping, ResolvedMapping } from '../protocol/messages.ts';
 /** One provider's mappings, in the order the provider was reached. */
 export interface Share {
   readonly dp: string;
-  readonly mappings: readonly DpMapping[];
+  readonly mappings: readonly (DpMapping & { readonly verified?: boolean })[];
 }
 
 /** Tells whether mapping `a` wins a disagreement over mapping `b`. */
@@ -25,7 +25,7 @@ export function beats(a: DpMapping, b: DpMapping): boolean {
 
 /** Merges shares into one entry per MSP, sorted by preference then MSP id. */
 export function mergeShares(shares: readonly Share[]): ResolvedMapping[] {
-  const byMsp = new Map<string, { winner: DpMapping; sources: string[] }>();
+  const byMsp = new Map<string, { winner: Share['mappings'][number]; sources: string[] }>();
   for (const share of shares) {
     for (const mapping of share.mappings) {
       const entry = byMsp.get(mapping.msp);
@@ -44,6 +44,8 @@ export function mergeShares(shares: readonly Share[]): ResolvedMapping[] {
       preference: winner.preference,
       sources,
       ...(winner.created !== undefined ? { created: winner.created } : {}),
+      ...(winner.proof !== undefined ? { proof: winner.proof } : {}),
+      ...(winner.verified !== undefined ? { verified: winner.verified } : {}),
     });
   }
   return merged.sort((a, b) => a.preference - b.preference || (a.msp < b.msp ? -1 : a.msp > b.msp ? 1 : 0));

@@ -55,13 +55,13 @@ function buildAnswer(outcome: Outcome, options: RenderOptions, ttl: number): Ans
     };
   }
   if (options.validating) {
-    // A mapping is verified only with a proof that verifies on a secure chain; proofs come with
-    // registration (PROTOCOL.md §8), so zone-file mappings are `verified: false`.
+    // A mapping is verified only with a proof that verifies on a secure chain (PROTOCOL.md §8):
+    // zone-file mappings, which have none, are `verified: false`.
     return {
       csi: resolution.csi,
       status,
       ttl,
-      mappings: mappings.map((m) => ({ ...m, sources: [...m.sources], verified: false })),
+      mappings: mappings.map((m) => ({ ...m, sources: [...m.sources], verified: m.verified === true })),
       path: [...resolution.path],
       cached: outcome.cached,
       ...extra,
@@ -72,7 +72,7 @@ function buildAnswer(outcome: Outcome, options: RenderOptions, ttl: number): Ans
     csi: resolution.csi,
     status,
     ttl,
-    mappings: mappings.map((m) => ({ ...m, sources: [...m.sources] })),
+    mappings: mappings.map(({ proof: _proof, verified: _verified, ...m }) => ({ ...m, sources: [...m.sources] })),
     path: [...resolution.path],
     cached: outcome.cached,
     ...extra,

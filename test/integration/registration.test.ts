@@ -13,6 +13,7 @@ import { addSignature, newStatement, type StatementPayload } from '../../src/pro
 import { loadKeyIfPresent } from '../../src/server/keys.ts';
 import { registerStatement, signStatement } from '../../src/stub/msp.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
+import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
 import { bootHierarchy, inlineZone, postJson, type TestHierarchy } from './harness.ts';
 
@@ -74,7 +75,25 @@ describe('registration end to end', () => {
     expect(mapping).toMatchObject({ csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, verified: true });
     expect((mapping.proof as { signatures: unknown[] }).signatures).toHaveLength(3);
     const resolved = await h.resolve({ csi: '+447700900321' });
-    expect(resolved.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-c', preference: 1 }] });
+    // The validating resolver checked the proof: attestation, holder, MSP and DP signatures.
+    expect(resolved.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-c', preference: 1, verified: true }] });
+    expect((resolved.json.mappings as { proof: { signatures: unknown[] } }[])[0]?.proof.signatures).toHaveLength(3);
+    // Zone-file mappings carry no proof: served, but not verified.
+    const fromZone = await h.resolve({ csi: '+447700900123' });
+    expect((fromZone.json.mappings as { verified: boolean }[]).map((m) => m.verified)).toEqual([false, false]);
+  });
+
+  it('drops a served mapping whose proof does not verify (bogus when none remains)', async () => {
+    const holder = await generateSigningKey();
+    const attestation = await attest('tel:+447700900323', holder);
+    const proof = await signStatement({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), attestation }, holder, await key('chat-d'));
+    const dp = h.holders.get('dp-uk')?.current;
+    if (!(dp instanceof AuthoritativeDp)) throw new Error('no dp-uk');
+    // Published without the DP's countersignature, as a compromised store might serve it.
+    dp.register({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: JSON.parse(Buffer.from(proof.payload, 'base64url').toString()).created, proof });
+    const res = await h.resolve({ csi: '+447700900323' });
+    expect(res.status).toBe(502);
+    expect(res.json.code).toBe('bogus');
   });
 
   it('replaces the earlier mapping of the same CSI and MSP', async () => {
