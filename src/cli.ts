@@ -1,7 +1,9 @@
 /**
  * The `mimi` command (PROTOCOL.md §7): `serve`, `lookup`, `zone check`.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { readTrustAnchor } from './server/keys.ts';
 import { z } from 'zod';
 import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
@@ -11,6 +13,9 @@ import { startHierarchy, type RunningHierarchy } from './server/serve.ts';
 import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
 
+/** The demo's trust anchor, written by `npm start`. */
+const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';
+
 /** Exit statuses of `mimi lookup` (PROTOCOL.md §7). */
 export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 
@@ -19,7 +24,7 @@ const USAGE = `usage:
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
              [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
   mimi serve --resolver HOST:PORT --root URL
-  mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json]
+  mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
   mimi zone check FILE...
 `;
 
@@ -120,6 +125,8 @@ async function lookup(args: string[]): Promise<number> {
       format: { type: 'string' },
       msp: { type: 'string', multiple: true },
       json: { type: 'boolean' },
+      'trust-anchor': { type: 'string' },
+      'no-verify': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: true,
@@ -129,7 +136,10 @@ async function lookup(args: string[]): Promise<number> {
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
   const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
-  const stub = new StubResolver({ resolver: resolverUrl });
+  // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
+  const anchorFile = values['trust-anchor'] ?? (existsSync(DEMO_TRUST_ANCHOR) ? DEMO_TRUST_ANCHOR : undefined);
+  const trustAnchor = values['no-verify'] || anchorFile === undefined ? undefined : await readTrustAnchor(anchorFile);
+  const stub = new StubResolver({ resolver: resolverUrl, trustAnchor });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
     process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));

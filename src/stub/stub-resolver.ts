@@ -17,6 +17,9 @@ import {
 } from '../protocol/messages.ts';
 import { fromProblem } from '../protocol/problem.ts';
 import { readBounded } from '../protocol/read-bounded.ts';
+import type { PublicJwk } from '../protocol/jws.ts';
+import type { RootZone } from '../zone/normalise.ts';
+import { verifyAnswer, verifyRootZone } from './validate.ts';
 
 /** The demo's resolver, used when no URL is given. */
 export const DEFAULT_RESOLVER_URL = 'http://127.0.0.1:8053';
@@ -29,6 +32,8 @@ export interface StubResolverOptions {
   readonly timeoutMs?: number;
   /** An undici dispatcher to use instead of the stub's own keep-alive agent. */
   readonly dispatcher?: Dispatcher;
+  /** The root's public key: the stub then checks the root zone, the chain and every proof itself. */
+  readonly trustAnchor?: PublicJwk | undefined;
 }
 
 /** Options of one resolution. */
@@ -45,12 +50,15 @@ export class StubResolver {
   readonly #timeoutMs: number;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
+  readonly #anchor: PublicJwk | undefined;
+  #root: Promise<RootZone> | undefined;
 
   constructor(options: StubResolverOptions = {}) {
     this.#base = (options.resolver ?? DEFAULT_RESOLVER_URL).replace(/\/+$/, '');
     this.#timeoutMs = options.timeoutMs ?? 15_000;
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000 });
+    this.#anchor = options.trustAnchor;
   }
 
   /** Resolves a CSI; the CSI is checked locally first, so bad input never leaves the process. */
@@ -86,7 +94,27 @@ export class StubResolver {
     }
     const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
     if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');
+    if (this.#anchor !== undefined && 'mappings' in parsed.data) await verifyAnswer(parsed.data, await this.#rootZone(this.#anchor));
     return parsed.data;
+  }
+
+  /** The resolver's signed root zone, verified with the trust anchor (fetched once). */
+  #rootZone(anchor: PublicJwk): Promise<RootZone> {
+    this.#root ??= (async () => {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(`${this.#base}/v1/zone`, { method: 'GET', dispatcher: this.#dispatcher, signal: AbortSignal.timeout(this.#timeoutMs) });
+      } catch (err) {
+        throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${this.#base}: ${faultOf(err)}`, { cause: err });
+      }
+      const json = await readJson(res);
+      if (res.statusCode !== 200) throw new MimiError('bogus', 'the resolver serves no signed root zone: it does not validate');
+      return verifyRootZone(json, anchor);
+    })();
+    this.#root.catch(() => {
+      this.#root = undefined;
+    });
+    return this.#root;
   }
 
   /** Closes the stub's connections. */

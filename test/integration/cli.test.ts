@@ -34,7 +34,7 @@ afterAll(async () => {
 
 describe('mimi lookup', () => {
   it('prints a table and exits 0 when found', async () => {
-    const r = await mimi('lookup', '+44 7700 900123', '--resolver', h.resolverUrl ?? '');
+    const r = await mimi('lookup', '+44 7700 900123', '--resolver', h.resolverUrl ?? '', '--no-verify');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/tel:\+447700900123 +found/);
     expect(r.stdout).toMatch(/1 +chat-a +dp-uk/);
@@ -42,18 +42,18 @@ describe('mimi lookup', () => {
   });
 
   it('prints the resolver JSON with --json', async () => {
-    const r = await mimi('lookup', 'bob@example.com', '--resolver', h.resolverUrl ?? '', '--json', '--format', 'compact');
+    const r = await mimi('lookup', 'bob@example.com', '--resolver', h.resolverUrl ?? '', '--json', '--format', 'compact', '--no-verify');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ csi: 'mailto:bob@example.com', status: 'found', bits: '0005' });
   });
 
   it('applies --msp filters', async () => {
-    const r = await mimi('lookup', 'alice@example.com', '--resolver', h.resolverUrl ?? '', '--msp', 'chat-b', '--json');
+    const r = await mimi('lookup', 'alice@example.com', '--resolver', h.resolverUrl ?? '', '--msp', 'chat-b', '--json', '--no-verify');
     expect(JSON.parse(r.stdout).mappings).toEqual([expect.objectContaining({ msp: 'chat-b' })]);
   });
 
   it('exits 1 when not found', async () => {
-    const r = await mimi('lookup', '+447700900999', '--resolver', h.resolverUrl ?? '');
+    const r = await mimi('lookup', '+447700900999', '--resolver', h.resolverUrl ?? '', '--no-verify');
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/not found/);
   });
@@ -71,7 +71,7 @@ describe('mimi lookup', () => {
   });
 
   it('exits 3 when the resolver cannot be reached', async () => {
-    const r = await mimi('lookup', '+447700900123', '--resolver', 'http://127.0.0.1:9');
+    const r = await mimi('lookup', '+447700900123', '--resolver', 'http://127.0.0.1:9', '--no-verify');
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/upstream_unavailable: cannot reach the resolver/);
   });
@@ -105,7 +105,7 @@ describe('mimi serve', () => {
     const ready = JSON.parse(first) as { event: string; resolver: string; servers: Record<string, string[]> };
     expect(ready.event).toBe('ready');
     expect(ready.servers['dp-dc']).toEqual(['http://127.0.0.1:20003', 'http://127.0.0.1:20013']);
-    const r = await mimi('lookup', '+12025550123', '--resolver', ready.resolver, '--json');
+    const r = await mimi('lookup', '+12025550123', '--resolver', ready.resolver, '--json', '--no-verify');
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'found', path: ['dp-nanp', 'dp-dc'] });
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number];

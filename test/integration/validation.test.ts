@@ -6,8 +6,11 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateSigningKey, verifyFlattened, type PublicJwk } from '../../src/protocol/jws.ts';
+import { generateSigningKey, signFlattened, verifyFlattened, type PublicJwk } from '../../src/protocol/jws.ts';
 import { readTrustAnchor } from '../../src/server/keys.ts';
+import { verboseAnswerSchema } from '../../src/protocol/messages.ts';
+import { StubResolver } from '../../src/stub/stub-resolver.ts';
+import { verifyAnswer, verifyRootZone } from '../../src/stub/validate.ts';
 import { bootHierarchy, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy | undefined;
@@ -91,5 +94,50 @@ describe('a validating resolver', () => {
     b.signer = await generateSigningKey();
     const res = await h.resolve({ csi: 'bob@example.com' });
     expect(res.json).toMatchObject({ status: 'found', incomplete: ['dp-mail-b'], mappings: [{ msp: 'chat-a' }] });
+  });
+});
+
+describe('a validating stub', () => {
+  it('checks the root zone, the chain and the answer itself', async () => {
+    const { h, dir } = await signedHierarchy();
+    const anchor = await readTrustAnchor(join(dir, 'trust-anchor.jwk'));
+    const stub = new StubResolver({ resolver: h.resolverUrl ?? '', trustAnchor: anchor });
+    try {
+      const answer = await stub.resolve('+12025550123');
+      expect(answer.status).toBe('found');
+      expect(answer.chain).toHaveLength(2);
+      const wrong = new StubResolver({ resolver: h.resolverUrl ?? '', trustAnchor: (await generateSigningKey()).publicJwk });
+      await expect(wrong.resolve('+12025550123')).rejects.toMatchObject({ code: 'bogus' });
+      await wrong.close();
+    } finally {
+      await stub.close();
+    }
+  });
+
+  it('calls bogus any mapping the chain does not back, a missing chain, and a chain re-signed by another key', async () => {
+    const { h, dir } = await signedHierarchy();
+    const anchor = await readTrustAnchor(join(dir, 'trust-anchor.jwk'));
+    const root = await verifyRootZone(await (await fetch(`${h.resolverUrl}/v1/zone`)).json(), anchor);
+    const answer = verboseAnswerSchema.parse((await h.resolve({ csi: '+447700900123' })).json);
+    await expect(verifyAnswer(answer, root)).resolves.toBeUndefined();
+    const added = { ...answer, mappings: [...answer.mappings, { msp: 'chat-e', preference: 3, sources: ['dp-uk'], verified: false }] };
+    await expect(verifyAnswer(added, root)).rejects.toMatchObject({ code: 'bogus' });
+    await expect(verifyAnswer({ ...answer, chain: [] }, root)).rejects.toMatchObject({ code: 'bogus' });
+    const first = answer.chain?.[0] as { payload: string };
+    const resigned = await signFlattened(JSON.parse(Buffer.from(first.payload, 'base64url').toString()), await generateSigningKey());
+    await expect(verifyAnswer({ ...answer, chain: [resigned] }, root)).rejects.toMatchObject({ code: 'bogus' });
+  });
+
+  it('makes `mimi lookup` exit 3 on bogus, 0 when the chain checks out', async () => {
+    const { h, dir } = await signedHierarchy();
+    const { execFile } = await import('node:child_process');
+    const run = (args: string[]) =>
+      new Promise<number>((resolve) => {
+        execFile(process.execPath, ['src/mimi.js', 'lookup', ...args], (err) => resolve(err === null ? 0 : Number((err as { code?: number }).code)));
+      });
+    expect(await run(['+12025550123', '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(dir, 'trust-anchor.jwk')])).toBe(0);
+    const other = join(dir, 'not-the-anchor.jwk');
+    await writeFile(other, JSON.stringify((await generateSigningKey()).publicJwk));
+    expect(await run(['+12025550123', '--resolver', h.resolverUrl ?? '', '--trust-anchor', other])).toBe(3);
   });
 });
