@@ -3,7 +3,13 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { readTrustAnchor } from './server/keys.ts';
+import { basename, dirname } from 'node:path';
+import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor } from './server/keys.ts';
+import { readCodeFromOutbox } from './server/outbox.ts';
+import { registerThroughFlow } from './stub/register.ts';
+import { verifyRootZone } from './stub/validate.ts';
+import { unverifiedPayload, type PublicJwk } from './protocol/jws.ts';
+import { normaliseZone, type RootZone } from './zone/normalise.ts';
 import { z } from 'zod';
 import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
@@ -23,8 +29,11 @@ const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
              [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
+             [--register-zone-mappings]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
+  mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
+                [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--json]
   mimi zone check FILE...
 `;
 
@@ -63,6 +72,7 @@ async function serve(args: string[]): Promise<number> {
       'trust-anchor': { type: 'string' },
       'require-secure': { type: 'boolean' },
       'otp-outbox': { type: 'string' },
+      'register-zone-mappings': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -95,6 +105,7 @@ async function serve(args: string[]): Promise<number> {
     trustAnchorFile: values['trust-anchor'],
     requireSecure: values['require-secure'],
     otpOutbox: values['otp-outbox'],
+    registerZoneMappings: values['register-zone-mappings'],
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
   const ready = {
@@ -149,6 +160,63 @@ async function lookup(args: string[]): Promise<number> {
   }
 }
 
+async function register(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      msp: { type: 'string' },
+      preference: { type: 'string' },
+      dp: { type: 'string' },
+      resolver: { type: 'string' },
+      'trust-anchor': { type: 'string' },
+      keys: { type: 'string' },
+      'holder-key': { type: 'string' },
+      'otp-outbox': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('mimi register takes exactly one CSI');
+  if (values.msp === undefined) throw new UsageError('--msp ID is required');
+  const msp = flag(idSchema, 'msp', values.msp);
+  const preference = flag(z.coerce.number().int().min(1).max(255), 'preference', values.preference ?? '1');
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const anchorFile = values['trust-anchor'] ?? (existsSync(DEMO_TRUST_ANCHOR) ? DEMO_TRUST_ANCHOR : undefined);
+  const root = await fetchRootZone(resolverUrl, anchorFile === undefined ? undefined : await readTrustAnchor(anchorFile));
+  const keysDir = values.keys ?? '.mimi/keys';
+  const holderFile = values['holder-key'] ?? '.mimi/holder.jwk';
+  const holder = await loadOrCreateKey(dirname(holderFile), basename(holderFile, '.jwk'));
+  const mspKey = await loadKeyIfPresent(keysDir, msp);
+  if (mspKey === undefined) throw new MimiError('invalid_config', `no signing key for MSP ${msp} in ${keysDir} (the demo keeps its MSPs' keys there)`);
+  const outbox = values['otp-outbox'] ?? '.mimi/outbox';
+  const { mapping, dp } = await registerThroughFlow({
+    csi: positionals[0] ?? '',
+    msp,
+    preference,
+    root,
+    holder,
+    mspKey,
+    dp: values.dp,
+    code: (id) => readCodeFromOutbox(outbox, id),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify({ dp, mapping })}\n` : `registered ${String(mapping.csi)} on ${msp} (preference ${preference}) at ${dp}: signed by holder, MSP and DP\n`);
+  return 0;
+}
+
+/** The root zone as the resolver serves it, verified with the trust anchor when one is given. */
+async function fetchRootZone(resolverUrl: string, anchor: PublicJwk | undefined): Promise<RootZone> {
+  const res = await fetch(`${resolverUrl}/v1/zone`).catch((err: unknown) => {
+    throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${resolverUrl}`, { cause: err });
+  });
+  if (res.status !== 200) throw new MimiError('upstream_unavailable', `${resolverUrl} serves no signed root zone (start it with --trust-anchor)`);
+  const jws: unknown = await res.json();
+  if (anchor !== undefined) return verifyRootZone(jws, anchor);
+  const zone = normaliseZone(unverifiedPayload(jws, 'root zone'), 'root zone');
+  if (zone.role !== 'root') throw new MimiError('bogus', 'not a root zone');
+  return zone;
+}
+
 async function zoneCheck(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
   if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
@@ -169,6 +237,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await lookup(rest);
       case 'zone':
         return await zoneCheck(rest);
+      case 'register':
+        return await register(rest);
       case undefined:
       case 'help':
       case '--help':

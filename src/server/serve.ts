@@ -24,7 +24,10 @@ import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
 import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
 import { IdentityProver } from '../dp/idprover.ts';
 import { createIdproverApp, type ProverHolder } from './idprover-http.ts';
-import { appendJsonLine } from './outbox.ts';
+import { appendJsonLine, readCodeFromOutbox } from './outbox.ts';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { registerThroughFlow } from '../stub/register.ts';
 
 /** What to start. */
 export interface HierarchyOptions {
@@ -55,6 +58,12 @@ export interface HierarchyOptions {
   readonly requireSecure?: boolean | undefined;
   /** Where the built-in delivery channel writes one-time codes (`--otp-outbox`, default `.mimi/outbox`). */
   readonly otpOutbox?: string | undefined;
+  /**
+   * Register every zone-file mapping through the real flow at start (identity
+   * prover, holder and MSP signatures, DP countersignature), so the demo serves
+   * proofs. Holder keys are kept in `<keys>/holders/`.
+   */
+  readonly registerZoneMappings?: boolean | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -150,6 +159,34 @@ async function registriesFor(zones: readonly LoadedZone[], options: HierarchyOpt
   };
 }
 
+/** Registers the zone-file mappings of the DPs started here through the real flow (the demo's seed). */
+async function registerZoneMappings(zones: readonly LoadedZone[], holders: ReadonlyMap<string, DpHolder>, options: HierarchyOptions, logger: Logger): Promise<void> {
+  const keysDir = options.keysDir;
+  const root = zones.find((z) => z.zone.role === 'root')?.zone;
+  if (keysDir === undefined || root?.role !== 'root') throw new MimiError('invalid_config', 'registering zone mappings needs --keys and the root in this process');
+  const outbox = options.otpOutbox ?? '.mimi/outbox';
+  let count = 0;
+  for (const { zone } of zones) {
+    if (zone.role !== 'authoritative' || holders.get(zone.id)?.current === undefined) continue;
+    for (const m of zone.mappings) {
+      const holder = await loadOrCreateKey(join(keysDir, 'holders'), `h-${createHash('sha256').update(m.csi).digest('hex').slice(0, 16)}`);
+      await registerThroughFlow({
+        csi: m.csi,
+        msp: m.msp,
+        preference: m.preference,
+        root,
+        holder,
+        mspKey: await loadOrCreateKey(keysDir, m.msp),
+        dp: zone.id,
+        dpEndpoint: zone.endpoints[0],
+        code: (id) => readCodeFromOutbox(outbox, id),
+      });
+      count += 1;
+    }
+  }
+  logger.info({ count }, 'zone-file mappings registered with proofs');
+}
+
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
 export async function startHierarchy(options: HierarchyOptions): Promise<RunningHierarchy> {
   const { logger } = options;
@@ -196,7 +233,10 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         const prover = provers.get(zone.id);
         if (prover === undefined) continue;
         const key = keys.get(zone.id);
-        if (key === undefined) throw new MimiError('invalid_config', `identity prover ${zone.id} signs attestations: start it with --keys DIR`);
+        if (key === undefined) {
+          logger.warn({ server: zone.id }, 'identity prover not started: it signs attestations, start with --keys DIR');
+          continue;
+        }
         const outbox = options.otpOutbox ?? '.mimi/outbox';
         prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery));
         continue;
@@ -278,6 +318,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
       await entry.app.close();
     };
+    if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger);
     return { servers, dns, resolverUrl, resolverDns: resolverDnsAddress, resolver, zones, holders, stopEndpoint, close };
   } catch (err) {
     await close();

@@ -67,6 +67,8 @@ export async function bootHierarchy(
     trustAnchorFile?: string;
     /** Where identity provers write one-time codes. */
     otpOutbox?: string;
+    /** Register the zone-file mappings through the real flow at start. */
+    registerZoneMappings?: boolean;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -81,6 +83,7 @@ export async function bootHierarchy(
     keysDir: options.keysDir,
     trustAnchorFile: options.trustAnchorFile,
     otpOutbox: options.otpOutbox,
+    registerZoneMappings: options.registerZoneMappings,
     resolverDns: options.dns?.resolverDns,
   });
   return {

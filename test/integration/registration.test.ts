@@ -36,16 +36,16 @@ beforeAll(async () => {
           zone: {
             ...z.zone,
             csips: [
-              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44'] },
-              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com'] },
+              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44', 'e164:1'] },
+              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com', 'email:example.org'] },
             ],
           } satisfies RootZone,
         }
       : z,
   );
-  zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44" ]\n'));
-  zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com" ]\n'));
-  h = await bootHierarchy({ zones, keysDir: keys, trustAnchorFile: join(keys, 'trust-anchor.jwk'), otpOutbox: outbox });
+  zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44", "e164:1" ]\n'));
+  zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com", "email:example.org" ]\n'));
+  h = await bootHierarchy({ zones, keysDir: keys, trustAnchorFile: join(keys, 'trust-anchor.jwk'), otpOutbox: outbox, registerZoneMappings: true });
 });
 afterAll(async () => {
   await h.close();
@@ -78,9 +78,21 @@ describe('registration end to end', () => {
     // The validating resolver checked the proof: attestation, holder, MSP and DP signatures.
     expect(resolved.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-c', preference: 1, verified: true }] });
     expect((resolved.json.mappings as { proof: { signatures: unknown[] } }[])[0]?.proof.signatures).toHaveLength(3);
-    // Zone-file mappings carry no proof: served, but not verified.
-    const fromZone = await h.resolve({ csi: '+447700900123' });
-    expect((fromZone.json.mappings as { verified: boolean }[]).map((m) => m.verified)).toEqual([false, false]);
+    // The zone-file mappings were registered through the same flow at start: they verify too.
+    const fromZone = await h.resolve({ csi: '+12025550123' });
+    expect(fromZone.json).toMatchObject({ path: ['dp-nanp', 'dp-dc'], mappings: [{ msp: 'chat-b', verified: true }, { msp: 'chat-d', verified: true }] });
+  });
+
+  it('mimi register runs the whole flow from the command line', async () => {
+    const { execFile } = await import('node:child_process');
+    const holderKey = join(outbox, 'holder.jwk');
+    const args = ['src/mimi.js', 'register', 'Carol.New@Example.COM', '--msp', 'chat-b', '--preference', '2', '--dp', 'dp-mail-b', '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(keys, 'trust-anchor.jwk'), '--keys', keys, '--holder-key', holderKey, '--otp-outbox', outbox, '--json'];
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, args, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out)));
+    });
+    expect(JSON.parse(stdout)).toMatchObject({ dp: 'dp-mail-b', mapping: { csi: 'mailto:carol.new@example.com', msp: 'chat-b', preference: 2, verified: true } });
+    const res = await h.resolve({ csi: 'carol.new@example.com' });
+    expect(res.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b', sources: ['dp-mail-b'], verified: true }] });
   });
 
   it('drops a served mapping whose proof does not verify (bogus when none remains)', async () => {

@@ -1,0 +1,69 @@
+/**
+ * The whole registration flow as `mimi register` runs it (PROTOCOL.md §8):
+ * find the identity prover trusted for the CSI and the DP that serves it from
+ * the root zone, prove possession (challenge, code, attestation), then sign the
+ * statement as holder and MSP and register it.
+ */
+import { parseCsi, type Csi } from '../csi/parse.ts';
+import { csiInZone } from '../csi/zone-key.ts';
+import { MimiError } from '../errors.ts';
+import { unverifiedPayload, type SigningKey } from '../protocol/jws.ts';
+import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
+import type { RootZone } from '../zone/normalise.ts';
+import { ZoneTable } from '../zone/zone-table.ts';
+import { postJson, registerStatement, signStatement } from './msp.ts';
+
+/** Where a one-time code comes from: the delivery channel's other end. */
+export type CodeSource = (challengeId: string) => Promise<string>;
+
+/** What a registration needs. */
+export interface RegistrationRequest {
+  readonly csi: string;
+  readonly msp: string;
+  readonly preference: number;
+  readonly root: RootZone;
+  readonly holder: SigningKey;
+  readonly mspKey: SigningKey;
+  readonly code: CodeSource;
+  /** Register on this provider of a shared zone (default: the first). */
+  readonly dp?: string | undefined;
+  /** Register at this DP endpoint, skipping discovery (a DP seeding its own zone). */
+  readonly dpEndpoint?: string | undefined;
+}
+
+/** The DP that answers for a CSI: the root's delegation, then referrals (by `POST /v1/lookup`). */
+export async function findServingDp(root: RootZone, csi: Csi, only?: string): Promise<Provider> {
+  const registry = new Map(root.dps.map((d) => [d.id, d]));
+  const delegation = ZoneTable.from(root.delegations.map((d) => [d.zone, d.providers] as const)).longestMatch(csi);
+  if (delegation === undefined) throw new MimiError('not_authoritative', 'the root delegates no zone holding this CSI');
+  const pick = (providers: readonly Provider[]): Provider => {
+    const chosen = only === undefined ? providers[0] : providers.find((p) => p.id === only);
+    if (chosen === undefined) throw new MimiError('invalid_request', `DP "${only}" does not serve this CSI's zone`);
+    return chosen;
+  };
+  let provider = pick(delegation.value.map((id) => ({ id, endpoints: [...(registry.get(id)?.endpoints ?? [])] })));
+  for (let hops = 0; hops < 8; hops++) {
+    const reply = await postJson<unknown>(`${provider.endpoints[0] ?? ''}/v1/lookup`, { csi: csi.canonical });
+    const signed = typeof reply === 'object' && reply !== null && 'signature' in reply;
+    const response = lookupResponseSchema.parse(signed ? unverifiedPayload(reply, provider.id) : reply);
+    if (response.kind !== 'referral') return provider;
+    provider = pick(response.providers);
+  }
+  throw new MimiError('referral_loop', 'too many referrals while looking for the serving DP');
+}
+
+/** Runs the whole flow; returns the published mapping. */
+export async function registerThroughFlow(req: RegistrationRequest): Promise<{ mapping: Record<string, unknown>; dp: string }> {
+  const csi = parseCsi(req.csi);
+  const csip = req.root.csips.find((c) => c.attests.some((z) => csiInZone(csi, z)));
+  if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
+  const prover = csip.endpoints[0] ?? '';
+  const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: req.holder.publicJwk });
+  const code = await req.code(challenge.id);
+  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code });
+  const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp);
+  const created = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+  const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, attestation }, req.holder, req.mspKey);
+  const { mapping } = await registerStatement(dp.endpoints[0] ?? '', statement);
+  return { mapping, dp: dp.id };
+}
