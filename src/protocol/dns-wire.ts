@@ -20,7 +20,7 @@ export const FLAG = {
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 
 /** Extended DNS error codes (RFC 8914 §4) used here. */
-export const EDE = { OTHER: 0, STALE_ANSWER: 3, NO_REACHABLE_AUTHORITY: 22, NETWORK_ERROR: 23 } as const;
+export const EDE = { OTHER: 0, STALE_ANSWER: 3, DNSSEC_BOGUS: 6, NO_REACHABLE_AUTHORITY: 22, NETWORK_ERROR: 23 } as const;
 
 /** The UDP payload size this project advertises (the DNS Flag Day 2020 figure). */
 export const EDNS_UDP_SIZE = 1232;

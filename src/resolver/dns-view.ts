@@ -55,6 +55,9 @@ export class ResolverDnsView {
     } catch (err) {
       if (isMimiError(err) && err.code === 'referral_loop') return plain(RCODE.SERVFAIL, [{ code: EDE.OTHER, text: 'referral loop' }]);
       if (isMimiError(err) && err.code === 'upstream_unavailable') return plain(RCODE.SERVFAIL, [{ code: EDE.NO_REACHABLE_AUTHORITY, text: err.message }]);
+      // The signatures of PROTOCOL.md §8 play DNSSEC's part: a bogus chain is EDE 6 (DNSSEC Bogus).
+      if (isMimiError(err) && err.code === 'bogus') return plain(RCODE.SERVFAIL, [{ code: EDE.DNSSEC_BOGUS, text: err.message }]);
+      if (isMimiError(err) && err.code === 'invalid_csi') return plain(RCODE.NXDOMAIN);
       return plain(RCODE.SERVFAIL, [{ code: EDE.OTHER, text: 'internal error' }]);
     }
     const now = this.#now();

@@ -10,7 +10,8 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import { addSignature, newStatement, type StatementPayload } from '../../src/protocol/statement.ts';
-import { loadKeyIfPresent } from '../../src/server/keys.ts';
+import { loadKeyIfPresent, readTrustAnchor } from '../../src/server/keys.ts';
+import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { registerStatement, signStatement } from '../../src/stub/msp.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
@@ -78,6 +79,11 @@ describe('registration end to end', () => {
     // The validating resolver checked the proof: attestation, holder, MSP and DP signatures.
     expect(resolved.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-c', preference: 1, verified: true }] });
     expect((resolved.json.mappings as { proof: { signatures: unknown[] } }[])[0]?.proof.signatures).toHaveLength(3);
+    // The stub checks the proof (attestation, holder, MSP and DP signatures) and the chain itself.
+    const stub = new StubResolver({ resolver: h.resolverUrl ?? '', trustAnchor: await readTrustAnchor(join(keys, 'trust-anchor.jwk')) });
+    const checked = await stub.resolve('+447700900321');
+    await stub.close();
+    expect(checked.mappings[0]).toMatchObject({ msp: 'chat-c', verified: true });
     // The zone-file mappings were registered through the same flow at start: they verify too.
     const fromZone = await h.resolve({ csi: '+12025550123' });
     expect(fromZone.json).toMatchObject({ path: ['dp-nanp', 'dp-dc'], mappings: [{ msp: 'chat-b', verified: true }, { msp: 'chat-d', verified: true }] });

@@ -70,6 +70,16 @@ describe('a validating resolver', () => {
     expect(local.json.code).toBe('not_cached');
   });
 
+  it('drops a referral re-signed by the wrong DP key', async () => {
+    const { h } = await signedHierarchy();
+    const nanp = h.holders.get('dp-nanp');
+    if (nanp === undefined) throw new Error('no dp-nanp');
+    nanp.signer = await generateSigningKey();
+    const res = await h.resolve({ csi: '+12025550123' });
+    expect(res.json.code).toBe('bogus');
+    expect(h.lookups('dp-dc')).toBe(0); // the referral was not followed
+  });
+
   it('drops an unsigned reply from a DP whose key is on the chain (no downgrade)', async () => {
     const { h } = await signedHierarchy();
     const uk = h.holders.get('dp-uk');
