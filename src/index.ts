@@ -3,6 +3,13 @@
  * resolver and servers operators run, and the pure building blocks.
  */
 export { StubResolver, DEFAULT_RESOLVER_URL, type StubResolverOptions, type ResolveOptions } from './stub/stub-resolver.ts';
+export { signStatement, registerStatement } from './stub/msp.ts';
+export { registerThroughFlow, findServingDp, type RegistrationRequest, type CodeSource } from './stub/register.ts';
+export { verifyAnswer, verifyRootZone } from './stub/validate.ts';
+export { generateSigningKey, signingKeyFromJwk, thumbprint, type PublicJwk, type SigningKey } from './protocol/jws.ts';
+export { newStatement, addSignature, type Statement, type StatementPayload } from './protocol/statement.ts';
+export { verifyProof } from './protocol/proof.ts';
+export { ownerName, zoneName, hashLocalPart } from './protocol/enum-name.ts';
 export { MimiError, isMimiError, PROBLEM_CODES, type ProblemCode, type ErrorCode } from './errors.ts';
 export { parseCsi, canonicaliseCsi, type Csi, type PhoneCsi, type EmailCsi } from './csi/parse.ts';
 export { parseZoneKey, zoneContains, csiInZone, enclosingZones, type ZoneKey } from './csi/zone-key.ts';

@@ -11,7 +11,8 @@ import { readTrustAnchor } from '../../src/server/keys.ts';
 import { verboseAnswerSchema } from '../../src/protocol/messages.ts';
 import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { verifyAnswer, verifyRootZone } from '../../src/stub/validate.ts';
-import { bootHierarchy, type TestHierarchy } from './harness.ts';
+import { loadZoneDir } from '../../src/zone/load.ts';
+import { bootHierarchy, scriptedDp, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy | undefined;
 afterEach(async () => {
@@ -149,5 +150,32 @@ describe('a validating stub', () => {
     const other = join(dir, 'not-the-anchor.jwk');
     await writeFile(other, JSON.stringify((await generateSigningKey()).publicJwk));
     expect(await run(['+12025550123', '--resolver', h.resolverUrl ?? '', '--trust-anchor', other])).toBe(3);
+  });
+});
+
+describe('an insecure link', () => {
+  async function withUnkeyedOrg(requireSecure: boolean) {
+    const dir = await mkdtemp(join(tmpdir(), 'mimi-insecure-'));
+    // dp-org is run by someone else, unsigned: its registry entry carries no key.
+    const org = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-org', serial: 1, ttl: 60, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1 }] }]);
+    const zones = (await loadZoneDir('test/fixtures/hierarchy'))
+      .filter((z) => z.zone.id !== 'dp-org')
+      .map((z) => (z.zone.role === 'root' ? { ...z, zone: { ...z.zone, dps: z.zone.dps.map((d) => (d.id === 'dp-org' ? { ...d, endpoints: [org.url] } : d)) } } : z));
+    h = await bootHierarchy({ zones, keysDir: dir, trustAnchorFile: join(dir, 'trust-anchor.jwk'), resolver: { requireSecure } });
+    return org;
+  }
+
+  it('is served, with verified: false', async () => {
+    const org = await withUnkeyedOrg(false);
+    const res = await h?.resolve({ csi: 'dave@example.org' });
+    expect(res?.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b', verified: false }] });
+    await org.close();
+  });
+
+  it('is refused with --require-secure, while secure answers still pass', async () => {
+    const org = await withUnkeyedOrg(true);
+    expect((await h?.resolve({ csi: 'dave@example.org' }))?.json.code).toBe('bogus');
+    expect((await h?.resolve({ csi: '+447700900123' }))?.json.status).toBe('found');
+    await org.close();
   });
 });
