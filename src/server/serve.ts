@@ -29,6 +29,9 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { registerThroughFlow } from '../stub/register.ts';
 
+/** Where the demo's delivery channel writes one-time codes. */
+const DEFAULT_OUTBOX = '.mimi/outbox';
+
 /** What to start. */
 export interface HierarchyOptions {
   readonly zones: readonly LoadedZone[];
@@ -144,14 +147,18 @@ async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<stri
  * Where DPs take the MSP and CSIP registries from (PROTOCOL.md §8): the root
  * served in this process, or the root at `rootUrl`, validated with the trust anchor.
  */
-async function registriesFor(zones: readonly LoadedZone[], options: HierarchyOptions, logger: Logger): Promise<(() => Promise<Registries>) | undefined> {
+async function registriesFor(
+  zones: readonly LoadedZone[],
+  options: HierarchyOptions,
+  trustAnchor: PublicJwk | undefined,
+  logger: Logger,
+): Promise<(() => Promise<Registries>) | undefined> {
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
   if (root?.role === 'root') {
     const fixed: Registries = { msps: new Map(root.msps.map((m) => [m.id, m])), csips: root.csips };
     return () => Promise.resolve(fixed);
   }
   if (options.rootUrl === undefined) return undefined;
-  const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
   const copy = new RootZoneCopy({ hints: [options.rootUrl], transport: new HttpTransport(), now: Date.now, logger, timeoutMs: 3000, trustAnchor });
   return async () => {
     const snapshot = await copy.current();
@@ -164,7 +171,7 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
   const keysDir = options.keysDir;
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
   if (keysDir === undefined || root?.role !== 'root') throw new MimiError('invalid_config', 'registering zone mappings needs --keys and the root in this process');
-  const outbox = options.otpOutbox ?? '.mimi/outbox';
+  const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
   let count = 0;
   for (const { zone } of zones) {
     if (zone.role !== 'authoritative' || holders.get(zone.id)?.current === undefined) continue;
@@ -185,6 +192,89 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
     }
   }
   logger.info({ count }, 'zone-file mappings registered with proofs');
+}
+
+/**
+ * Starts the DNS front-end of every DP with a `dns` list: one port for the whole
+ * hierarchy, one address per server (NS glue carries no port, PROTOCOL.md §6).
+ */
+async function startDns(
+  zones: readonly LoadedZone[],
+  holders: ReadonlyMap<string, DpHolder>,
+  options: HierarchyOptions,
+  apex: string,
+  listeners: DnsListener[],
+): Promise<Record<string, string[]>> {
+  const { logger } = options;
+  const dns: Record<string, string[]> = {};
+  let dnsPort = options.dnsPort;
+  if (dnsPort === undefined) return dns;
+  for (const { zone } of zones) {
+    const holder = holders.get(zone.id);
+    if (holder?.current === undefined || zone.role === 'idprover' || zone.dns === undefined) continue;
+    const authority = new DnsAuthority(zone, holder.current, apex);
+    const responder = new DnsResponder((name, qtype) => ({ plan: authority.answer(name, qtype), validUntil: Infinity }), {
+      recursive: false,
+      now: Date.now,
+      logger: logger.child({ server: zone.id }),
+    });
+    if (holder.current instanceof AuthoritativeDp) {
+      holder.current.onRegister((csi) => {
+        authority.addCsi(csi);
+        responder.invalidate();
+      });
+    }
+    for (const address of zone.dns) {
+      const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
+      listeners.push(listener);
+      dnsPort = listener.port;
+      (dns[zone.id] ??= []).push(`${address}:${listener.port}`);
+    }
+  }
+  return dns;
+}
+
+/** Starts the recursive resolver: its HTTP front-end and, when asked, its DNS front-end. */
+async function startResolver(
+  zones: readonly LoadedZone[],
+  options: HierarchyOptions,
+  apex: string,
+  trustAnchor: PublicJwk | undefined,
+  apps: FastifyInstance[],
+  listeners: DnsListener[],
+): Promise<{ resolver: Resolver; url: string; dns: string | undefined }> {
+  const { logger } = options;
+  const at = options.resolver ?? { host: '127.0.0.1', port: 0 };
+  const root = zones.find((z) => z.zone.role === 'root')?.zone;
+  const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
+  if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
+  const resolver = new Resolver({
+    ...options.resolverOptions,
+    rootHints: hints,
+    dnsApex: apex,
+    logger: logger.child({ server: 'resolver' }),
+    ...(trustAnchor !== undefined ? { trustAnchor } : {}),
+    ...(options.requireSecure ? { requireSecure: true } : {}),
+  });
+  const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
+  apps.push(app);
+  await app.listen({ host: at.host, port: at.port });
+  let dns: string | undefined;
+  if (options.resolverDns !== undefined) {
+    const view = new ResolverDnsView(resolver, apex, () => resolver.now());
+    const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
+      recursive: true,
+      now: () => resolver.now(),
+      logger: logger.child({ server: 'resolver' }),
+    });
+    const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }));
+    listeners.push(listener);
+    dns = `${listener.address}:${listener.port}`;
+  }
+  await resolver.start().catch((err: unknown) => {
+    logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
+  });
+  return { resolver, url: urlOf(app, 'http:'), dns };
 }
 
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
@@ -227,7 +317,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
     const keys = new Map<string, SigningKey>();
     if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
-    const registries = await registriesFor(zones, options, logger);
+    const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
+    const registries = await registriesFor(zones, options, trustAnchor, logger);
     for (const { zone } of zones) {
       if (zone.role === 'idprover') {
         const prover = provers.get(zone.id);
@@ -237,7 +328,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           logger.warn({ server: zone.id }, 'identity prover not started: it signs attestations, start with --keys DIR');
           continue;
         }
-        const outbox = options.otpOutbox ?? '.mimi/outbox';
+        const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
         prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery));
         continue;
       }
@@ -250,76 +341,18 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);
 
-    // DNS: one port for the whole hierarchy, one address per server (glue carries no port).
-    const dns: Record<string, string[]> = {};
-    let dnsPort = options.dnsPort;
-    if (dnsPort !== undefined) {
-      for (const { zone } of zones) {
-        const holder = holders.get(zone.id);
-        if (holder?.current === undefined || zone.role === 'idprover' || zone.dns === undefined) continue;
-        const authority = new DnsAuthority(zone, holder.current, apex);
-        const responder = new DnsResponder((name, qtype) => ({ plan: authority.answer(name, qtype), validUntil: Infinity }), {
-          recursive: false,
-          now: Date.now,
-          logger: logger.child({ server: zone.id }),
-        });
-        if (holder.current instanceof AuthoritativeDp) {
-          holder.current.onRegister((csi) => {
-            authority.addCsi(csi);
-            responder.invalidate();
-          });
-        }
-        for (const address of zone.dns) {
-          const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
-          dnsListeners.push(listener);
-          dnsPort = listener.port;
-          (dns[zone.id] ??= []).push(`${address}:${listener.port}`);
-        }
-      }
-    }
+    const dns = await startDns(zones, holders, options, apex, dnsListeners);
 
-    let resolverUrl: string | undefined;
-    let resolverDnsAddress: string | undefined;
-    if (options.resolver !== undefined) {
-      const root = zones.find((z) => z.zone.role === 'root')?.zone;
-      const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
-      if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
-      const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
-      resolver = new Resolver({
-        ...options.resolverOptions,
-        rootHints: hints,
-        dnsApex: apex,
-        logger: logger.child({ server: 'resolver' }),
-        ...(trustAnchor !== undefined ? { trustAnchor } : {}),
-        ...(options.requireSecure ? { requireSecure: true } : {}),
-      });
-      const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
-      apps.push(app);
-      await app.listen({ host: options.resolver.host, port: options.resolver.port });
-      resolverUrl = urlOf(app, 'http:');
-      if (options.resolverDns !== undefined) {
-        const r = resolver;
-        const view = new ResolverDnsView(r, apex, () => r.now());
-        const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
-          recursive: true,
-          now: () => r.now(),
-          logger: logger.child({ server: 'resolver' }),
-        });
-        const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }));
-        dnsListeners.push(listener);
-        resolverDnsAddress = `${listener.address}:${listener.port}`;
-      }
-      await resolver.start().catch((err: unknown) => {
-        logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
-      });
-    }
+    const front = options.resolver !== undefined ? await startResolver(zones, options, apex, trustAnchor, apps, dnsListeners) : undefined;
+    resolver = front?.resolver;
+
     const stopEndpoint = async (url: string): Promise<void> => {
       const entry = listening.find((l) => l.actual === url);
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
       await entry.app.close();
     };
     if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger);
-    return { servers, dns, resolverUrl, resolverDns: resolverDnsAddress, resolver, zones, holders, stopEndpoint, close };
+    return { servers, dns, resolverUrl: front?.url, resolverDns: front?.dns, resolver, zones, holders, stopEndpoint, close };
   } catch (err) {
     await close();
     throw err;
