@@ -9,16 +9,12 @@ import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type Z
 import { MimiError } from '../errors.ts';
 import { emailMatchesHash } from '../protocol/enum-name.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
-import { recordKey, type CheckedMapping, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
-import { verifyProof } from '../protocol/proof.ts';
-import { statementPayloadSchema } from '../protocol/statement.ts';
+import { recordKey, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
 import type { Context, Outcome, Question } from './chain.ts';
 import { mergeShares } from './merge.ts';
 import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
 import { describeFault, type FlattenedJws, type LookupReply, type LookupResult, type Transport } from './transport.ts';
-import { verifyFlattened } from '../protocol/jws.ts';
-import { lookupResponseSchema } from '../protocol/messages.ts';
-import { z } from 'zod';
+import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 
 /** What the walk needs. */
@@ -98,9 +94,6 @@ interface Walk {
   /** In `default` mode a DP that says `not_authoritative` is lame (a failure); when asked directly it holds no share. */
   readonly noShareIsFailure: boolean;
 }
-
-/** What a signed lookup payload adds: the question it answers (PROTOCOL.md §8). */
-const signedQuestionSchema = z.object({ csi: z.string().optional(), name: z.string().optional(), iat: z.number().optional() });
 
 const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
 
@@ -234,7 +227,7 @@ export class Iterator {
     if (this.#deps.validating && start.trusted && provider.jwk !== undefined && result.kind !== 'not_authoritative') {
       // A key on the chain: the reply must be signed with it, by this DP, for this question.
       try {
-        result = await this.#verified(walk, provider, reply);
+        result = await verifyReply(walk.csi, provider, reply);
         secure = true;
       } catch (err) {
         this.#deps.logger.warn({ dp: provider.id, why: err instanceof Error ? err.message : 'bogus' }, 'bogus reply dropped');
@@ -252,7 +245,7 @@ export class Iterator {
       case 'answer': {
         if (result.dp !== provider.id) return this.#reject(walk, start, `answer signed off by "${result.dp}"`);
         const accepted = result.mappings.filter((m) => this.#acceptMapping(walk, provider.id, m));
-        const mappings = secure ? await this.#checkProofs(walk, provider, accepted) : accepted;
+        const mappings = secure ? await checkProofs(walk.root, provider, accepted, this.#deps.logger) : accepted;
         if (accepted.length > 0 && mappings.length === 0) {
           this.#deps.logger.warn({ dp: provider.id }, 'bogus answer: no mapping proof verified');
           const branch = await this.#fallback(walk, start);
@@ -280,42 +273,6 @@ export class Iterator {
       case 'referral':
         return this.#follow(walk, start, { zone: result.zone, providers: result.providers, ttl: result.ttl, secure, jws });
     }
-  }
-
-  /**
-   * Checks each mapping's proof on a secure answer (PROTOCOL.md §8): a mapping
-   * with no proof is `verified: false`; one whose proof fails is dropped and logged.
-   */
-  async #checkProofs(walk: Walk, provider: Provider, mappings: readonly DpMapping[]): Promise<CheckedMapping[]> {
-    const registries = { msps: walk.root.msps, csips: walk.root.zone.csips };
-    const out: CheckedMapping[] = [];
-    for (const mapping of mappings) {
-      if (mapping.proof === undefined) {
-        out.push({ ...mapping, verified: false });
-        continue;
-      }
-      try {
-        const payload = statementPayloadSchema.parse(JSON.parse(Buffer.from(mapping.proof.payload, 'base64url').toString('utf8')));
-        const same = payload.csi === mapping.csi && payload.msp === mapping.msp && payload.preference === mapping.preference && payload.created === mapping.created;
-        if (!same) throw new MimiError('bad_signature', 'the proof is for other mapping fields');
-        await verifyProof(mapping.proof, payload, registries, provider.jwk ? { dpKey: provider.jwk } : {});
-        out.push({ ...mapping, verified: true });
-      } catch (err) {
-        this.#deps.logger.warn({ dp: provider.id, msp: mapping.msp, why: err instanceof Error ? err.message : 'bad proof' }, 'mapping with a bad proof dropped');
-      }
-    }
-    return out;
-  }
-
-  /** Verifies a signed reply with the provider's vouched-for key; throws `bogus`. */
-  async #verified(walk: Walk, provider: Provider, reply: LookupReply): Promise<LookupResult> {
-    if (reply.jws === undefined || provider.jwk === undefined) throw new MimiError('bogus', `${provider.id} answered unsigned, but the chain holds its key`);
-    const payload = lookupResponseSchema.and(signedQuestionSchema).safeParse(await verifyFlattened(reply.jws, provider.jwk, provider.id));
-    if (!payload.success) throw new MimiError('bogus', `${provider.id}: the signed payload is not a lookup response`);
-    const asked = walk.csi.kind === 'email-hash' ? payload.data.name : payload.data.csi;
-    if (asked !== walk.csi.canonical) throw new MimiError('bogus', `${provider.id}: signed for another question`);
-    if (payload.data.dp !== provider.id) throw new MimiError('bogus', `${provider.id}: signed as "${payload.data.dp}"`);
-    return payload.data;
   }
 
   async #follow(
