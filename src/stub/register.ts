@@ -7,7 +7,7 @@
 import { parseCsi, type Csi } from '../csi/parse.ts';
 import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
-import { unverifiedPayload, type SigningKey } from '../protocol/jws.ts';
+import { unverifiedPayload, verifyFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
@@ -31,7 +31,12 @@ export interface RegistrationRequest {
   readonly dpEndpoint?: string | undefined;
 }
 
-/** The DP that answers for a CSI: the root's delegation, then referrals (by `POST /v1/lookup`). */
+/**
+ * The DP that answers for a CSI: the root's delegation, then referrals (by
+ * `POST /v1/lookup`). Each reply from a DP whose key the root zone or a verified
+ * referral vouches for must verify with it, so a forged referral cannot send the
+ * holder's signed statement to another server.
+ */
 export async function findServingDp(root: RootZone, csi: Csi, only?: string): Promise<Provider> {
   const registry = new Map(root.dps.map((d) => [d.id, d]));
   const delegation = ZoneTable.from(root.delegations.map((d) => [d.zone, d.providers] as const)).longestMatch(csi);
@@ -41,11 +46,18 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string): Pr
     if (chosen === undefined) throw new MimiError('invalid_request', `DP "${only}" does not serve this CSI's zone`);
     return chosen;
   };
-  let provider = pick(delegation.value.map((id) => ({ id, endpoints: [...(registry.get(id)?.endpoints ?? [])] })));
+  let provider = pick(
+    delegation.value.map((id) => {
+      const entry = registry.get(id);
+      return { id, endpoints: [...(entry?.endpoints ?? [])], ...(entry?.jwk ? { jwk: entry.jwk } : {}) };
+    }),
+  );
   for (let hops = 0; hops < 8; hops++) {
     const reply = await postJson<unknown>(`${provider.endpoints[0] ?? ''}/v1/lookup`, { csi: csi.canonical });
     const signed = typeof reply === 'object' && reply !== null && 'signature' in reply;
-    const response = lookupResponseSchema.parse(signed ? unverifiedPayload(reply, provider.id) : reply);
+    if (provider.jwk !== undefined && !signed) throw new MimiError('bogus', `${provider.id} answered unsigned, but its key is known`);
+    const payload = provider.jwk !== undefined ? await verifyFlattened(reply, provider.jwk, provider.id) : signed ? unverifiedPayload(reply, provider.id) : reply;
+    const response = lookupResponseSchema.parse(payload);
     if (response.kind !== 'referral') return provider;
     provider = pick(response.providers);
   }

@@ -13,6 +13,8 @@ import { addSignature, newStatement, type StatementPayload } from '../../src/pro
 import { loadKeyIfPresent, readTrustAnchor } from '../../src/server/keys.ts';
 import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { registerStatement, signStatement } from '../../src/stub/msp.ts';
+import { findServingDp } from '../../src/stub/register.ts';
+import { parseCsi } from '../../src/csi/parse.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
@@ -124,6 +126,22 @@ describe('registration end to end', () => {
     const dp = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi: '+447700900322' });
     const payload = JSON.parse(Buffer.from(String((dp.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { msp: string; preference: number }[] };
     expect(payload.mappings.map((m) => [m.msp, m.preference])).toEqual([['chat-a', 2]]);
+  });
+});
+
+describe('finding the DP to register with', () => {
+  it('follows verified referrals only: a forged referral stops the flow as bogus', async () => {
+    const root = (h.zones.find((z) => z.zone.role === 'root')?.zone) as RootZone;
+    expect((await findServingDp(root, parseCsi('+12025550177'))).id).toBe('dp-dc');
+    const nanp = h.holders.get('dp-nanp');
+    if (nanp === undefined) throw new Error('no dp-nanp');
+    const real = nanp.signer;
+    nanp.signer = await generateSigningKey();
+    try {
+      await expect(findServingDp(root, parseCsi('+12025550177'))).rejects.toMatchObject({ code: 'bogus' });
+    } finally {
+      nanp.signer = real;
+    }
   });
 });
 
