@@ -4,6 +4,7 @@
  * 404 and 405 as problems, and `/healthz`.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MimiError } from '../errors.ts';
@@ -11,6 +12,43 @@ import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
 
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
+
+/** Sends an error as `application/problem+json` on a bare node:http response. */
+export function writeProblem(response: ServerResponse, err: unknown): void {
+  const problem = toProblem(err);
+  const body = JSON.stringify(problem);
+  const headers: Record<string, string | number> = { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) };
+  if (err instanceof MimiError && err.retryAfter !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfter)));
+  response.writeHead(problem.status, headers);
+  response.end(body);
+}
+
+/**
+ * Reads a request body up to the limit, for a fast path; rejects with
+ * `invalid_request` 413 past it (the rest is not read).
+ */
+export function readRequestBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > MAX_REQUEST_BODY) {
+      reject(new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 }));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let total = 0;
+    request.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > MAX_REQUEST_BODY) {
+        request.removeAllListeners('data');
+        reject(new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 }));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve((chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total)).toString('utf8')));
+    request.on('error', reject);
+  });
+}
 
 /** Sends an error as `application/problem+json`. */
 export function sendProblem(reply: FastifyReply, err: unknown): FastifyReply {
@@ -39,9 +77,20 @@ function classify(err: FastifyError): MimiError {
   return new MimiError('internal', 'internal error', { cause: err });
 }
 
+/** A function that answers some requests itself before fastify routes the rest. */
+export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
+
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
-export function createHttpApp(logger: Logger): FastifyInstance {
+export function createHttpApp(logger: Logger, fastPath?: FastPath): FastifyInstance {
   const app = Fastify({
+    ...(fastPath !== undefined
+      ? {
+          serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) =>
+            createServer((req, res) => {
+              if (!fastPath(req, res)) route(req, res);
+            }),
+        }
+      : {}),
     loggerInstance: logger as FastifyBaseLogger,
     // No per-request access log: a resolver's queries are personal data and its hot path (DNS servers log no queries by default either).
     logController: new LogController({ disableRequestLogging: true }),

@@ -7,7 +7,7 @@ import { MimiError } from '../errors.ts';
 import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
 import type { Resolver } from '../resolver/resolver.ts';
-import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath } from './http-common.ts';
 
 /** What `/.well-known/mimi-discovery` discloses for the resolver. */
 export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
@@ -29,9 +29,41 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
   };
 }
 
+/**
+ * The hot path, `POST /v1/resolve`, answered on the bare node:http server before
+ * fastify routes anything else. Measured on this project's machine: fastify's
+ * request path alone costs a fifth of what a bare server does, which is all
+ * that stood between the resolver and the throughput target. Same validation,
+ * limits and problem documents as the fastify route (which still serves any
+ * other spelling of the URL).
+ */
+function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
+  return (request, response) => {
+    if (request.method !== 'POST' || request.url !== '/v1/resolve') return false;
+    readRequestBody(request)
+      .then(async (text) => {
+        let json: unknown;
+        try {
+          json = text === '' ? undefined : JSON.parse(text);
+        } catch {
+          throw new MimiError('invalid_request', 'the request body is not valid JSON');
+        }
+        const bytes = await resolver.resolveBytes(parseBody(resolveRequestSchema, json));
+        response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
+        response.end(bytes);
+      })
+      .catch((err: unknown) => {
+        if (!(err instanceof MimiError)) logger.error({ err: err instanceof Error ? err.message : String(err) }, 'resolve failed');
+        if (!response.headersSent) writeProblem(response, err);
+        if (err instanceof MimiError && err.status === 413) request.destroy();
+      });
+    return true;
+  };
+}
+
 /** Creates the fastify app of a resolver. */
 export function createResolverApp(resolver: Resolver, logger: Logger): FastifyInstance {
-  const app = createHttpApp(logger);
+  const app = createHttpApp(logger, resolveFastPath(resolver, logger));
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body);
