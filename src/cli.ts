@@ -7,9 +7,8 @@ import { basename, dirname } from 'node:path';
 import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor } from './server/keys.ts';
 import { readCodeFromOutbox } from './server/outbox.ts';
 import { registerThroughFlow } from './stub/register.ts';
-import { verifyRootZone } from './stub/validate.ts';
-import { unverifiedPayload, type PublicJwk } from './protocol/jws.ts';
-import { normaliseZone, type RootZone } from './zone/normalise.ts';
+import { fetchRootZone } from './stub/validate.ts';
+import type { PublicJwk } from './protocol/jws.ts';
 import { z } from 'zod';
 import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
@@ -21,6 +20,12 @@ import { idSchema } from './zone/schema.ts';
 
 /** The demo's trust anchor, written by `npm start`. */
 const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';
+
+/** The trust anchor a client command uses: the file given, else the demo's when it exists (PROTOCOL.md §7). */
+async function trustAnchorOf(file: string | undefined): Promise<PublicJwk | undefined> {
+  const path = file ?? (existsSync(DEMO_TRUST_ANCHOR) ? DEMO_TRUST_ANCHOR : undefined);
+  return path === undefined ? undefined : readTrustAnchor(path);
+}
 
 /** Exit statuses of `mimi lookup` (PROTOCOL.md §7). */
 export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
@@ -148,8 +153,7 @@ async function lookup(args: string[]): Promise<number> {
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
   const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
   // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
-  const anchorFile = values['trust-anchor'] ?? (existsSync(DEMO_TRUST_ANCHOR) ? DEMO_TRUST_ANCHOR : undefined);
-  const trustAnchor = values['no-verify'] || anchorFile === undefined ? undefined : await readTrustAnchor(anchorFile);
+  const trustAnchor = values['no-verify'] ? undefined : await trustAnchorOf(values['trust-anchor']);
   const stub = new StubResolver({ resolver: resolverUrl, trustAnchor });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
@@ -182,8 +186,7 @@ async function register(args: string[]): Promise<number> {
   const msp = flag(idSchema, 'msp', values.msp);
   const preference = flag(z.coerce.number().int().min(1).max(255), 'preference', values.preference ?? '1');
   const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
-  const anchorFile = values['trust-anchor'] ?? (existsSync(DEMO_TRUST_ANCHOR) ? DEMO_TRUST_ANCHOR : undefined);
-  const root = await fetchRootZone(resolverUrl, anchorFile === undefined ? undefined : await readTrustAnchor(anchorFile));
+  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
   const keysDir = values.keys ?? '.mimi/keys';
   const holderFile = values['holder-key'] ?? '.mimi/holder.jwk';
   const holder = await loadOrCreateKey(dirname(holderFile), basename(holderFile, '.jwk'));
@@ -202,19 +205,6 @@ async function register(args: string[]): Promise<number> {
   });
   process.stdout.write(values.json ? `${JSON.stringify({ dp, mapping })}\n` : `registered ${String(mapping.csi)} on ${msp} (preference ${preference}) at ${dp}: signed by holder, MSP and DP\n`);
   return 0;
-}
-
-/** The root zone as the resolver serves it, verified with the trust anchor when one is given. */
-async function fetchRootZone(resolverUrl: string, anchor: PublicJwk | undefined): Promise<RootZone> {
-  const res = await fetch(`${resolverUrl}/v1/zone`).catch((err: unknown) => {
-    throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${resolverUrl}`, { cause: err });
-  });
-  if (res.status !== 200) throw new MimiError('upstream_unavailable', `${resolverUrl} serves no signed root zone (start it with --trust-anchor)`);
-  const jws: unknown = await res.json();
-  if (anchor !== undefined) return verifyRootZone(jws, anchor);
-  const zone = normaliseZone(unverifiedPayload(jws, 'root zone'), 'root zone');
-  if (zone.role !== 'root') throw new MimiError('bogus', 'not a root zone');
-  return zone;
 }
 
 async function zoneCheck(args: string[]): Promise<number> {

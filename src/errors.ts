@@ -93,3 +93,13 @@ export function isMimiError(value: unknown): value is MimiError {
 export function isProblemCode(value: unknown): value is ProblemCode {
   return typeof value === 'string' && (PROBLEM_CODES as readonly string[]).includes(value);
 }
+
+/** A short, log-safe description of a network fault (no URL query, no body). */
+export function describeFault(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') return 'timed out';
+    return code !== undefined ? `${code}` : err.message;
+  }
+  return 'unknown fault';
+}

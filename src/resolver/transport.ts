@@ -4,7 +4,9 @@
  * validated before the resolver sees it.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { MimiError } from '../errors.ts';
+import { describeFault, MimiError } from '../errors.ts';
+
+export { describeFault };
 import { readBounded } from '../protocol/read-bounded.ts';
 import type { z } from 'zod';
 import { flattenedJwsSchema, JOSE_CONTENT_TYPE, unverifiedPayload } from '../protocol/jws.ts';
@@ -144,14 +146,4 @@ export class HttpTransport implements Transport {
   async close(): Promise<void> {
     if (this.#ownsDispatcher) await this.#dispatcher.destroy();
   }
-}
-
-/** A short, log-safe description of a network fault. */
-export function describeFault(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (err.name === 'AbortError' || err.name === 'TimeoutError') return 'timed out';
-    return code !== undefined ? `${code}` : err.message;
-  }
-  return 'unknown fault';
 }

@@ -11,7 +11,8 @@ import { unverifiedPayload, verifyFlattened, type SigningKey } from '../protocol
 import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
-import { postJson, registerStatement, signStatement } from './msp.ts';
+import { postJson } from './http.ts';
+import { registerStatement, signStatement } from './msp.ts';
 
 /** Where a one-time code comes from: the delivery channel's other end. */
 export type CodeSource = (challengeId: string) => Promise<string>;

@@ -3,23 +3,20 @@
  * recursive resolver's `POST /v1/resolve`. Answers are validated and typed;
  * failures throw {@link MimiError} with the problem `code`.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import {
   compactAnswerSchema,
-  MAX_RESPONSE_BODY,
-  problemSchema,
   verboseAnswerSchema,
   type CompactAnswer,
   type Federation,
   type VerboseAnswer,
 } from '../protocol/messages.ts';
-import { fromProblem } from '../protocol/problem.ts';
-import { readBounded } from '../protocol/read-bounded.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { RootZone } from '../zone/normalise.ts';
-import { verifyAnswer, verifyRootZone } from './validate.ts';
+import { problemError, requestJson } from './http.ts';
+import { fetchRootZone, verifyAnswer } from './validate.ts';
 
 /** The demo's resolver, used when no URL is given. */
 export const DEFAULT_RESOLVER_URL = 'http://127.0.0.1:8053';
@@ -68,30 +65,15 @@ export class StubResolver {
   async resolve(csi: string, options: ResolveOptions = {}): Promise<VerboseAnswer | CompactAnswer> {
     const canonical = parseCsi(csi).canonical;
     const format = options.format ?? 'verbose';
-    const body = JSON.stringify({
+    const body = {
       csi: canonical,
       format,
       ...(options.msps !== undefined ? { msps: options.msps } : {}),
       ...(options.federation !== undefined ? { federation: options.federation } : {}),
-    });
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${this.#base}/v1/resolve`, {
-        method: 'POST',
-        dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body,
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (err) {
-      throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${this.#base}: ${faultOf(err)}`, { cause: err });
-    }
-    const json = await readJson(res);
-    if (res.statusCode !== 200) {
-      const problem = problemSchema.safeParse(json);
-      if (problem.success) throw fromProblem(problem.data, res.statusCode);
-      throw new MimiError('upstream_unavailable', `the resolver answered HTTP ${res.statusCode}`, { status: res.statusCode });
-    }
+    };
+    const who = `the resolver at ${this.#base}`;
+    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, { method: 'POST', body, dispatcher: this.#dispatcher, timeoutMs: this.#timeoutMs, who });
+    if (status !== 200) throw problemError(status, json, 'the resolver');
     const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
     if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');
     if (this.#anchor !== undefined && 'mappings' in parsed.data) await verifyAnswer(parsed.data, await this.#rootZone(this.#anchor));
@@ -100,17 +82,7 @@ export class StubResolver {
 
   /** The resolver's signed root zone, verified with the trust anchor (fetched once). */
   #rootZone(anchor: PublicJwk): Promise<RootZone> {
-    this.#root ??= (async () => {
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(`${this.#base}/v1/zone`, { method: 'GET', dispatcher: this.#dispatcher, signal: AbortSignal.timeout(this.#timeoutMs) });
-      } catch (err) {
-        throw new MimiError('upstream_unavailable', `cannot reach the resolver at ${this.#base}: ${faultOf(err)}`, { cause: err });
-      }
-      const json = await readJson(res);
-      if (res.statusCode !== 200) throw new MimiError('bogus', 'the resolver serves no signed root zone: it does not validate');
-      return verifyRootZone(json, anchor);
-    })();
+    this.#root ??= fetchRootZone(this.#base, anchor, { dispatcher: this.#dispatcher, timeoutMs: this.#timeoutMs });
     this.#root.catch(() => {
       this.#root = undefined;
     });
@@ -121,21 +93,4 @@ export class StubResolver {
   async close(): Promise<void> {
     if (this.#ownsDispatcher) await this.#dispatcher.close();
   }
-}
-
-async function readJson(res: Dispatcher.ResponseData): Promise<unknown> {
-  const bytes = await readBounded(res.body, MAX_RESPONSE_BODY, 'the resolver\'s answer');
-  try {
-    return bytes.length === 0 ? undefined : JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new MimiError('upstream_unavailable', 'the resolver sent an answer that is not JSON', { cause: err });
-  }
-}
-
-function faultOf(err: unknown): string {
-  if (err instanceof Error) {
-    if (err.name === 'TimeoutError' || err.name === 'AbortError') return 'timed out';
-    return (err as NodeJS.ErrnoException).code ?? err.message;
-  }
-  return 'unknown fault';
 }

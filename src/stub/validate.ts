@@ -7,11 +7,25 @@
  */
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
-import { verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
+import { unverifiedPayload, verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
+import { requestJson, type JsonRequest } from './http.ts';
 import { lookupResponseSchema, type VerboseAnswer } from '../protocol/messages.ts';
 import { verifyProof } from '../protocol/proof.ts';
 import { statementPayloadSchema } from '../protocol/statement.ts';
 import { normaliseZone, type RootZone } from '../zone/normalise.ts';
+
+/**
+ * The signed root zone a validating resolver serves (PROTOCOL.md §8), verified
+ * with the trust anchor; without one, read unverified (an insecure client).
+ */
+export async function fetchRootZone(resolverUrl: string, anchor: PublicJwk | undefined, init: Omit<JsonRequest, 'method' | 'body'> = {}): Promise<RootZone> {
+  const { status, json } = await requestJson(`${resolverUrl}/v1/zone`, { ...init, method: 'GET' });
+  if (status !== 200) throw new MimiError('bogus', `${resolverUrl} serves no signed root zone: it does not validate`);
+  if (anchor !== undefined) return verifyRootZone(json, anchor);
+  const zone = normaliseZone(unverifiedPayload(json, 'root zone'), 'root zone');
+  if (zone.role !== 'root') throw new MimiError('bogus', 'the zone is not a root zone');
+  return zone;
+}
 
 /** Verifies the signed root zone a resolver serves; throws `bogus`. */
 export async function verifyRootZone(jws: unknown, anchor: PublicJwk): Promise<RootZone> {
