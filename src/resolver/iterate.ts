@@ -6,14 +6,14 @@
 import type { Logger } from 'pino';
 import { parseCsi, type Subject } from '../csi/parse.ts';
 import { apexOf, csiInZone, enclosingZones, treeOf, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
-import { MimiError } from '../errors.ts';
+import { describeFault, MimiError } from '../errors.ts';
 import { emailMatchesHash } from '../protocol/enum-name.ts';
 import type { DpMapping, Provider } from '../protocol/messages.ts';
 import { recordKey, type CutEntry, type ExpiringCache, type RecordEntry, type ReferralCache } from './caches.ts';
 import type { Context, Outcome, Question } from './chain.ts';
 import { mergeShares } from './merge.ts';
 import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
-import { describeFault, type FlattenedJws, type LookupReply, type LookupResult, type Transport } from './transport.ts';
+import { type FlattenedJws, type LookupReply, type LookupResult, type Transport } from './transport.ts';
 import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 

@@ -4,13 +4,13 @@
  */
 import type { Logger } from 'pino';
 import type { Csi } from '../csi/parse.ts';
-import { MimiError } from '../errors.ts';
+import { describeFault, MimiError } from '../errors.ts';
 import type { Provider } from '../protocol/messages.ts';
 import { toProviders } from '../dp/root-dp.ts';
 import { normaliseZone, type DpRef, type RootZone } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 import { ZoneTable, type ZoneMatch } from '../zone/zone-table.ts';
-import { describeFault, type FlattenedJws, type Transport } from './transport.ts';
+import { type FlattenedJws, type Transport } from './transport.ts';
 import { verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
 
 /** A loaded root zone with its indexes. */

@@ -5,8 +5,6 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import { describeFault, MimiError } from '../errors.ts';
-
-export { describeFault };
 import { readBounded } from '../protocol/read-bounded.ts';
 import type { z } from 'zod';
 import { flattenedJwsSchema, JOSE_CONTENT_TYPE, unverifiedPayload } from '../protocol/jws.ts';
