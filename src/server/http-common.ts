@@ -77,6 +77,13 @@ function classify(err: FastifyError): MimiError {
   return new MimiError('internal', 'internal error', { cause: err });
 }
 
+/** Time a client has to send a whole request (slow clients cannot hold a connection). */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Idle time before a connection is closed. */
+const CONNECTION_TIMEOUT_MS = 30_000;
+/** How long an idle keep-alive connection is kept (fastify's default). */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+
 /** A function that answers some requests itself before fastify routes the rest. */
 export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
@@ -85,10 +92,16 @@ export function createHttpApp(logger: Logger, fastPath?: FastPath): FastifyInsta
   const app = Fastify({
     ...(fastPath !== undefined
       ? {
-          serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) =>
-            createServer((req, res) => {
+          serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) => {
+            const server = createServer((req, res) => {
               if (!fastPath(req, res)) route(req, res);
-            }),
+            });
+            // fastify applies its timeouts only to servers it creates itself: the same limits here.
+            server.requestTimeout = REQUEST_TIMEOUT_MS;
+            server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+            server.setTimeout(CONNECTION_TIMEOUT_MS);
+            return server;
+          },
         }
       : {}),
     loggerInstance: logger as FastifyBaseLogger,
@@ -100,8 +113,9 @@ export function createHttpApp(logger: Logger, fastPath?: FastPath): FastifyInsta
     bodyLimit: MAX_REQUEST_BODY,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    requestTimeout: 30_000,
-    connectionTimeout: 30_000,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   });
   // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). application/json
   // keeps fastify's own fast parser; every other type goes through the same secure parser
