@@ -145,7 +145,9 @@ export class Iterator {
 
   /** Resolves a question (the {@link Resolve} at the end of the chain). */
   readonly resolve = async (question: Question, context: Context): Promise<Outcome> => {
-    const root = await this.#deps.root.current();
+    // `local` (PROTOCOL.md §4.6) sends nothing upstream, not even a root zone refresh.
+    const root = context.network ? await this.#deps.root.current() : this.#deps.root.peek();
+    if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
     const { csi, federation } = question;
     let starts: Start[];
     let precedingChain: FlattenedJws[] = [];

@@ -143,7 +143,8 @@ export class Resolver {
   async resolveOutcome(input: ResolveInput): Promise<Outcome> {
     const csi = subjectOf(input, this.#apex);
     if (input.msps !== undefined) {
-      const root = await this.#root.current();
+      const root = input.federation?.mode === 'local' ? this.#root.peek() : await this.#root.current();
+      if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
       const unknown = input.msps.find((m) => !root.msps.has(m));
       if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
     }

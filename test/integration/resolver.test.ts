@@ -169,6 +169,11 @@ describe('federation modes', () => {
     expect(miss.status).toBe(404);
     expect(miss.json.code).toBe('not_cached');
     expect(h.lookups('dp-uk')).toBe(before);
+    // Not even an expired root zone copy is refreshed in local mode.
+    const fetches = h.holders.get('root')?.stats.zoneFetches;
+    h.clock.advance(86_400);
+    await h.resolve({ csi: '+447700900123', federation: { mode: 'local' } });
+    expect(h.holders.get('root')?.stats.zoneFetches).toBe(fetches);
   });
 
   it('client-selected: only the chosen DPs; not_authoritative means no share', async () => {
