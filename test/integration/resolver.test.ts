@@ -219,7 +219,7 @@ describe('the root zone copy', () => {
     if (holder) holder.current = new RootDp(changed);
     expect((await h.resolve({ csi: '+33199000000', format: 'compact' })).json).toMatchObject({ registry: 2026112301 });
     h.clock.advance(86_400);
-    const after = await h.resolve({ csi: '+49301234567', format: 'compact' });
+    const after = await h.resolve({ csi: 'someone@example.net', format: 'compact' });
     expect(after.json).toMatchObject({ status: 'not_found', registry: 2026112302 });
     expect(stats?.zoneFetches).toBe(3);
     // The new delegation is followed: dp-uk is asked for +33 (and, not serving +33, is a lame delegation).
