@@ -79,6 +79,7 @@ export function scanQuery(buf: Buffer, tcp = false): ScannedQuery | undefined {
     if (offset + 11 > buf.length || buf[offset] !== 0 || buf.readUInt16BE(offset + 1) !== 41) return undefined;
     ednsSize = buf.readUInt16BE(offset + 3);
     ednsVersion = buf[offset + 6] ?? 0;
+    if (ednsVersion !== 0) return undefined; // BADVERS is the full decode's to answer, never a cached reply
     const rdlength = buf.readUInt16BE(offset + 9);
     offset += 11 + rdlength;
   }

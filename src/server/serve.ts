@@ -10,7 +10,7 @@ import { RootDp } from '../dp/root-dp.ts';
 import { MimiError } from '../errors.ts';
 import { Resolver, type ResolverOptions } from '../resolver/resolver.ts';
 import type { LoadedZone } from '../zone/load.ts';
-import type { DpZone, Zone } from '../zone/normalise.ts';
+import type { DpZone } from '../zone/normalise.ts';
 import { createDpApp, type DpHolder, type Registries } from './dp-http.ts';
 import { RootZoneCopy } from '../resolver/root-copy.ts';
 import { HttpTransport } from '../resolver/transport.ts';
@@ -289,7 +289,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const holders = new Map<string, DpHolder>();
   const provers = new Map<string, ProverHolder>();
   const urlMap = new Map<string, string>();
-  const listening: { id: string; declared: string; actual: string; app: FastifyInstance }[] = [];
+  const listening: { id: string; actual: string; app: FastifyInstance }[] = [];
   let resolver: Resolver | undefined;
   const dnsListeners: DnsListener[] = [];
   const close = async (): Promise<void> => {
@@ -311,7 +311,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         await app.listen({ host, port: options.ephemeral ? 0 : port });
         const actual = urlOf(app, new URL(endpoint).protocol);
         urlMap.set(endpoint, actual);
-        listening.push({ id: zone.id, declared: endpoint, actual, app });
+        listening.push({ id: zone.id, actual, app });
       }
     }
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;

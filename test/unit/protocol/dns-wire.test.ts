@@ -67,3 +67,10 @@ describe('encodeResponse', () => {
     expect(udpLimit(size)).toBe(limit);
   });
 });
+
+describe('scanQuery and EDNS versions', () => {
+  it('leaves a query with an EDNS version other than 0 to the full decode (BADVERS), never to the cache', () => {
+    const q = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'NAPTR', name: 'a.b' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, ednsVersion: 1 } as never] });
+    expect(scanQuery(q)).toBeUndefined();
+  });
+});
