@@ -193,7 +193,7 @@ async function register(args: string[]): Promise<number> {
   const mspKey = await loadKeyIfPresent(keysDir, msp);
   if (mspKey === undefined) throw new MimiError('invalid_config', `no signing key for MSP ${msp} in ${keysDir} (the demo keeps its MSPs' keys there)`);
   const outbox = values['otp-outbox'] ?? '.mimi/outbox';
-  const { mapping, dp } = await registerThroughFlow({
+  const reply = await registerThroughFlow({
     csi: positionals[0] ?? '',
     msp,
     preference,
@@ -203,7 +203,9 @@ async function register(args: string[]): Promise<number> {
     dp: values.dp,
     code: (id) => readCodeFromOutbox(outbox, id),
   });
-  process.stdout.write(values.json ? `${JSON.stringify({ dp, mapping })}\n` : `registered ${String(mapping.csi)} on ${msp} (preference ${preference}) at ${dp}: signed by holder, MSP and DP\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
+  else if ('mapping' in reply) process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
+  else process.stdout.write(`pending at ${reply.dp}: another holder has this CSI (older wins); conflict ${reply.conflict}, its holder has been notified\n`);
   return 0;
 }
 

@@ -21,6 +21,8 @@ export const PROBLEM_CODES = [
   'untrusted_csip',
   'bad_signature',
   'attestation_expired',
+  'not_holder',
+  'forbidden',
   'internal',
 ] as const;
 
@@ -51,6 +53,8 @@ export const DEFAULT_STATUS: Readonly<Record<ErrorCode, number>> = {
   untrusted_csip: 403,
   bad_signature: 400,
   attestation_expired: 400,
+  not_holder: 403,
+  forbidden: 403,
   internal: 500,
   invalid_zone: 500,
   invalid_config: 500,

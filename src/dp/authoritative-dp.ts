@@ -9,9 +9,29 @@ import type { DpMapping, LookupResponse, Provider } from '../protocol/messages.t
 import type { AuthoritativeZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { DiscoveryProvider } from './provider.ts';
+import { Registrar } from './registrar.ts';
 import { toProviders } from './root-dp.ts';
+import type { MappingStore, NamePrefix, StoredMapping } from './store.ts';
 
-/** An authoritative DP answering from its zone file, indexed by CSI and by zone key. */
+/** The e-mail hash key of a canonical CSI as stores index it (`<domain>\t<hash>`); undefined for phone numbers. */
+export function emailHashKey(canonical: string): string | undefined {
+  const csi = parseCsi(canonical);
+  return csi.kind === 'email' ? `${csi.domain}\t${hashLocalPart(csi.local)}` : undefined;
+}
+
+/** A registered mapping as answers carry it. */
+function published(m: StoredMapping): DpMapping {
+  return { csi: m.csi, msp: m.msp, preference: m.preference, created: m.created, proof: m.proof };
+}
+
+function byPreference(a: DpMapping, b: DpMapping): number {
+  return a.preference - b.preference || (a.msp < b.msp ? -1 : a.msp > b.msp ? 1 : 0);
+}
+
+/**
+ * An authoritative DP answering from its zone file (in memory) and its store of
+ * registered mappings (indexed by CSI and e-mail hash), never by a scan.
+ */
 export class AuthoritativeDp implements DiscoveryProvider {
   readonly role = 'authoritative' as const;
   readonly #zone: AuthoritativeZone;
@@ -20,9 +40,17 @@ export class AuthoritativeDp implements DiscoveryProvider {
   /** Hashed e-mail owner key (`<hash>@<domain>`) -> canonical CSI, for DNS names (PROTOCOL.md §6). */
   readonly #byHash = new Map<string, string>();
   readonly #listeners: ((csi: string) => void)[] = [];
+  readonly #store: MappingStore;
+  /** The registration lifecycle over the store (PROTOCOL.md §9). */
+  readonly registrar: Registrar;
 
-  constructor(zone: AuthoritativeZone) {
+  /** `now` (ms) decides which registered mappings have lapsed. */
+  constructor(zone: AuthoritativeZone, store: MappingStore, now: () => number = Date.now) {
     this.#zone = zone;
+    this.#store = store;
+    this.registrar = new Registrar(store, zone, now, (csi) => {
+      for (const listener of this.#listeners) listener(csi);
+    });
     const glue = new Map(zone.dps.map((d) => [d.id, d]));
     this.#referrals = ZoneTable.from(zone.delegations.map((d) => [d.zone, toProviders(d.providers, glue)] as const));
     for (const m of zone.mappings) {
@@ -40,7 +68,7 @@ export class AuthoritativeDp implements DiscoveryProvider {
         if (csi.kind === 'email') this.#byHash.set(`${hashLocalPart(csi.local)}@${csi.domain}`, csi.canonical);
       }
     }
-    for (const list of this.#mappings.values()) list.sort((a, b) => a.preference - b.preference || a.msp.localeCompare(b.msp));
+    for (const list of this.#mappings.values()) list.sort(byPreference);
   }
 
   get id(): string {
@@ -65,30 +93,29 @@ export class AuthoritativeDp implements DiscoveryProvider {
     return this.#zone.zones.some((z) => csiInZone(csi, z)) && this.#referrals.longestMatch(csi) === undefined;
   }
 
-  /**
-   * Publishes a registered mapping at once: it replaces the mapping of the same
-   * (CSI, MSP). Listeners (the DNS view) hear of it.
-   */
-  register(mapping: DpMapping): void {
-    const list = [...(this.#mappings.get(mapping.csi) ?? [])];
-    const at = list.findIndex((m) => m.msp === mapping.msp);
-    if (at >= 0) list[at] = mapping;
-    else list.push(mapping);
-    list.sort((a, b) => a.preference - b.preference || a.msp.localeCompare(b.msp));
-    this.#mappings.set(mapping.csi, list);
-    const csi = parseCsi(mapping.csi);
-    if (csi.kind === 'email') this.#byHash.set(`${hashLocalPart(csi.local)}@${csi.domain}`, csi.canonical);
-    for (const listener of this.#listeners) listener(mapping.csi);
-  }
-
-  /** Calls `listener` with the CSI of every mapping registered from now on. */
-  onRegister(listener: (csi: string) => void): void {
+  /** Calls `listener` with the CSI of every change to the published registered mappings from now on. */
+  onChange(listener: (csi: string) => void): void {
     this.#listeners.push(listener);
   }
 
   /** The canonical CSI a subject stands for here, if this DP knows it. */
   canonicalOf(subject: Subject): string | undefined {
-    return subject.kind === 'email-hash' ? this.#byHash.get(`${subject.hash}@${subject.domain}`) : subject.canonical;
+    if (subject.kind !== 'email-hash') return subject.canonical;
+    return this.#byHash.get(`${subject.hash}@${subject.domain}`) ?? this.#store.csiByHash(subject.hash, subject.domain);
+  }
+
+  /** Tells whether a registered mapping lies below a name prefix (DNS empty non-terminals). */
+  hasRegisteredBelow(prefix: NamePrefix): boolean {
+    return this.#store.hasBelow(prefix);
+  }
+
+  /** Zone-file mappings of a CSI, overridden per MSP by registered ones. */
+  #mappingsOf(csi: string): DpMapping[] | undefined {
+    const registered = this.registrar.activeOf(csi);
+    const fixed = this.#mappings.get(csi);
+    if (registered.length === 0) return fixed;
+    const msps = new Set(registered.map((m) => m.msp));
+    return [...(fixed ?? []).filter((m) => !msps.has(m.msp)), ...registered.map(published)].sort(byPreference);
   }
 
   lookup(csi: Subject): LookupResponse {
@@ -99,7 +126,7 @@ export class AuthoritativeDp implements DiscoveryProvider {
       return { kind: 'referral', dp: this.id, zone: referral.zone, ttl: this.#zone.ttl, providers: referral.value };
     }
     const canonical = this.canonicalOf(csi);
-    const mappings = canonical === undefined ? undefined : this.#mappings.get(canonical);
+    const mappings = canonical === undefined ? undefined : this.#mappingsOf(canonical);
     if (mappings !== undefined) {
       return { kind: 'answer', dp: this.id, serial: this.#zone.serial, ttl: this.#zone.ttl, mappings };
     }

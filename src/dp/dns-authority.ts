@@ -93,11 +93,6 @@ export class DnsAuthority {
     if (zone.role === 'authoritative') for (const m of zone.mappings) this.#addWithAncestors(ownerName(parseCsi(m.csi), apex));
   }
 
-  /** Makes a newly registered CSI's name (and its ancestors) exist. */
-  addCsi(csi: string): void {
-    this.#addWithAncestors(ownerName(parseCsi(csi), this.#apex));
-  }
-
   /** Adds a name and its ancestors up to (and including) its zone apex. */
   #addWithAncestors(name: string): void {
     let current = name;
@@ -164,8 +159,23 @@ export class DnsAuthority {
         return { ...nodata, answers: naptrAnswers(name, response.mappings, response.ttl), authorities: [] };
       }
     }
-    if (this.#names.has(name)) return nodata; // an empty non-terminal (RFC 8020) or a name of another type
+    if (this.#names.has(name) || this.#registeredBelow(name)) return nodata; // an empty non-terminal (RFC 8020) or a name of another type
     return { ...nodata, rcode: RCODE.NXDOMAIN };
+  }
+
+  /** Tells whether registered mappings lie below a name that is not in the zone file (their empty non-terminals). */
+  #registeredBelow(name: string): boolean {
+    const dp = this.#dp;
+    if (dp.hasRegisteredBelow === undefined) return false;
+    const e164 = `.e164.${this.#apex}`;
+    if (name.endsWith(e164)) {
+      const labels = name.slice(0, -e164.length).split('.');
+      if (!labels.every((l) => /^\d$/.test(l))) return false;
+      return dp.hasRegisteredBelow({ kind: 'phone', digits: labels.reverse().join('') });
+    }
+    const email = `.email.${this.#apex}`;
+    if (name.startsWith('_mimi.') && name.endsWith(email)) return dp.hasRegisteredBelow({ kind: 'email-domain', domain: name.slice(6, -email.length) });
+    return false;
   }
 
   #lookup(subject: Parameters<DiscoveryProvider['lookup']>[0]): LookupResponse | undefined {

@@ -8,6 +8,7 @@ import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { verifyProof } from '../protocol/proof.ts';
 import { statementPayloadSchema, statementSchema, type StatementPayload } from '../protocol/statement.ts';
+import type { PublicJwk } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 
@@ -25,6 +26,7 @@ export interface RegistrationContext {
 export interface CheckedStatement {
   readonly payload: StatementPayload;
   readonly holderKid: string;
+  readonly holderJwk: PublicJwk;
   readonly level: string;
   readonly attestationIat: number;
 }

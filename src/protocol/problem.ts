@@ -24,6 +24,8 @@ const TITLES: Readonly<Record<ProblemCode, string>> = {
   untrusted_csip: 'Untrusted identity prover',
   bad_signature: 'Bad signature',
   attestation_expired: 'Attestation expired',
+  not_holder: 'Not the holder',
+  forbidden: 'Forbidden',
   internal: 'Internal error',
 };
 

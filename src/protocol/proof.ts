@@ -34,6 +34,8 @@ export interface ProofRegistries {
 export interface VerifiedProof {
   /** RFC 7638 thumbprint of the holder key. */
   readonly holderKid: string;
+  /** The holder key the attestation confirms (`cnf.jwk`). */
+  readonly holderJwk: PublicJwk;
   /** The attestation's level (`otp` when absent). */
   readonly level: string;
   /** When the attestation was issued (seconds). */
@@ -95,5 +97,5 @@ export async function verifyProof(
     throw new MimiError('bad_signature', `msp: no valid signature by the registry key of ${payload.msp}`);
   }
   if (options.dpKey !== undefined && !(await signedBy(statement, 'dp', options.dpKey))) throw new MimiError('bad_signature', 'dp: no valid signature by the publishing DP');
-  return { holderKid: await thumbprint(claims.cnf.jwk), level: claims.level ?? 'otp', attestationIat: claims.iat };
+  return { holderKid: await thumbprint(claims.cnf.jwk), holderJwk: claims.cnf.jwk, level: claims.level ?? 'otp', attestationIat: claims.iat };
 }

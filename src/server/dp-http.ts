@@ -6,15 +6,13 @@ import type { Logger } from 'pino';
 import { MimiError } from '../errors.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import { RootDp } from '../dp/root-dp.ts';
-import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
-import { checkStatement } from '../dp/registration.ts';
-import { addSignature, statementSchema } from '../protocol/statement.ts';
 import type { CsipRef } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
@@ -25,6 +23,8 @@ export interface DpHolder {
   readonly stats: DpStats;
   /** The root's MSP and CSIP registries, which registrations are checked against. */
   registries?: (() => Promise<Registries>) | undefined;
+  /** Called when `current` is replaced (the root after a delegation change). */
+  readonly replaced: (() => void)[];
 }
 
 /** The registries a DP checks registrations against (PROTOCOL.md §8: from the root zone). */
@@ -63,7 +63,7 @@ function serving(holder: DpHolder): DiscoveryProvider {
 }
 
 /** Creates the fastify app of a DP. */
-export function createDpApp(holder: DpHolder, logger: Logger, apex: string = DEFAULT_DNS_APEX): FastifyInstance {
+export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX): FastifyInstance {
   const app = createHttpApp(logger);
   app.post('/v1/lookup', async (request, reply) => {
     holder.stats.lookups += 1;
@@ -77,19 +77,7 @@ export function createDpApp(holder: DpHolder, logger: Logger, apex: string = DEF
     return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
   });
   refuseOtherMethods(app, '/v1/lookup', ['POST']);
-  app.post('/v1/mappings', async (request, reply) => {
-    const dp = serving(holder);
-    if (!(dp instanceof AuthoritativeDp) || holder.signer === undefined || holder.registries === undefined) {
-      throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with --keys does)', { status: 404 });
-    }
-    const { msps, csips } = await holder.registries();
-    const checked = await checkStatement(request.body, { msps, csips, serves: (csi) => dp.serves(csi), now: Date.now() });
-    const proof = await addSignature(statementSchema.parse(request.body), holder.signer, 'dp');
-    const { csi, msp, preference, created } = checked.payload;
-    dp.register({ csi, msp, preference, created, proof });
-    return reply.code(201).type('application/json').send(JSON.stringify({ mapping: { csi, msp, preference, created, proof, verified: true } }));
-  });
-  refuseOtherMethods(app, '/v1/mappings', ['POST']);
+  addLifecycleRoutes(app, holder, lifecycle);
   app.get('/v1/zone', async (request, reply) => {
     holder.stats.zoneFetches += 1;
     const dp = serving(holder);

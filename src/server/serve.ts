@@ -28,6 +28,14 @@ import { appendJsonLine, readCodeFromOutbox } from './outbox.ts';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { registerThroughFlow } from '../stub/register.ts';
+import { openSqliteStore } from '../store/sqlite-store.ts';
+import type { DpStore } from '../dp/store.ts';
+import { emailHashKey } from '../dp/authoritative-dp.ts';
+import { DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
+import type { Notice } from '../dp/registrar.ts';
+import type { RootZone } from '../zone/normalise.ts';
+import { deliverNotices } from './notices.ts';
+import { dnsTxtLookup } from './txt-lookup.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -67,6 +75,17 @@ export interface HierarchyOptions {
    * proofs. Holder keys are kept in `<keys>/holders/`.
    */
   readonly registerZoneMappings?: boolean | undefined;
+  /**
+   * Where each DP keeps its SQLite store (`--data DIR`, PROTOCOL.md §9); an
+   * in-memory database per DP when absent (tests that need no durability).
+   */
+  readonly dataDir?: string | undefined;
+  /** The admin API's bearer token (read from `--admin-token-file`); no admin access when absent. */
+  readonly adminToken?: string | undefined;
+  /** Where the root checks `_mimi-dp` TXT records (`--dns-check-server HOST:PORT`; the system resolver when absent). */
+  readonly dnsCheckServer?: string | undefined;
+  /** The DPs' clock (ms): lapses, conflict timeouts, `iat` checks. */
+  readonly now?: (() => number) | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
 }
@@ -92,9 +111,20 @@ export interface RunningHierarchy {
   close(): Promise<void>;
 }
 
-/** Builds the DP object for a zone. */
-export function createProvider(zone: DpZone): DiscoveryProvider {
-  return zone.role === 'root' ? new RootDp(zone) : new AuthoritativeDp(zone);
+/** How often lapsed mappings (`maxMappingAge`) are swept from the stores. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * Builds the DP object for a zone over its store: an authoritative DP, or the
+ * root with its delegation registry (which replaces the served root on each change).
+ */
+function createProvider(zone: DpZone, store: DpStore, holder: DpHolder, now: () => number): { dp: DiscoveryProvider; delegations?: DelegationRegistrar } {
+  if (zone.role === 'authoritative') return { dp: new AuthoritativeDp(zone, store, now) };
+  const delegations = new DelegationRegistrar(zone, store, now, (next: RootZone) => {
+    holder.current = new RootDp(next);
+    for (const listener of holder.replaced) listener();
+  });
+  return { dp: new RootDp(delegations.zone), delegations };
 }
 
 function rewriteUrls<T>(value: T, map: ReadonlyMap<string, string>): T {
@@ -212,18 +242,17 @@ async function startDns(
   for (const { zone } of zones) {
     const holder = holders.get(zone.id);
     if (holder?.current === undefined || zone.role === 'idprover' || zone.dns === undefined) continue;
-    const authority = new DnsAuthority(zone, holder.current, apex);
+    let authority = new DnsAuthority(zone, holder.current, apex);
     const responder = new DnsResponder((name, qtype) => ({ plan: authority.answer(name, qtype), validUntil: Infinity }), {
       recursive: false,
       now: Date.now,
       logger: logger.child({ server: zone.id }),
     });
-    if (holder.current instanceof AuthoritativeDp) {
-      holder.current.onRegister((csi) => {
-        authority.addCsi(csi);
-        responder.invalidate();
-      });
-    }
+    if (holder.current instanceof AuthoritativeDp) holder.current.onChange(() => responder.invalidate());
+    holder.replaced.push(() => {
+      if (holder.current instanceof RootDp) authority = new DnsAuthority(holder.current.zone, holder.current, apex);
+      responder.invalidate();
+    });
     for (const address of zone.dns) {
       const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
       listeners.push(listener);
@@ -292,20 +321,54 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const listening: { id: string; actual: string; app: FastifyInstance }[] = [];
   let resolver: Resolver | undefined;
   const dnsListeners: DnsListener[] = [];
+  const stores: DpStore[] = [];
+  const timers: NodeJS.Timeout[] = [];
   const close = async (): Promise<void> => {
+    for (const t of timers) clearInterval(t);
     await Promise.allSettled(dnsListeners.map((l) => l.close()));
     await Promise.allSettled(apps.map((a) => a.close()));
     await resolver?.close();
+    for (const s of stores) s.close();
   };
+  const now = options.now ?? Date.now;
+  const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
+  const txt: TxtLookup = dnsTxtLookup(options.dnsCheckServer);
+  const lifecycles = new Map<string, { notify: (notices: readonly Notice[]) => Promise<void>; delegations?: DelegationRegistrar | undefined }>();
   try {
+    // Every store is opened (and integrity-checked) before anything listens: a damaged one stops the start.
+    const storeOf = new Map<string, DpStore>();
     for (const { zone } of selected) {
-      const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 } };
+      if (zone.role === 'idprover') continue;
+      const store = openSqliteStore(options.dataDir, zone.id, { hashKey: emailHashKey });
+      stores.push(store);
+      storeOf.set(zone.id, store);
+    }
+    for (const { zone } of selected) {
+      const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 }, replaced: [] };
+      const lifecycle = { notify: (_: readonly Notice[]) => Promise.resolve(), delegations: undefined as DelegationRegistrar | undefined };
+      lifecycles.set(zone.id, lifecycle);
       const prover: ProverHolder = { current: undefined };
       if (zone.role === 'idprover') provers.set(zone.id, prover);
       else holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
         const child = logger.child({ server: zone.id });
-        const app = zone.role === 'idprover' ? createIdproverApp(prover, child) : createDpApp(holder, child, apex);
+        const app =
+          zone.role === 'idprover'
+            ? createIdproverApp(prover, child)
+            : createDpApp(
+                holder,
+                child,
+                {
+                  notify: (notices) => lifecycle.notify(notices),
+                  get delegations() {
+                    return lifecycle.delegations;
+                  },
+                  adminToken: options.adminToken,
+                  txt,
+                  now,
+                },
+                apex,
+              );
         apps.push(app);
         const { host, port } = listenAddress(endpoint);
         await app.listen({ host, port: options.ephemeral ? 0 : port });
@@ -334,9 +397,26 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       }
       const holder = holders.get(zone.id);
       if (holder === undefined) continue;
-      holder.current = createProvider(zone);
+      const store = storeOf.get(zone.id);
+      const lifecycle = lifecycles.get(zone.id);
+      if (store === undefined || lifecycle === undefined) continue;
+      const { dp, delegations } = createProvider(zone, store, holder, now);
+      holder.current = dp;
       holder.signer = keys.get(zone.id);
       holder.registries = registries;
+      lifecycle.delegations = delegations;
+      lifecycle.notify = (notices) => deliverNotices(notices, registries, outbox, logger.child({ server: zone.id }));
+      if (dp instanceof AuthoritativeDp) {
+        const timer = setInterval(() => {
+          try {
+            void lifecycle.notify(dp.registrar.sweep().notices);
+          } catch (err) {
+            logger.error({ server: zone.id, fault: err instanceof Error ? err.message : String(err) }, 'sweeping lapsed mappings failed');
+          }
+        }, SWEEP_INTERVAL_MS);
+        timer.unref();
+        timers.push(timer);
+      }
     }
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);

@@ -12,7 +12,13 @@ export async function signStatement(payload: StatementPayload, holder: SigningKe
   return addSignature(await addSignature(newStatement(payload), holder, 'holder'), msp, 'msp');
 }
 
+/**
+ * What a DP answers a registration (PROTOCOL.md §8-§9): the published mapping
+ * (201), or a pending conflict (202) because another holder has the CSI.
+ */
+export type RegistrationReply = { readonly mapping: Record<string, unknown> } | { readonly status: 'pending'; readonly conflict: string };
+
 /** Sends a signed statement to a DP; returns the published mapping (with the DP's signature added). */
-export async function registerStatement(dpUrl: string, statement: Statement): Promise<{ mapping: Record<string, unknown> }> {
+export async function registerStatement(dpUrl: string, statement: Statement): Promise<RegistrationReply> {
   return postJson(`${dpUrl.replace(/\/+$/, '')}/v1/mappings`, statement);
 }

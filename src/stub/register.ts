@@ -12,7 +12,7 @@ import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import { postJson } from './http.ts';
-import { registerStatement, signStatement } from './msp.ts';
+import { registerStatement, signStatement, type RegistrationReply } from './msp.ts';
 
 /** Where a one-time code comes from: the delivery channel's other end. */
 export type CodeSource = (challengeId: string) => Promise<string>;
@@ -66,7 +66,7 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string): Pr
 }
 
 /** Runs the whole flow; returns the published mapping. */
-export async function registerThroughFlow(req: RegistrationRequest): Promise<{ mapping: Record<string, unknown>; dp: string }> {
+export async function registerThroughFlow(req: RegistrationRequest): Promise<RegistrationReply & { readonly dp: string }> {
   const csi = parseCsi(req.csi);
   const csip = req.root.csips.find((c) => c.attests.some((z) => csiInZone(csi, z)));
   if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
@@ -77,6 +77,5 @@ export async function registerThroughFlow(req: RegistrationRequest): Promise<{ m
   const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp);
   const created = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
   const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, attestation }, req.holder, req.mspKey);
-  const { mapping } = await registerStatement(dp.endpoints[0] ?? '', statement);
-  return { mapping, dp: dp.id };
+  return { ...(await registerStatement(dp.endpoints[0] ?? '', statement)), dp: dp.id };
 }

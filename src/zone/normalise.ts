@@ -78,7 +78,16 @@ export interface AuthoritativeZone extends CommonZone {
   readonly delegations: readonly Delegation[];
   readonly dps: readonly DpRef[];
   readonly mappings: readonly Mapping[];
+  /** Seconds a conflict waits before it is marked for operator review (PROTOCOL.md §9, default 7 days). */
+  readonly conflictTimeout: number;
+  /** Seconds after its attestation's `iat` a registered mapping lapses (PROTOCOL.md §9, default 365 days). */
+  readonly maxMappingAge: number;
 }
+
+/** Default `conflictTimeout`: 7 days (PROTOCOL.md §9). */
+export const DEFAULT_CONFLICT_TIMEOUT = 7 * 86_400;
+/** Default `maxMappingAge`: 365 days (PROTOCOL.md §9). */
+export const DEFAULT_MAX_MAPPING_AGE = 365 * 86_400;
 
 /** A validated identity prover file. */
 export interface IdproverZone {
@@ -311,6 +320,8 @@ function normaliseAuthoritative(file: AuthoritativeFile, source: string): Author
     delegations,
     dps,
     mappings,
+    conflictTimeout: file.conflictTimeout ?? DEFAULT_CONFLICT_TIMEOUT,
+    maxMappingAge: file.maxMappingAge ?? DEFAULT_MAX_MAPPING_AGE,
   };
 }
 

@@ -34,9 +34,11 @@ export const endpointSchema = z
   }, 'an endpoint is an http:// or https:// URL with host and port and no path');
 
 const ipv4 = z.string().regex(/^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/);
-const dnsListSchema = z.array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' })).min(1).max(16);
+/** A DNS server address list (IPv4 or IPv6). */
+export const dnsListSchema = z.array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' })).min(1).max(16);
 
-const endpointsSchema = z.array(endpointSchema).min(1).max(16);
+/** One to 16 endpoints. */
+export const endpointsSchema = z.array(endpointSchema).min(1).max(16);
 
 /** A DP as named in the root registry or in a DP's glue. */
 export const dpEntrySchema = z.strictObject({
@@ -53,6 +55,11 @@ export const mspEntrySchema = z.strictObject({
   name: z.string().min(1).max(256),
   bit: z.number().int().min(0).max(1023),
   jwk: publicJwkSchema.optional(),
+  /** Where the MSP takes notices about its users' mappings (PROTOCOL.md §9); the outbox file when absent. */
+  notify: z
+    .url({ protocol: /^https?$/, error: 'notify is an http:// or https:// URL' })
+    .max(2048)
+    .optional(),
 });
 
 /** An identity prover (CSIP) of the root registry, and the CSI spaces it may attest. */
@@ -107,6 +114,10 @@ export const authoritativeFileSchema = z.strictObject({
   delegations: z.array(delegationSchema).max(100_000).default([]),
   dps: z.array(dpEntrySchema).max(10_000).default([]),
   mappings: z.array(mappingSchema).max(5_000_000).default([]),
+  /** Seconds before an unresolved conflict goes to operator review (PROTOCOL.md §9). */
+  conflictTimeout: z.number().int().min(1).max(10 * 365 * 86_400).optional(),
+  /** Seconds after the attestation's `iat` a registered mapping lapses (PROTOCOL.md §9). */
+  maxMappingAge: z.number().int().min(1).max(10 * 365 * 86_400).optional(),
 });
 
 /** An identity prover's file (PROTOCOL.md §8): which CSI spaces it may attest. */

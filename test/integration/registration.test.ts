@@ -74,7 +74,9 @@ describe('registration end to end', () => {
     const attestation = await attest('tel:+447700900321', holder);
     const payload: StatementPayload = { csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, created: now(), attestation };
     const statement = await signStatement(payload, holder, await key('chat-c'));
-    const { mapping } = await registerStatement(h.servers['dp-uk']?.[0] ?? '', statement);
+    const reply = await registerStatement(h.servers['dp-uk']?.[0] ?? '', statement);
+    if (!('mapping' in reply)) throw new Error('registration pending');
+    const { mapping } = reply;
     expect(mapping).toMatchObject({ csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, verified: true });
     expect((mapping.proof as { signatures: unknown[] }).signatures).toHaveLength(3);
     const resolved = await h.resolve({ csi: '+447700900321' });
@@ -110,7 +112,18 @@ describe('registration end to end', () => {
     const dp = h.holders.get('dp-uk')?.current;
     if (!(dp instanceof AuthoritativeDp)) throw new Error('no dp-uk');
     // Published without the DP's countersignature, as a compromised store might serve it.
-    dp.register({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: JSON.parse(Buffer.from(proof.payload, 'base64url').toString()).created, proof });
+    dp.registrar.register({
+      csi: 'tel:+447700900323',
+      msp: 'chat-d',
+      preference: 1,
+      created: JSON.parse(Buffer.from(proof.payload, 'base64url').toString()).created,
+      proof,
+      holder: holder.kid,
+      holderJwk: holder.publicJwk,
+      level: 'otp',
+      attestationIat: Math.floor(Date.now() / 1000),
+      registeredAt: Date.now(),
+    });
     const res = await h.resolve({ csi: '+447700900323' });
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('bogus');

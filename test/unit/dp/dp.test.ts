@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCsi } from '../../../src/csi/parse.ts';
-import { AuthoritativeDp } from '../../../src/dp/authoritative-dp.ts';
+import { openSqliteStore } from '../../../src/store/sqlite-store.ts';
+import { AuthoritativeDp, emailHashKey } from '../../../src/dp/authoritative-dp.ts';
 import { RootDp } from '../../../src/dp/root-dp.ts';
 import type { MimiError } from '../../../src/errors.ts';
 import { loadZoneDir } from '../../../src/zone/load.ts';
@@ -35,8 +36,9 @@ describe('root DP lookup', () => {
 });
 
 describe('authoritative DP lookup', () => {
-  const nanp = new AuthoritativeDp(byId('dp-nanp') as AuthoritativeZone);
-  const dc = new AuthoritativeDp(byId('dp-dc') as AuthoritativeZone);
+  const memory = (id: string) => openSqliteStore(undefined, id, { hashKey: emailHashKey });
+  const nanp = new AuthoritativeDp(byId('dp-nanp') as AuthoritativeZone, memory('dp-nanp'));
+  const dc = new AuthoritativeDp(byId('dp-dc') as AuthoritativeZone, memory('dp-dc'));
   it('answers mappings sorted by preference, with their own TTL and date', () => {
     expect(nanp.lookup(parseCsi('+1 613 555 0101'))).toEqual({
       kind: 'answer',

@@ -1,0 +1,184 @@
+/**
+ * The registration lifecycle's HTTP API on a DP (PROTOCOL.md §8-§9):
+ * registration, revocation, deactivation, contests, the operator's admin API,
+ * and, on the root, delegation registration. Each handler checks signatures,
+ * then makes one committed store transition, then delivers the notices it
+ * caused, then answers.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { parseCsi } from '../csi/parse.ts';
+import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
+import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
+import type { DelegationRegistrar, TxtLookup } from '../dp/delegations.ts';
+import type { Notice } from '../dp/registrar.ts';
+import { checkStatement } from '../dp/registration.ts';
+import { MimiError } from '../errors.ts';
+import { addSignature, statementSchema } from '../protocol/statement.ts';
+import { contestPayloadSchema, delegationPayloadSchema, readSignedRequest, revokePayloadSchema, signatureVerifies } from '../protocol/signed-request.ts';
+import type { DpHolder } from './dp-http.ts';
+import { parseBody, refuseOtherMethods } from './http-common.ts';
+
+/** What the lifecycle routes need beyond the DP itself. */
+export interface LifecycleOptions {
+  /** Delivers notices (an MSP's `notify` URL or the outbox file) before the response is sent. */
+  readonly notify: (notices: readonly Notice[]) => Promise<void>;
+  /** The admin API's bearer token (`--admin-token-file`); no admin API when absent. */
+  readonly adminToken?: string | undefined;
+  /** The root's delegation registry (root only). */
+  readonly delegations?: DelegationRegistrar | undefined;
+  /** Where the root reads `_mimi-dp` TXT records (`--dns-check-server`). */
+  readonly txt?: TxtLookup | undefined;
+  readonly now: () => number;
+}
+
+const decisionSchema = z.strictObject({ decision: z.enum(['approve', 'reject']) });
+const idParamSchema = z.strictObject({ id: z.string().min(1).max(64) });
+
+/** How far in the future a signed request's `iat` may lie (clock skew), in seconds. */
+const MAX_IAT_SKEW = 300;
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Checks `Authorization: Bearer <token>` in constant time (hashes first, so lengths never leak); 401 otherwise. */
+function requireAdmin(request: FastifyRequest, token: string | undefined): void {
+  const header = request.headers.authorization;
+  const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+  if (token === undefined || given === undefined || !timingSafeEqual(digest(given), digest(token))) {
+    throw new MimiError('unauthorized', 'the admin API needs Authorization: Bearer <the token in --admin-token-file>');
+  }
+}
+
+function authoritative(holder: DpHolder): AuthoritativeDp {
+  const dp = holder.current;
+  if (!(dp instanceof AuthoritativeDp) || holder.signer === undefined || holder.registries === undefined) {
+    throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with --keys does)', { status: 404 });
+  }
+  return dp;
+}
+
+function checkIat(iat: number, now: number): void {
+  if (iat > now / 1000 + MAX_IAT_SKEW) throw new MimiError('invalid_request', 'payload.iat lies in the future');
+}
+
+/** Adds the lifecycle routes to a DP's app. */
+export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, options: LifecycleOptions): void {
+  const { notify, now } = options;
+  const json = (value: unknown): string => JSON.stringify(value);
+
+  app.post('/v1/mappings', async (request, reply) => {
+    const dp = authoritative(holder);
+    const { msps, csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
+    const checked = await checkStatement(request.body, { msps, csips, serves: (csi) => dp.serves(csi), now: now() });
+    const proof = await addSignature(statementSchema.parse(request.body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
+    const { csi, msp, preference, created } = checked.payload;
+    const { outcome, notices } = dp.registrar.register({
+      csi,
+      msp,
+      preference,
+      created,
+      proof,
+      holder: checked.holderKid,
+      holderJwk: checked.holderJwk,
+      level: checked.level,
+      attestationIat: checked.attestationIat,
+      registeredAt: now(),
+    });
+    await notify(notices);
+    if (outcome.status === 'pending') return reply.code(202).type('application/json').send(json(outcome));
+    return reply.code(201).type('application/json').send(json({ mapping: { csi, msp, preference, created, proof, verified: true } }));
+  });
+  refuseOtherMethods(app, '/v1/mappings', ['POST']);
+
+  app.post('/v1/mappings/revoke', async (request, reply) => {
+    const dp = authoritative(holder);
+    const signed = readSignedRequest(request.body, revokePayloadSchema);
+    const { csi: raw, msp, iat } = signed.payload;
+    const csi = parseCsi(raw);
+    if (csi.canonical !== raw) throw new MimiError('invalid_request', `payload.csi: not canonical: write "${csi.canonical}"`);
+    if (!dp.serves(csi)) throw new MimiError('not_authoritative', 'this DP does not serve this CSI');
+    checkIat(iat, now());
+    const key = signed.kid === undefined ? undefined : dp.registrar.holderKeyOf(signed.kid, csi.canonical);
+    if (key === undefined || signed.kid === undefined || !(await signatureVerifies(signed.jws, key))) {
+      throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
+    }
+    const result = dp.registrar.revoke(signed.kid, csi.canonical, msp, iat);
+    await notify(result.notices);
+    return reply.type('application/json').send(json({ status: result.status, removed: result.removed }));
+  });
+  refuseOtherMethods(app, '/v1/mappings/revoke', ['POST']);
+
+  app.post('/v1/deactivations', async (request, reply) => {
+    const dp = authoritative(holder);
+    const { jwt } = parseBody(deactivationBodySchema, request.body);
+    const { csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
+    const { csi, at } = await checkDeactivation(jwt, { csips, serves: (c) => dp.serves(c), now: now() });
+    const result = dp.registrar.deactivate(csi, at);
+    await notify(result.notices);
+    return reply.type('application/json').send(json({ status: 'deactivated', removed: result.removed }));
+  });
+  refuseOtherMethods(app, '/v1/deactivations', ['POST']);
+
+  app.post('/v1/conflicts/:id/contest', async (request, reply) => {
+    const dp = authoritative(holder);
+    const { id } = parseBody(idParamSchema, request.params);
+    const signed = readSignedRequest(request.body, contestPayloadSchema);
+    if (signed.payload.conflict !== id) throw new MimiError('invalid_request', 'payload.conflict is not the conflict of the URL');
+    checkIat(signed.payload.iat, now());
+    const { incumbents } = dp.registrar.conflict(id);
+    const key = incumbents.find((m) => m.holder === signed.kid)?.holderJwk;
+    if (key === undefined || !(await signatureVerifies(signed.jws, key))) {
+      throw new MimiError('not_holder', 'only the holder of the published mappings may contest', { status: 403 });
+    }
+    dp.registrar.contest(id);
+    return reply.type('application/json').send(json({ status: 'review', conflict: id }));
+  });
+  refuseOtherMethods(app, '/v1/conflicts/:id/contest', ['POST']);
+
+  app.get('/v1/admin/conflicts', async (request, reply) => {
+    requireAdmin(request, options.adminToken);
+    return reply.type('application/json').send(json({ pending: authoritative(holder).registrar.conflicts() }));
+  });
+  refuseOtherMethods(app, '/v1/admin/conflicts', ['GET']);
+
+  app.post('/v1/admin/conflicts/:id', async (request, reply) => {
+    requireAdmin(request, options.adminToken);
+    const { id } = parseBody(idParamSchema, request.params);
+    const { decision } = parseBody(decisionSchema, request.body);
+    await notify(authoritative(holder).registrar.decide(id, decision));
+    return reply.type('application/json').send(json({ status: decision === 'approve' ? 'approved' : 'rejected', conflict: id }));
+  });
+  refuseOtherMethods(app, '/v1/admin/conflicts/:id', ['POST']);
+
+  const registry = (): DelegationRegistrar => {
+    if (options.delegations === undefined) throw new MimiError('invalid_request', 'only the root takes delegation requests', { status: 404 });
+    return options.delegations;
+  };
+
+  app.post('/v1/delegations', async (request, reply) => {
+    const delegations = registry();
+    const signed = readSignedRequest(request.body, delegationPayloadSchema);
+    const txt = options.txt ?? (() => Promise.resolve([]));
+    const outcome = await delegations.request(signed, txt);
+    return reply.code(outcome.status === 'pending' ? 202 : 201).type('application/json').send(json(outcome));
+  });
+  refuseOtherMethods(app, '/v1/delegations', ['POST']);
+
+  app.get('/v1/admin/delegations', async (request, reply) => {
+    requireAdmin(request, options.adminToken);
+    return reply.type('application/json').send(json({ pending: registry().pending() }));
+  });
+  refuseOtherMethods(app, '/v1/admin/delegations', ['GET']);
+
+  app.post('/v1/admin/delegations/:id', async (request, reply) => {
+    requireAdmin(request, options.adminToken);
+    const { id } = parseBody(idParamSchema, request.params);
+    const { decision } = parseBody(decisionSchema, request.body);
+    registry().decide(id, decision);
+    return reply.type('application/json').send(json({ status: decision === 'approve' ? 'approved' : 'rejected', id, serial: registry().zone.serial }));
+  });
+  refuseOtherMethods(app, '/v1/admin/delegations/:id', ['POST']);
+}

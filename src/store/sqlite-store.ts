@@ -1,0 +1,285 @@
+/**
+ * The SQLite implementation of a DP's store (PROTOCOL.md §9): WAL with
+ * synchronous FULL, so a committed transaction survives kill -9 and power
+ * loss; schema migrations versioned in code (`PRAGMA user_version`); an
+ * integrity check at open, so a damaged file stops the start instead of being
+ * served (or silently rebuilt).
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { MimiError } from '../errors.ts';
+import type { DpStore, NamePrefix, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
+import type { PublicJwk } from '../protocol/jws.ts';
+import type { Statement } from '../protocol/statement.ts';
+
+/** Schema migrations, applied in order; `user_version` is the number applied. Never edit one that shipped. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE mappings (
+     csi TEXT NOT NULL, msp TEXT NOT NULL, preference INTEGER NOT NULL, created TEXT NOT NULL,
+     holder TEXT NOT NULL, holder_jwk TEXT NOT NULL, level TEXT NOT NULL, att_iat INTEGER NOT NULL,
+     proof TEXT NOT NULL, registered_at INTEGER NOT NULL,
+     hkey TEXT, -- '<domain>\t<local-part hash>' for e-mail CSIs (DNS names, PROTOCOL.md §6)
+     PRIMARY KEY (csi, msp));
+   CREATE INDEX mappings_hkey ON mappings (hkey) WHERE hkey IS NOT NULL;
+   CREATE INDEX mappings_att_iat ON mappings (att_iat);
+   CREATE TABLE pending (
+     id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+     csi TEXT NOT NULL, msp TEXT NOT NULL, preference INTEGER NOT NULL, created TEXT NOT NULL,
+     holder TEXT NOT NULL, holder_jwk TEXT NOT NULL, level TEXT NOT NULL, att_iat INTEGER NOT NULL,
+     proof TEXT NOT NULL, registered_at INTEGER NOT NULL,
+     since INTEGER NOT NULL, contested INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX pending_csi ON pending (csi, seq);
+   CREATE INDEX pending_seq ON pending (seq);
+   CREATE TABLE revocations (holder TEXT NOT NULL, csi TEXT NOT NULL, iat INTEGER NOT NULL, holder_jwk TEXT NOT NULL, PRIMARY KEY (holder, csi));
+   CREATE TABLE deactivations (csi TEXT PRIMARY KEY, deactivated_at INTEGER NOT NULL);
+   CREATE TABLE delegations (id TEXT PRIMARY KEY, zone TEXT NOT NULL, dp TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL);
+   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+];
+
+interface MappingRow {
+  csi: string;
+  msp: string;
+  preference: number;
+  created: string;
+  holder: string;
+  holder_jwk: string;
+  level: string;
+  att_iat: number;
+  proof: string;
+  registered_at: number;
+}
+
+interface PendingRow extends MappingRow {
+  id: string;
+  since: number;
+  contested: number;
+}
+
+interface DelegationRow {
+  id: string;
+  zone: string;
+  dp: string;
+  status: string;
+  at: number;
+}
+
+function delegationOf(row: DelegationRow): StoredDelegation {
+  return { id: row.id, zone: row.zone, dp: JSON.parse(row.dp) as StoredDelegation['dp'], status: row.status === 'active' ? 'active' : 'pending', at: row.at };
+}
+
+function mappingOf(row: MappingRow): StoredMapping {
+  return {
+    csi: row.csi,
+    msp: row.msp,
+    preference: row.preference,
+    created: row.created,
+    holder: row.holder,
+    holderJwk: JSON.parse(row.holder_jwk) as PublicJwk,
+    level: row.level,
+    attestationIat: row.att_iat,
+    proof: JSON.parse(row.proof) as Statement,
+    registeredAt: row.registered_at,
+  };
+}
+
+function pendingOf(row: PendingRow): PendingMapping {
+  return { ...mappingOf(row), id: row.id, since: row.since, contested: row.contested !== 0 };
+}
+
+/** The column values of a mapping (the e-mail hash key is computed by the caller's `hashKey`). */
+function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
+  return [m.csi, m.msp, m.preference, m.created, m.holder, JSON.stringify(m.holderJwk), m.level, m.attestationIat, JSON.stringify(m.proof), m.registeredAt, hkey];
+}
+
+/** The smallest string greater than every string starting with `prefix`. */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** The e-mail hash key of a canonical CSI (`<domain>\t<hash>`), undefined for phone numbers. */
+  readonly hashKey: (csi: string) => string | undefined;
+}
+
+/**
+ * Opens (creating when absent) `<dir>/<id>.sqlite`, or an in-memory database
+ * when `dir` is undefined (tests that need no durability). A damaged file is
+ * `invalid_config` naming it.
+ */
+export function openSqliteStore(dir: string | undefined, id: string, options: SqliteStoreOptions): DpStore {
+  const file = dir === undefined ? ':memory:' : join(dir, `${id}.sqlite`);
+  if (dir !== undefined) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw new Error(`integrity check: ${String(check)}`);
+    migrate(db);
+  } catch (err) {
+    db?.close();
+    throw new MimiError('invalid_config', `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`, { cause: err });
+  }
+  return new SqliteStore(db, options);
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) throw new Error(`schema version ${version} is newer than this software (${MIGRATIONS.length})`);
+  for (let v = version; v < MIGRATIONS.length; v += 1) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+class SqliteStore implements DpStore {
+  readonly #db: Database.Database;
+  readonly #hashKey: (csi: string) => string | undefined;
+  readonly #s;
+
+  constructor(db: Database.Database, options: SqliteStoreOptions) {
+    this.#db = db;
+    this.#hashKey = options.hashKey;
+    const p = <R>(sql: string) => db.prepare<unknown[], R>(sql);
+    this.#s = {
+      active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
+      byHash: p<{ csi: string }>('SELECT csi FROM mappings WHERE hkey = ? LIMIT 1'),
+      phoneBelow: p<{ one: number }>('SELECT 1 AS one FROM mappings WHERE csi >= ? AND csi < ? LIMIT 1'),
+      domainBelow: p<{ one: number }>('SELECT 1 AS one FROM mappings WHERE hkey >= ? AND hkey < ? LIMIT 1'),
+      put: p('INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
+      remove: p('DELETE FROM mappings WHERE csi = ? AND msp = ?'),
+      issuedBefore: p<{ csi: string; msp: string }>('SELECT csi, msp FROM mappings WHERE att_iat < ? ORDER BY att_iat LIMIT ?'),
+      pendingOf: p<PendingRow>('SELECT * FROM pending WHERE csi = ? ORDER BY seq'),
+      pendingById: p<PendingRow>('SELECT * FROM pending WHERE id = ?'),
+      pendingList: p<PendingRow>('SELECT * FROM pending ORDER BY seq LIMIT ?'),
+      nextSeq: p<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM pending'),
+      addPending: p(
+        'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+      ),
+      removePending: p('DELETE FROM pending WHERE id = ?'),
+      contest: p('UPDATE pending SET contested = 1 WHERE id = ?'),
+      lastRevoke: p<{ iat: number; holder_jwk: string }>('SELECT iat, holder_jwk FROM revocations WHERE holder = ? AND csi = ?'),
+      setRevoke: p('INSERT OR REPLACE INTO revocations (holder, csi, iat, holder_jwk) VALUES (?,?,?,?)'),
+      deactivated: p<{ deactivated_at: number }>('SELECT deactivated_at FROM deactivations WHERE csi = ?'),
+      setDeactivated: p('INSERT OR REPLACE INTO deactivations (csi, deactivated_at) VALUES (?,?)'),
+      delegations: p<DelegationRow>('SELECT * FROM delegations ORDER BY at, id'),
+      delegationById: p<DelegationRow>('SELECT * FROM delegations WHERE id = ?'),
+      putDelegation: p('INSERT OR REPLACE INTO delegations (id, zone, dp, status, at) VALUES (?,?,?,?,?)'),
+      removeDelegation: p('DELETE FROM delegations WHERE id = ?'),
+      meta: p<{ value: string }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: p('INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)'),
+    };
+  }
+
+  active(csi: string): StoredMapping[] {
+    return this.#s.active.all(csi).map(mappingOf);
+  }
+
+  csiByHash(hash: string, domain: string): string | undefined {
+    return this.#s.byHash.get(`${domain}\t${hash}`)?.csi;
+  }
+
+  hasBelow(prefix: NamePrefix): boolean {
+    if (prefix.kind === 'phone') {
+      const start = `tel:+${prefix.digits}`;
+      return this.#s.phoneBelow.get(start, prefixEnd(start)) !== undefined;
+    }
+    const start = `${prefix.domain}\t`;
+    return this.#s.domainBelow.get(start, prefixEnd(start)) !== undefined;
+  }
+
+  putActive(mapping: StoredMapping): void {
+    this.#s.put.run(...columnsOf(mapping, this.#hashKey(mapping.csi) ?? null));
+  }
+
+  removeActive(csi: string, msp: string): boolean {
+    return this.#s.remove.run(csi, msp).changes > 0;
+  }
+
+  issuedBefore(iat: number, limit: number): { csi: string; msp: string }[] {
+    return this.#s.issuedBefore.all(iat, limit);
+  }
+
+  pendingOf(csi: string): PendingMapping[] {
+    return this.#s.pendingOf.all(csi).map(pendingOf);
+  }
+
+  pendingById(id: string): PendingMapping | undefined {
+    const row = this.#s.pendingById.get(id);
+    return row === undefined ? undefined : pendingOf(row);
+  }
+
+  pendingList(limit: number): PendingMapping[] {
+    return this.#s.pendingList.all(limit).map(pendingOf);
+  }
+
+  addPending(p: PendingMapping): void {
+    const seq = this.#s.nextSeq.get()?.seq ?? 1;
+    this.#s.addPending.run(...columnsOf(p, null).slice(0, 10), p.id, seq, p.since, p.contested ? 1 : 0);
+  }
+
+  removePending(id: string): void {
+    this.#s.removePending.run(id);
+  }
+
+  markContested(id: string): void {
+    this.#s.contest.run(id);
+  }
+
+  lastRevoke(holder: string, csi: string): { iat: number; holderJwk: PublicJwk } | undefined {
+    const row = this.#s.lastRevoke.get(holder, csi);
+    return row === undefined ? undefined : { iat: row.iat, holderJwk: JSON.parse(row.holder_jwk) as PublicJwk };
+  }
+
+  setLastRevoke(holder: string, csi: string, iat: number, holderJwk: PublicJwk): void {
+    this.#s.setRevoke.run(holder, csi, iat, JSON.stringify(holderJwk));
+  }
+
+  deactivatedAt(csi: string): number | undefined {
+    return this.#s.deactivated.get(csi)?.deactivated_at;
+  }
+
+  setDeactivatedAt(csi: string, at: number): void {
+    this.#s.setDeactivated.run(csi, at);
+  }
+
+  delegations(): StoredDelegation[] {
+    return this.#s.delegations.all().map(delegationOf);
+  }
+
+  delegationById(id: string): StoredDelegation | undefined {
+    const row = this.#s.delegationById.get(id);
+    return row === undefined ? undefined : delegationOf(row);
+  }
+
+  putDelegation(d: StoredDelegation): void {
+    this.#s.putDelegation.run(d.id, d.zone, JSON.stringify(d.dp), d.status, d.at);
+  }
+
+  removeDelegation(id: string): void {
+    this.#s.removeDelegation.run(id);
+  }
+
+  rootSerial(): number | undefined {
+    const value = this.#s.meta.get('root_serial')?.value;
+    return value === undefined ? undefined : Number(value);
+  }
+
+  setRootSerial(serial: number): void {
+    this.#s.setMeta.run('root_serial', String(serial));
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
