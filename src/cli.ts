@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { basename, dirname } from 'node:path';
-import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor } from './server/keys.ts';
+import { loadKeyIfPresent, loadOrCreateKey, loadOrCreateSecret, readTrustAnchor } from './server/keys.ts';
 import { readCodeFromOutbox } from './server/outbox.ts';
 import { registerThroughFlow } from './stub/register.ts';
 import { fetchRootZone } from './stub/validate.ts';
@@ -17,6 +17,9 @@ import { createLogger } from './server/logger.ts';
 import { startHierarchy, type RunningHierarchy } from './server/serve.ts';
 import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
+
+/** Where `mimi serve` keeps its stores unless `--data` says otherwise (PROTOCOL.md §9). */
+const DEFAULT_DATA_DIR = '.mimi/data';
 
 /** The demo's trust anchor, written by `npm start`. */
 const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';
@@ -34,7 +37,7 @@ const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
              [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
-             [--register-zone-mappings]
+             [--register-zone-mappings] [--data DIR] [--admin-token-file FILE] [--dns-check-server HOST:PORT]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
@@ -78,6 +81,9 @@ async function serve(args: string[]): Promise<number> {
       'require-secure': { type: 'boolean' },
       'otp-outbox': { type: 'string' },
       'register-zone-mappings': { type: 'boolean' },
+      data: { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      'dns-check-server': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -93,8 +99,10 @@ async function serve(args: string[]): Promise<number> {
   if (values.zones === undefined && (resolverAddress === undefined || rootUrl === undefined)) {
     throw new UsageError('give --zones DIR, or --resolver HOST:PORT with --root URL for a resolver alone');
   }
+  const dnsCheckServer = values['dns-check-server'] !== undefined ? flag(hostPort, 'dns-check-server', values['dns-check-server']) : undefined;
   const logger = createLogger();
   const zones = values.zones !== undefined ? await loadZoneDir(values.zones) : [];
+  const adminToken = values['admin-token-file'] !== undefined ? await loadOrCreateSecret(values['admin-token-file']) : undefined;
   // With --only and no --resolver, this process runs just those servers (no resolver to collide with another's).
   const resolver = resolverAddress ?? (values.only === undefined ? { host: '127.0.0.1', port: 8053 } : undefined);
   const running: RunningHierarchy = await startHierarchy({
@@ -111,6 +119,9 @@ async function serve(args: string[]): Promise<number> {
     requireSecure: values['require-secure'],
     otpOutbox: values['otp-outbox'],
     registerZoneMappings: values['register-zone-mappings'],
+    dataDir: values.data ?? DEFAULT_DATA_DIR,
+    adminToken,
+    dnsCheckServer: dnsCheckServer === undefined ? undefined : dnsCheckServer.host.includes(':') ? `[${dnsCheckServer.host}]:${dnsCheckServer.port}` : `${dnsCheckServer.host}:${dnsCheckServer.port}`,
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
   });
   const ready = {

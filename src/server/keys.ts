@@ -5,7 +5,8 @@
  * root's public key is written to `DIR/trust-anchor.jwk`.
  */
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { MimiError } from '../errors.ts';
 import { generateSigningKey, publicJwkSchema, signingKeyFromJwk, type PublicJwk, type SigningKey } from '../protocol/jws.ts';
 
@@ -27,19 +28,41 @@ export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJw
   return key;
 }
 
+/** Reads a secret file (mode 0600 or stricter, at most 16 KiB); undefined when it does not exist. */
+async function readPrivateFile(path: string): Promise<string | undefined> {
+  try {
+    const info = await stat(path);
+    if ((info.mode & 0o077) !== 0) throw new MimiError('invalid_config', `${path}: a secret must not be readable by others (chmod 600)`);
+    if (info.size > MAX_KEY_FILE) throw new MimiError('invalid_config', `${path}: larger than ${MAX_KEY_FILE} bytes`);
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (err instanceof MimiError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MimiError('invalid_config', `${path}: cannot be read`, { cause: err });
+  }
+}
+
+/**
+ * Reads a token file (`--admin-token-file`: its first line), creating it with a
+ * random 256-bit token (mode 0600) when absent, as the demo needs.
+ */
+export async function loadOrCreateSecret(path: string): Promise<string> {
+  const text = await readPrivateFile(path);
+  if (text !== undefined) {
+    const token = text.split('\n')[0]?.trim() ?? '';
+    if (token.length < 16) throw new MimiError('invalid_config', `${path}: the token must be at least 16 characters`);
+    return token;
+  }
+  const token = randomBytes(32).toString('base64url');
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  return token;
+}
+
 /** Loads `DIR/<id>.jwk` if it exists (checking it against a stated public key), else undefined. */
 export async function loadKeyIfPresent(dir: string, id: string, stated?: PublicJwk): Promise<SigningKey | undefined> {
   const path = join(dir, `${id}.jwk`);
-  let text: string | undefined;
-  try {
-    const info = await stat(path);
-    if ((info.mode & 0o077) !== 0) throw new MimiError('invalid_config', `${path}: a private key must not be readable by others (chmod 600)`);
-    if (info.size > MAX_KEY_FILE) throw new MimiError('invalid_config', `${path}: larger than ${MAX_KEY_FILE} bytes`);
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if (err instanceof MimiError) throw err;
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new MimiError('invalid_config', `${path}: cannot be read`, { cause: err });
-  }
+  const text = await readPrivateFile(path);
   if (text === undefined) return undefined;
   let key: SigningKey;
   try {

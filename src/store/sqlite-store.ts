@@ -6,7 +6,7 @@
  * served (or silently rebuilt).
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MimiError } from '../errors.ts';
 import type { DpStore, NamePrefix, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
@@ -119,6 +119,9 @@ export function openSqliteStore(dir: string | undefined, id: string, options: Sq
     db.pragma('foreign_keys = ON');
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`integrity check: ${String(check)}`);
+    // SQLite writes the main file in whole pages (WAL included): a partial page means it was cut short.
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    if (dir !== undefined && existsSync(file) && statSync(file).size % pageSize !== 0) throw new Error('the file is truncated (not a whole number of pages)');
     migrate(db);
   } catch (err) {
     db?.close();

@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { startHierarchy, type RunningHierarchy } from '../../src/server/serve.ts';
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
-import { parseZoneText } from '../../src/zone/normalise.ts';
+import { parseZoneText, type RootZone } from '../../src/zone/normalise.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -69,6 +69,14 @@ export async function bootHierarchy(
     otpOutbox?: string;
     /** Register the zone-file mappings through the real flow at start. */
     registerZoneMappings?: boolean;
+    /** Where DPs keep their stores (in memory when absent). */
+    dataDir?: string;
+    /** The admin API's bearer token. */
+    adminToken?: string;
+    /** Where the root checks `_mimi-dp` TXT records. */
+    dnsCheckServer?: string;
+    /** The DPs' clock (ms). */
+    dpNow?: () => number;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -85,6 +93,10 @@ export async function bootHierarchy(
     otpOutbox: options.otpOutbox,
     registerZoneMappings: options.registerZoneMappings,
     resolverDns: options.dns?.resolverDns,
+    dataDir: options.dataDir,
+    adminToken: options.adminToken,
+    dnsCheckServer: options.dnsCheckServer,
+    now: options.dpNow,
   });
   return {
     ...running,
@@ -92,6 +104,30 @@ export async function bootHierarchy(
     resolve: (body) => postJson(`${running.resolverUrl}/v1/resolve`, body),
     lookups: (id) => running.holders.get(id)?.stats.lookups ?? 0,
   };
+}
+
+/**
+ * The fixture hierarchy with identity provers: csip-uk attests e164:44 and
+ * e164:1, csip-mail attests example.com and example.org (PROTOCOL.md §8).
+ */
+export async function zonesWithProvers(): Promise<LoadedZone[]> {
+  const zones: LoadedZone[] = (await loadZoneDir('test/fixtures/hierarchy')).map((z) =>
+    z.zone.role === 'root'
+      ? {
+          ...z,
+          zone: {
+            ...z.zone,
+            csips: [
+              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44', 'e164:1'] },
+              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com', 'email:example.org'] },
+            ],
+          } satisfies RootZone,
+        }
+      : z,
+  );
+  zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44", "e164:1" ]\n'));
+  zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com", "email:example.org" ]\n'));
+  return zones;
 }
 
 /** A zone from inline YAML. */

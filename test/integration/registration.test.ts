@@ -18,7 +18,7 @@ import { parseCsi } from '../../src/csi/parse.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, inlineZone, postJson, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, inlineZone, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy;
 let keys: string;
@@ -32,22 +32,7 @@ const key = async (id: string): Promise<SigningKey> => {
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), 'mimi-reg-keys-'));
   outbox = await mkdtemp(join(tmpdir(), 'mimi-reg-outbox-'));
-  const zones: LoadedZone[] = (await loadZoneDir('test/fixtures/hierarchy')).map((z) =>
-    z.zone.role === 'root'
-      ? {
-          ...z,
-          zone: {
-            ...z.zone,
-            csips: [
-              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44', 'e164:1'] },
-              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com', 'email:example.org'] },
-            ],
-          } satisfies RootZone,
-        }
-      : z,
-  );
-  zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44", "e164:1" ]\n'));
-  zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com", "email:example.org" ]\n'));
+  const zones = await zonesWithProvers();
   h = await bootHierarchy({ zones, keysDir: keys, trustAnchorFile: join(keys, 'trust-anchor.jwk'), otpOutbox: outbox, registerZoneMappings: true });
 });
 afterAll(async () => {
