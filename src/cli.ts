@@ -4,9 +4,11 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { basename, dirname } from 'node:path';
-import { loadKeyIfPresent, loadOrCreateKey, loadOrCreateSecret, readTrustAnchor } from './server/keys.ts';
+import { loadKeyIfPresent, loadOrCreateKey, loadOrCreateSecret, readSecret, readTrustAnchor } from './server/keys.ts';
 import { readCodeFromOutbox } from './server/outbox.ts';
 import { registerThroughFlow } from './stub/register.ts';
+import { adminRequest, requestDelegation, revokeMappings } from './stub/lifecycle.ts';
+import type { RootZone } from './zone/normalise.ts';
 import { fetchRootZone } from './stub/validate.ts';
 import type { PublicJwk } from './protocol/jws.ts';
 import { z } from 'zod';
@@ -42,8 +44,17 @@ const USAGE = `usage:
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
                 [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--json]
+  mimi revoke CSI [--msp ID] [--holder-key FILE] [--dp ID] [--resolver URL] [--trust-anchor FILE] [--json]
+  mimi admin conflicts|delegations [--dp ID|URL] [--admin-token-file FILE] [--resolver URL] [--json]
+  mimi admin approve|reject ID [--dp ID|URL] [--admin-token-file FILE] [--resolver URL]
+  mimi delegate ZONE --id DP --endpoint URL ... [--dns ADDRESS ...] [--keys DIR] [--root URL] [--resolver URL]
   mimi zone check FILE...
 `;
+
+/** The demo's admin token, written by \`npm start\` (PROTOCOL.md §9: --admin-token-file). */
+const DEMO_ADMIN_TOKEN = '.mimi/admin-token';
+/** The demo's holder key, used by \`mimi register\` and \`mimi revoke\` unless --holder-key says otherwise. */
+const DEMO_HOLDER_KEY = '.mimi/holder.jwk';
 
 class UsageError extends Error {}
 
@@ -199,7 +210,7 @@ async function register(args: string[]): Promise<number> {
   const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
   const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
   const keysDir = values.keys ?? '.mimi/keys';
-  const holderFile = values['holder-key'] ?? '.mimi/holder.jwk';
+  const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
   const holder = await loadOrCreateKey(dirname(holderFile), basename(holderFile, '.jwk'));
   const mspKey = await loadKeyIfPresent(keysDir, msp);
   if (mspKey === undefined) throw new MimiError('invalid_config', `no signing key for MSP ${msp} in ${keysDir} (the demo keeps its MSPs' keys there)`);
@@ -217,6 +228,136 @@ async function register(args: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
   else if ('mapping' in reply) process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
   else process.stdout.write(`pending at ${reply.dp}: another holder has this CSI (older wins); conflict ${reply.conflict}, its holder has been notified\n`);
+  return 0;
+}
+
+async function revoke(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      msp: { type: 'string' },
+      dp: { type: 'string' },
+      resolver: { type: 'string' },
+      'trust-anchor': { type: 'string' },
+      'holder-key': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('mimi revoke takes exactly one CSI');
+  const msp = values.msp !== undefined ? flag(idSchema, 'msp', values.msp) : '*';
+  const dp = values.dp !== undefined ? flag(idSchema, 'dp', values.dp) : undefined;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
+  const holder = await loadKeyIfPresent(dirname(holderFile), basename(holderFile, '.jwk'));
+  if (holder === undefined) throw new MimiError('invalid_config', `${holderFile}: no holder key (the one the mapping was registered with)`);
+  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
+  const results = await revokeMappings({ root, csi: positionals[0] ?? '', msp, holder, dp });
+  if (values.json) process.stdout.write(`${JSON.stringify({ results })}\n`);
+  else for (const r of results) process.stdout.write(`${r.dp}: ${r.status}${r.status === 'revoked' ? ` (${r.removed} mapping${r.removed === 1 ? '' : 's'})` : ''}\n`);
+  return 0;
+}
+
+/** The base URLs of `--dp` (an id of the root's DP registry, or a URL), or of every DP in the registry. */
+function adminTargets(root: RootZone, dp: string | undefined): { id: string; url: string }[] {
+  if (dp !== undefined && /^https?:\/\//.test(dp)) return [{ id: dp, url: flag(httpUrl, 'dp', dp) }];
+  const entries = root.dps.filter((d) => dp === undefined || d.id === dp);
+  if (entries.length === 0) throw new UsageError(`--dp ${String(dp)}: not in the root's DP registry (give its URL instead)`);
+  return entries.map((d) => ({ id: d.id, url: d.endpoints[0] ?? '' }));
+}
+
+async function admin(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      dp: { type: 'string' },
+      resolver: { type: 'string' },
+      'trust-anchor': { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const [action, id] = positionals;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const token = await readSecret(values['admin-token-file'] ?? DEMO_ADMIN_TOKEN);
+  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
+  const out = (value: unknown, text: string): void => {
+    process.stdout.write(values.json ? `${JSON.stringify(value)}\n` : text);
+  };
+  if (action === 'delegations' && positionals.length === 1) {
+    const { pending } = await adminRequest<{ pending: { id: string; zone: string; dp: { id: string; endpoints: string[] } }[] }>(root.endpoints[0] ?? '', token, '/v1/admin/delegations');
+    out({ pending }, pending.length === 0 ? 'no pending delegations\n' : pending.map((p) => `${p.id}  ${p.zone} -> ${p.dp.id} ${p.dp.endpoints.join(' ')}\n`).join(''));
+    return 0;
+  }
+  if (action === 'conflicts' && positionals.length === 1) {
+    const rows: { dp: string; id: string; csi: string; since: string; review: boolean }[] = [];
+    for (const target of adminTargets(root, values.dp)) {
+      try {
+        const { pending } = await adminRequest<{ pending: { id: string; csi: string; since: string; review: boolean }[] }>(target.url, token, '/v1/admin/conflicts');
+        rows.push(...pending.map((p) => ({ dp: target.id, ...p })));
+      } catch (err) {
+        // Without --dp every DP of the registry is asked; those that take no registrations (404) have none.
+        if (values.dp !== undefined || !(isMimiError(err) && err.status === 404)) throw err;
+      }
+    }
+    out({ pending: rows }, rows.length === 0 ? 'no pending conflicts\n' : rows.map((r) => `${r.id}  ${r.dp}  ${r.csi}  since ${r.since}${r.review ? '  REVIEW' : ''}\n`).join(''));
+    return 0;
+  }
+  if ((action === 'approve' || action === 'reject') && id !== undefined && positionals.length === 2) {
+    const decision = action;
+    if (id.startsWith('d-')) {
+      const answer = await adminRequest<{ serial: number }>(root.endpoints[0] ?? '', token, `/v1/admin/delegations/${encodeURIComponent(id)}`, { decision });
+      out(answer, `${decision === 'approve' ? 'approved' : 'rejected'} delegation ${id}; root serial ${answer.serial}\n`);
+      return 0;
+    }
+    for (const target of adminTargets(root, values.dp)) {
+      try {
+        const answer = await adminRequest<unknown>(target.url, token, `/v1/admin/conflicts/${encodeURIComponent(id)}`, { decision });
+        out(answer, `${decision === 'approve' ? 'approved' : 'rejected'} conflict ${id} at ${target.id}\n`);
+        return 0;
+      } catch (err) {
+        if (!(isMimiError(err) && err.status === 404)) throw err;
+      }
+    }
+    throw new MimiError('invalid_request', `no DP has a pending conflict ${id}`, { status: 404 });
+  }
+  throw new UsageError('usage: mimi admin conflicts|delegations, or mimi admin approve|reject ID');
+}
+
+async function delegate(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      id: { type: 'string' },
+      endpoint: { type: 'string', multiple: true },
+      dns: { type: 'string', multiple: true },
+      keys: { type: 'string' },
+      root: { type: 'string' },
+      resolver: { type: 'string' },
+      'trust-anchor': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('mimi delegate takes exactly one zone, such as email:example.net or e164:3399');
+  if (values.id === undefined || values.endpoint === undefined) throw new UsageError('--id DP and --endpoint URL are required');
+  const id = flag(idSchema, 'id', values.id);
+  const endpoints = values.endpoint.map((e) => flag(httpUrl, 'endpoint', e));
+  const keysDir = values.keys ?? '.mimi/keys';
+  const key = await loadKeyIfPresent(keysDir, id);
+  if (key === undefined) throw new MimiError('invalid_config', `no signing key ${id}.jwk in ${keysDir}: the DP signs its own request`);
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : (await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']))).endpoints[0] ?? '';
+  const answer = await requestDelegation(rootUrl, key, { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } });
+  const text =
+    answer.status === 'active'
+      ? `delegated ${String(positionals[0])} to ${id}; root serial ${answer.serial}\n`
+      : `pending operator approval at the root: ${answer.id} (mimi admin approve ${answer.id})\n`;
+  process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : text);
   return 0;
 }
 
@@ -242,6 +383,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await zoneCheck(rest);
       case 'register':
         return await register(rest);
+      case 'revoke':
+        return await revoke(rest);
+      case 'admin':
+        return await admin(rest);
+      case 'delegate':
+        return await delegate(rest);
       case undefined:
       case 'help':
       case '--help':

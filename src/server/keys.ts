@@ -48,15 +48,24 @@ async function readPrivateFile(path: string): Promise<string | undefined> {
  */
 export async function loadOrCreateSecret(path: string): Promise<string> {
   const text = await readPrivateFile(path);
-  if (text !== undefined) {
-    const token = text.split('\n')[0]?.trim() ?? '';
-    if (token.length < 16) throw new MimiError('invalid_config', `${path}: the token must be at least 16 characters`);
-    return token;
-  }
+  if (text !== undefined) return tokenOf(text, path);
   const token = randomBytes(32).toString('base64url');
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
   return token;
+}
+
+function tokenOf(text: string, path: string): string {
+  const token = text.split('\n')[0]?.trim() ?? '';
+  if (token.length < 16) throw new MimiError('invalid_config', `${path}: the token must be at least 16 characters`);
+  return token;
+}
+
+/** Reads an existing token file (its first line). */
+export async function readSecret(path: string): Promise<string> {
+  const text = await readPrivateFile(path);
+  if (text === undefined) throw new MimiError('invalid_config', `${path}: no such token file (give --admin-token-file)`);
+  return tokenOf(text, path);
 }
 
 /** Loads `DIR/<id>.jwk` if it exists (checking it against a stated public key), else undefined. */

@@ -382,7 +382,9 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
     const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
     const registries = await registriesFor(zones, options, trustAnchor, logger);
-    for (const { zone } of zones) {
+    // Seeded zone-file mappings are served as the registrations they become, not also as static data.
+    const served = options.registerZoneMappings ? zones.map((z) => (z.zone.role === 'authoritative' ? { ...z, zone: { ...z.zone, mappings: [] } } : z)) : zones;
+    for (const { zone } of served) {
       if (zone.role === 'idprover') {
         const prover = provers.get(zone.id);
         if (prover === undefined) continue;
@@ -421,7 +423,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const servers: Record<string, string[]> = {};
     for (const l of listening) (servers[l.id] ??= []).push(l.actual);
 
-    const dns = await startDns(zones, holders, options, apex, dnsListeners);
+    const dns = await startDns(served, holders, options, apex, dnsListeners);
 
     const front = options.resolver !== undefined ? await startResolver(zones, options, apex, trustAnchor, apps, dnsListeners) : undefined;
     resolver = front?.resolver;

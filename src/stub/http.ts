@@ -18,6 +18,8 @@ export interface JsonRequest {
   readonly timeoutMs?: number | undefined;
   /** Who is asked, for messages (default: the URL's origin). */
   readonly who?: string | undefined;
+  /** Extra request headers (`authorization` for the admin API). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 const sharedAgent = new Agent({ keepAliveTimeout: 10_000 });
@@ -30,7 +32,7 @@ export async function requestJson(url: string, init: JsonRequest): Promise<{ sta
     res = await request(url, {
       method: init.method,
       dispatcher: init.dispatcher ?? sharedAgent,
-      headers: { accept: 'application/json, application/jose+json', ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { accept: 'application/json, application/jose+json', ...init.headers, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 15_000),
     });
