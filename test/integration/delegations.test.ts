@@ -4,7 +4,10 @@
  * zones approved by an operator, each change a new serial that resolvers pick
  * up through their conditional GET, and kept across a restart.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { loadOrCreateKey } from '../../src/server/keys.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,6 +111,18 @@ describe('E.164 zones: operator approval', () => {
     expect((await admin(`/v1/admin/delegations/${String(res.json.id)}`, { decision: 'reject' })).status).toBe(200);
     expect((await zone()).delegations.map((d) => d.zone)).not.toContain('e164:3398');
     expect((await admin(`/v1/admin/delegations/${String(res.json.id)}`, { decision: 'approve' })).status).toBe(404);
+  });
+
+  it('takes a request from mimi delegate, signed with the DP key file', async () => {
+    const keysDir = await mkdtemp(join(tmpdir(), 'mimi-deleg-keys-'));
+    const key = await loadOrCreateKey(keysDir, 'dp-cli');
+    const run = promisify(execFile);
+    const { stdout } = await run(process.execPath, ['src/mimi.js', 'delegate', 'e164:3397', '--id', 'dp-cli', '--endpoint', newDp.url, '--keys', keysDir, '--root', root(), '--json']);
+    const answer = JSON.parse(stdout) as { status: string; id: string };
+    expect(answer.status).toBe('pending');
+    const listed = (await admin('/v1/admin/delegations')).json.pending as { id: string; dp: { id: string; jwk: { x: string } } }[];
+    expect(listed.find((p) => p.id === answer.id)?.dp).toMatchObject({ id: 'dp-cli', jwk: { x: key.publicJwk.x } });
+    await admin(`/v1/admin/delegations/${answer.id}`, { decision: 'reject' });
   });
 
   it('keeps registered delegations and the serial across a restart', async () => {

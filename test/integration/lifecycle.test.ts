@@ -4,7 +4,9 @@
  * timeout, operator decisions), revocation, deactivation, lapse, and the
  * discoverability bound.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -32,7 +34,14 @@ const dp = (id = 'dp-uk'): string => h.servers[id]?.[0] ?? '';
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), 'mimi-life-keys-'));
   outbox = await mkdtemp(join(tmpdir(), 'mimi-life-outbox-'));
-  h = await bootHierarchy({ zones: await zonesWithProvers(), keysDir: keys, otpOutbox: outbox, adminToken: TOKEN, dpNow: () => Date.now() + offset });
+  h = await bootHierarchy({
+    zones: await zonesWithProvers(),
+    keysDir: keys,
+    trustAnchorFile: join(keys, 'trust-anchor.jwk'),
+    otpOutbox: outbox,
+    adminToken: TOKEN,
+    dpNow: () => Date.now() + offset,
+  });
 });
 afterAll(async () => {
   await h.close();
@@ -297,5 +306,28 @@ describe('lapse and the discoverability bound', () => {
     await register('tel:+447700900432', 'chat-a', await generateSigningKey());
     h.clock.advance(wk.limits.maxNegativeTtl + 1);
     expect((await h.resolve({ csi: '+447700900432' })).json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-a' }] });
+  });
+});
+
+describe('the lifecycle from the command line', () => {
+  const run = promisify(execFile);
+  const mimi = (...args: string[]) => run(process.execPath, ['src/mimi.js', ...args, '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(keys, 'trust-anchor.jwk')]);
+
+  it('raises a conflict with mimi register, settles it with mimi admin, and revokes with mimi revoke', async () => {
+    const tokenFile = join(outbox, 'admin-token');
+    await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    await register('tel:+447700900441', 'chat-a', await generateSigningKey());
+    const newcomer = join(outbox, 'newcomer.jwk');
+    const raised = await mimi('register', '+447700900441', '--msp', 'chat-c', '--holder-key', newcomer, '--keys', keys, '--otp-outbox', outbox, '--json');
+    const conflict = String((JSON.parse(raised.stdout) as { conflict: string }).conflict);
+    expect(conflict).toMatch(/^c-/);
+    const listed = JSON.parse((await mimi('admin', 'conflicts', '--admin-token-file', tokenFile, '--json')).stdout) as { pending: { id: string; dp: string }[] };
+    expect(listed.pending).toContainEqual(expect.objectContaining({ id: conflict, dp: 'dp-uk' }));
+    expect((await mimi('admin', 'approve', conflict, '--admin-token-file', tokenFile)).stdout).toContain(`approved conflict ${conflict} at dp-uk`);
+    expect(await published('tel:+447700900441')).toEqual(['chat-c']);
+    const revoked = JSON.parse((await mimi('revoke', '+447700900441', '--holder-key', newcomer, '--json')).stdout) as { results: { dp: string; status: string }[] };
+    expect(revoked.results).toEqual([{ dp: 'dp-uk', status: 'revoked', removed: 1 }]);
+    expect(await published('tel:+447700900441')).toEqual([]);
+    await expect(mimi('admin', 'conflicts', '--admin-token-file', join(outbox, 'no-such-token'))).rejects.toMatchObject({ code: 3 });
   });
 });
