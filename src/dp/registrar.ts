@@ -78,8 +78,8 @@ export class Registrar {
    * Registers a checked mapping: published when nobody else holds the CSI or
    * its level is stricter than the incumbent's; pending otherwise.
    */
-  register(mapping: StoredMapping): { outcome: RegisterOutcome; notices: Notice[] } {
-    return this.#store.transaction(() => {
+  register(mapping: StoredMapping): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
+    return this.#store.commit(() => {
       const deactivated = this.#store.deactivatedAt(mapping.csi);
       if (deactivated !== undefined && mapping.attestationIat < deactivated) {
         throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');
@@ -106,8 +106,8 @@ export class Registrar {
    * pending ones included. `iat` not newer than the last seen: unchanged.
    * The caller has verified the signature with {@link holderKeyOf}'s key.
    */
-  revoke(holder: string, csi: string, msp: string, iat: number): { status: 'revoked' | 'unchanged'; removed: number; notices: Notice[] } {
-    return this.#store.transaction(() => {
+  revoke(holder: string, csi: string, msp: string, iat: number): Promise<{ status: 'revoked' | 'unchanged'; removed: number; notices: Notice[] }> {
+    return this.#store.commit(() => {
       const mine = this.#holderKeys(holder, csi);
       if (mine === undefined) throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
       const last = this.#store.lastRevoke(holder, csi);
@@ -143,8 +143,8 @@ export class Registrar {
    * A CSIP's deactivation (reassignment): removes every mapping of the CSI
    * attested before `at` (seconds), drops such pending ones, and remembers it.
    */
-  deactivate(csi: string, at: number): { removed: number; notices: Notice[] } {
-    return this.#store.transaction(() => {
+  deactivate(csi: string, at: number): Promise<{ removed: number; notices: Notice[] }> {
+    return this.#store.commit(() => {
       const before = this.#store.deactivatedAt(csi);
       if (before === undefined || at > before) this.#store.setDeactivatedAt(csi, at);
       let removed = 0;
@@ -164,16 +164,16 @@ export class Registrar {
   }
 
   /** Marks a conflict for review; the caller checked the incumbent's signature. */
-  contest(id: string): void {
-    this.#store.transaction(() => {
+  contest(id: string): Promise<void> {
+    return this.#store.commit(() => {
       this.conflict(id);
       this.#store.markContested(id);
     });
   }
 
   /** The operator's decision: approve publishes the newcomer and supersedes the incumbent; reject discards it. */
-  decide(id: string, decision: 'approve' | 'reject'): Notice[] {
-    return this.#store.transaction(() => {
+  decide(id: string, decision: 'approve' | 'reject'): Promise<Notice[]> {
+    return this.#store.commit(() => {
       const { pending } = this.conflict(id);
       this.#store.removePending(id);
       if (decision === 'reject') return [this.#notice('rejected', pending.msp, pending.csi, id)];
@@ -199,8 +199,8 @@ export class Registrar {
    * Removes up to `limit` lapsed mappings (older than `maxMappingAge`) and
    * publishes what waited on them; returns how many it removed.
    */
-  sweep(limit = 1000): { removed: number; notices: Notice[] } {
-    return this.#store.transaction(() => {
+  sweep(limit = 1000): Promise<{ removed: number; notices: Notice[] }> {
+    return this.#store.commit(() => {
       const lapsed = this.#store.issuedBefore(Math.ceil(this.#now() / 1000 - this.#zone.maxMappingAge), limit);
       const notices: Notice[] = [];
       for (const { csi, msp } of lapsed) this.#store.removeActive(csi, msp);

@@ -84,6 +84,12 @@ export interface MappingStore {
   setDeactivatedAt(csi: string, at: number): void;
   /** Runs `fn` as one transaction: all of its writes are committed (durably) or none is. */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs `fn` atomically (its writes all or none, in order with every other
+   * `commit`) and resolves once they are durably committed. Calls made in the
+   * same turn of the event loop share one commit (group commit: one fsync).
+   */
+  commit<T>(fn: () => T): Promise<T>;
 }
 
 /** The store of the root's dynamic delegations. */

@@ -75,7 +75,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     const checked = await checkStatement(request.body, { msps, csips, serves: (csi) => dp.serves(csi), now: now() });
     const proof = await addSignature(statementSchema.parse(request.body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
     const { csi, msp, preference, created } = checked.payload;
-    const { outcome, notices } = dp.registrar.register({
+    const { outcome, notices } = await dp.registrar.register({
       csi,
       msp,
       preference,
@@ -105,7 +105,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     if (key === undefined || signed.kid === undefined || !(await signatureVerifies(signed.jws, key))) {
       throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
     }
-    const result = dp.registrar.revoke(signed.kid, csi.canonical, msp, iat);
+    const result = await dp.registrar.revoke(signed.kid, csi.canonical, msp, iat);
     await notify(result.notices);
     return reply.type('application/json').send(json({ status: result.status, removed: result.removed }));
   });
@@ -116,7 +116,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     const { jwt } = parseBody(deactivationBodySchema, request.body);
     const { csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
     const { csi, at } = await checkDeactivation(jwt, { csips, serves: (c) => dp.serves(c), now: now() });
-    const result = dp.registrar.deactivate(csi, at);
+    const result = await dp.registrar.deactivate(csi, at);
     await notify(result.notices);
     return reply.type('application/json').send(json({ status: 'deactivated', removed: result.removed }));
   });
@@ -133,7 +133,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     if (key === undefined || !(await signatureVerifies(signed.jws, key))) {
       throw new MimiError('not_holder', 'only the holder of the published mappings may contest', { status: 403 });
     }
-    dp.registrar.contest(id);
+    await dp.registrar.contest(id);
     return reply.type('application/json').send(json({ status: 'review', conflict: id }));
   });
   refuseOtherMethods(app, '/v1/conflicts/:id/contest', ['POST']);
@@ -148,7 +148,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     requireAdmin(request, options.adminToken);
     const { id } = parseBody(idParamSchema, request.params);
     const { decision } = parseBody(decisionSchema, request.body);
-    await notify(authoritative(holder).registrar.decide(id, decision));
+    await notify(await authoritative(holder).registrar.decide(id, decision));
     return reply.type('application/json').send(json({ status: decision === 'approve' ? 'approved' : 'rejected', conflict: id }));
   });
   refuseOtherMethods(app, '/v1/admin/conflicts/:id', ['POST']);

@@ -410,11 +410,10 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       lifecycle.notify = (notices) => deliverNotices(notices, registries, outbox, logger.child({ server: zone.id }));
       if (dp instanceof AuthoritativeDp) {
         const timer = setInterval(() => {
-          try {
-            void lifecycle.notify(dp.registrar.sweep().notices);
-          } catch (err) {
-            logger.error({ server: zone.id, fault: err instanceof Error ? err.message : String(err) }, 'sweeping lapsed mappings failed');
-          }
+          dp.registrar
+            .sweep()
+            .then(({ notices }) => lifecycle.notify(notices))
+            .catch((err: unknown) => logger.error({ server: zone.id, fault: err instanceof Error ? err.message : String(err) }, 'sweeping lapsed mappings failed'));
         }, SWEEP_INTERVAL_MS);
         timer.unref();
         timers.push(timer);

@@ -97,7 +97,7 @@ describe('registration end to end', () => {
     const dp = h.holders.get('dp-uk')?.current;
     if (!(dp instanceof AuthoritativeDp)) throw new Error('no dp-uk');
     // Published without the DP's countersignature, as a compromised store might serve it.
-    dp.registrar.register({
+    await dp.registrar.register({
       csi: 'tel:+447700900323',
       msp: 'chat-d',
       preference: 1,
