@@ -16,9 +16,17 @@ import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
 import { formatAnswer } from './stub/format-table.ts';
 import { createLogger } from './server/logger.ts';
-import { startHierarchy, type RunningHierarchy } from './server/serve.ts';
+import { startHierarchy, type HierarchyTls, type RunningHierarchy } from './server/serve.ts';
+import { readFile } from 'node:fs/promises';
+import { useTls } from './stub/http.ts';
+import type { TlsClientOptions } from './resolver/transport.ts';
 import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
+
+/** Where `mimi serve --tls` keeps its development PKI unless `--pki` says otherwise (PROTOCOL.md §10). */
+const DEFAULT_PKI_DIR = '.mimi/pki';
+/** The demo's CA, which client commands trust when it exists. */
+const DEMO_CA = `${DEFAULT_PKI_DIR}/ca.pem`;
 
 /** Where `mimi serve` keeps its stores unless `--data` says otherwise (PROTOCOL.md §9). */
 const DEFAULT_DATA_DIR = '.mimi/data';
@@ -40,8 +48,10 @@ const USAGE = `usage:
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
              [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
              [--register-zone-mappings] [--data DIR] [--admin-token-file FILE] [--dns-check-server HOST:PORT]
+             [--tls] [--pki DIR] [--cert FILE --key FILE] [--ca FILE] [--client-ca FILE] [--limits FILE]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
+              [--ca FILE] [--api-key KEY]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
                 [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--json]
   mimi revoke CSI [--msp ID] [--holder-key FILE] [--dp ID] [--resolver URL] [--trust-anchor FILE] [--json]
@@ -75,6 +85,44 @@ function flag<T>(schema: z.ZodType<T>, name: string, value: unknown): T {
   return parsed.data;
 }
 
+/** Reads a PEM file given on the command line (at most 1 MiB). */
+async function readPem(flagName: string, path: string): Promise<string> {
+  const text = await readFile(path, 'utf8').catch((err: unknown) => {
+    throw new MimiError('invalid_config', `--${flagName} ${path}: cannot be read (${err instanceof Error ? err.message : String(err)})`);
+  });
+  if (text.length > 1024 * 1024 || !text.includes('-----BEGIN ')) throw new MimiError('invalid_config', `--${flagName} ${path}: not a PEM file`);
+  return text;
+}
+
+/** The TLS settings of `mimi serve` (PROTOCOL.md §10). */
+async function serveTls(values: { tls?: boolean | undefined; pki?: string | undefined; cert?: string | undefined; key?: string | undefined; ca?: string | undefined; 'client-ca'?: string | undefined }): Promise<HierarchyTls | undefined> {
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
+  const any = values.tls === true || values.cert !== undefined || values.pki !== undefined || values.ca !== undefined || values['client-ca'] !== undefined;
+  if (!any) return undefined;
+  return {
+    ...(values.cert !== undefined && values.key !== undefined ? { cert: await readPem('cert', values.cert), key: await readPem('key', values.key) } : { pkiDir: values.pki ?? DEFAULT_PKI_DIR }),
+    ...(values.ca !== undefined ? { ca: await readPem('ca', values.ca) } : {}),
+    ...(values['client-ca'] !== undefined ? { clientCa: await readPem('client-ca', values['client-ca']) } : {}),
+  };
+}
+
+/**
+ * The TLS settings of a client command: `--ca FILE`, else the demo's CA when it
+ * exists (PROTOCOL.md §7); every request of the process then uses them.
+ */
+async function useClientTls(ca: string | undefined): Promise<TlsClientOptions | undefined> {
+  const path = ca ?? (existsSync(DEMO_CA) ? DEMO_CA : undefined);
+  if (path === undefined) return undefined;
+  const tls = { ca: await readPem('ca', path) };
+  useTls(tls);
+  return tls;
+}
+
+/** The resolver a client command asks by default: the demo's, over HTTPS once the demo made its CA. */
+function defaultResolverUrl(): string {
+  return existsSync(DEMO_CA) ? DEFAULT_RESOLVER_URL.replace('http:', 'https:') : DEFAULT_RESOLVER_URL;
+}
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -95,6 +143,13 @@ async function serve(args: string[]): Promise<number> {
       data: { type: 'string' },
       'admin-token-file': { type: 'string' },
       'dns-check-server': { type: 'string' },
+      tls: { type: 'boolean' },
+      pki: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      ca: { type: 'string' },
+      'client-ca': { type: 'string' },
+      limits: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -131,6 +186,7 @@ async function serve(args: string[]): Promise<number> {
     otpOutbox: values['otp-outbox'],
     registerZoneMappings: values['register-zone-mappings'],
     dataDir: values.data ?? DEFAULT_DATA_DIR,
+    tls: await serveTls(values),
     adminToken,
     dnsCheckServer: dnsCheckServer === undefined ? undefined : dnsCheckServer.host.includes(':') ? `[${dnsCheckServer.host}]:${dnsCheckServer.port}` : `${dnsCheckServer.host}:${dnsCheckServer.port}`,
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
@@ -165,6 +221,8 @@ async function lookup(args: string[]): Promise<number> {
       json: { type: 'boolean' },
       'trust-anchor': { type: 'string' },
       'no-verify': { type: 'boolean' },
+      ca: { type: 'string' },
+      'api-key': { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -173,10 +231,12 @@ async function lookup(args: string[]): Promise<number> {
   const csi = positionals[0] ?? '';
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
   // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
   const trustAnchor = values['no-verify'] ? undefined : await trustAnchorOf(values['trust-anchor']);
-  const stub = new StubResolver({ resolver: resolverUrl, trustAnchor });
+  const tls = await useClientTls(values.ca);
+  const apiKey = values['api-key'] ?? process.env.MIMI_API_KEY;
+  const stub = new StubResolver({ resolver: resolverUrl, trustAnchor, ...(tls !== undefined ? { tls } : {}), ...(apiKey !== undefined ? { apiKey } : {}) });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
     process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));
@@ -195,6 +255,7 @@ async function register(args: string[]): Promise<number> {
       dp: { type: 'string' },
       resolver: { type: 'string' },
       'trust-anchor': { type: 'string' },
+      ca: { type: 'string' },
       keys: { type: 'string' },
       'holder-key': { type: 'string' },
       'otp-outbox': { type: 'string' },
@@ -207,7 +268,8 @@ async function register(args: string[]): Promise<number> {
   if (values.msp === undefined) throw new UsageError('--msp ID is required');
   const msp = flag(idSchema, 'msp', values.msp);
   const preference = flag(z.coerce.number().int().min(1).max(255), 'preference', values.preference ?? '1');
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
+  await useClientTls(values.ca);
   const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
   const keysDir = values.keys ?? '.mimi/keys';
   const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
@@ -239,6 +301,7 @@ async function revoke(args: string[]): Promise<number> {
       dp: { type: 'string' },
       resolver: { type: 'string' },
       'trust-anchor': { type: 'string' },
+      ca: { type: 'string' },
       'holder-key': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -248,7 +311,8 @@ async function revoke(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('mimi revoke takes exactly one CSI');
   const msp = values.msp !== undefined ? flag(idSchema, 'msp', values.msp) : '*';
   const dp = values.dp !== undefined ? flag(idSchema, 'dp', values.dp) : undefined;
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
+  await useClientTls(values.ca);
   const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
   const holder = await loadKeyIfPresent(dirname(holderFile), basename(holderFile, '.jwk'));
   if (holder === undefined) throw new MimiError('invalid_config', `${holderFile}: no holder key (the one the mapping was registered with)`);
@@ -274,6 +338,7 @@ async function admin(args: string[]): Promise<number> {
       dp: { type: 'string' },
       resolver: { type: 'string' },
       'trust-anchor': { type: 'string' },
+      ca: { type: 'string' },
       'admin-token-file': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -281,7 +346,8 @@ async function admin(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   const [action, id] = positionals;
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
+  await useClientTls(values.ca);
   const token = await readSecret(values['admin-token-file'] ?? DEMO_ADMIN_TOKEN);
   const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
   const out = (value: unknown, text: string): void => {
@@ -338,6 +404,7 @@ async function delegate(args: string[]): Promise<number> {
       root: { type: 'string' },
       resolver: { type: 'string' },
       'trust-anchor': { type: 'string' },
+      ca: { type: 'string' },
       json: { type: 'boolean' },
     },
     strict: true,
@@ -350,7 +417,8 @@ async function delegate(args: string[]): Promise<number> {
   const keysDir = values.keys ?? '.mimi/keys';
   const key = await loadKeyIfPresent(keysDir, id);
   if (key === undefined) throw new MimiError('invalid_config', `no signing key ${id}.jwk in ${keysDir}: the DP signs its own request`);
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : DEFAULT_RESOLVER_URL;
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
+  await useClientTls(values.ca);
   const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : (await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']))).endpoints[0] ?? '';
   const answer = await requestDelegation(rootUrl, key, { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } });
   const text =

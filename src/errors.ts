@@ -98,11 +98,24 @@ export function isProblemCode(value: unknown): value is ProblemCode {
   return typeof value === 'string' && (PROBLEM_CODES as readonly string[]).includes(value);
 }
 
+/** OpenSSL verification codes that mean "the peer's certificate does not chain to a trusted CA". */
+const TLS_TRUST_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
 /** A short, log-safe description of a network fault (no URL query, no body). */
 export function describeFault(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     if (err.name === 'AbortError' || err.name === 'TimeoutError') return 'timed out';
+    if (code !== undefined && TLS_TRUST_CODES.has(code)) return `TLS: the server's certificate is not trusted (${code}); give the CA that issued it with --ca FILE`;
+    if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the server's certificate is not valid for this host (${code})`;
     return code !== undefined ? `${code}` : err.message;
   }
   return 'unknown fault';

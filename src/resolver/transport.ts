@@ -66,6 +66,26 @@ export interface HttpTransportOptions {
   readonly connectionsPerOrigin?: number;
   /** A dispatcher to use instead of the transport's own keep-alive agent. */
   readonly dispatcher?: Dispatcher;
+  /** TLS to `https://` DPs (PROTOCOL.md §10): the CAs trusted, and a client certificate for mutual TLS. */
+  readonly tls?: TlsClientOptions | undefined;
+}
+
+/** TLS settings of a client. */
+export interface TlsClientOptions {
+  /** The CA certificates (PEM) the peer's certificate must chain to; the system's when absent. */
+  readonly ca?: string | undefined;
+  /** A client certificate and its key (PEM), for servers that require one. */
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+}
+
+/** The undici `connect` options of a TLS client. */
+export function tlsConnectOptions(tls: TlsClientOptions | undefined): { ca?: string; cert?: string; key?: string; minVersion: 'TLSv1.2' } {
+  return {
+    minVersion: 'TLSv1.2',
+    ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(tls?.cert !== undefined && tls.key !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+  };
 }
 
 function parseJson(bytes: Buffer, what: string): unknown {
@@ -86,7 +106,7 @@ export class HttpTransport implements Transport {
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher =
       options.dispatcher ??
-      new Agent({ connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
+      new Agent({ connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connect: tlsConnectOptions(options.tls) });
     this.#headers = options.headers ?? {};
   }
 

@@ -11,7 +11,7 @@ import type { MspEntry } from '../zone/schema.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
-import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } from './http-common.ts';
 import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
@@ -63,8 +63,8 @@ function serving(holder: DpHolder): DiscoveryProvider {
 }
 
 /** Creates the fastify app of a DP. */
-export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX): FastifyInstance {
-  const app = createHttpApp(logger);
+export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX, tls?: TlsServerOptions): FastifyInstance {
+  const app = createHttpApp(logger, { tls });
   app.post('/v1/lookup', async (request, reply) => {
     holder.stats.lookups += 1;
     const dp = serving(holder);

@@ -5,6 +5,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MimiError } from '../errors.ts';
@@ -87,23 +88,49 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 /** A function that answers some requests itself before fastify routes the rest. */
 export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
+/** TLS for a server (PROTOCOL.md §10). */
+export interface TlsServerOptions {
+  /** PEM certificate chain and private key. */
+  readonly cert: string;
+  readonly key: string;
+  /** CAs whose client certificates are accepted (PEM). */
+  readonly clientCa?: string | undefined;
+  /** Refuse the handshake without a valid client certificate (mutual TLS); otherwise one is optional. */
+  readonly requireClientCert?: boolean | undefined;
+}
+
+/** How to build a server's HTTP front-end. */
+export interface HttpAppOptions {
+  /** Requests answered before fastify routes (the resolver's hot path). */
+  readonly fastPath?: FastPath | undefined;
+  /** Serve HTTPS with these keys; plain HTTP when absent. */
+  readonly tls?: TlsServerOptions | undefined;
+}
+
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
-export function createHttpApp(logger: Logger, fastPath?: FastPath): FastifyInstance {
+export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): FastifyInstance {
+  const { fastPath, tls } = options;
   const app = Fastify({
-    ...(fastPath !== undefined
-      ? {
-          serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) => {
-            const server = createServer((req, res) => {
-              if (!fastPath(req, res)) route(req, res);
-            });
-            // fastify applies its timeouts only to servers it creates itself: the same limits here.
-            server.requestTimeout = REQUEST_TIMEOUT_MS;
-            server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-            server.setTimeout(CONNECTION_TIMEOUT_MS);
-            return server;
-          },
-        }
-      : {}),
+    serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const handler = fastPath === undefined ? route : (req: IncomingMessage, res: ServerResponse) => (fastPath(req, res) ? undefined : route(req, res));
+      const server =
+        tls === undefined
+          ? createServer(handler)
+          : createHttpsServer(
+              {
+                cert: tls.cert,
+                key: tls.key,
+                minVersion: 'TLSv1.2',
+                ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: tls.requireClientCert === true } : {}),
+              },
+              handler,
+            );
+      // fastify applies its timeouts only to servers it creates itself: the same limits here.
+      server.requestTimeout = REQUEST_TIMEOUT_MS;
+      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+      server.setTimeout(CONNECTION_TIMEOUT_MS);
+      return server;
+    },
     loggerInstance: logger as FastifyBaseLogger,
     // No per-request access log: a resolver's queries are personal data and its hot path (DNS servers log no queries by default either).
     logController: new LogController({ disableRequestLogging: true }),

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { MAX_ATTEMPTS, type IdentityProver } from '../dp/idprover.ts';
 import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
-import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } from './http-common.ts';
 
 /** Holds the prover a front-end serves; set once keys are loaded. */
 export interface ProverHolder {
@@ -23,8 +23,8 @@ function serving(holder: ProverHolder): IdentityProver {
 }
 
 /** Creates the fastify app of an identity prover. */
-export function createIdproverApp(holder: ProverHolder, logger: Logger): FastifyInstance {
-  const app = createHttpApp(logger);
+export function createIdproverApp(holder: ProverHolder, logger: Logger, tls?: TlsServerOptions): FastifyInstance {
+  const app = createHttpApp(logger, { tls });
   app.post('/v1/challenges', async (request, reply) => {
     const body = parseBody(challengeSchema, request.body);
     const created = await serving(holder).challenge(body.csi, body.jwk);

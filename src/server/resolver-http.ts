@@ -7,7 +7,7 @@ import { MimiError } from '../errors.ts';
 import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
 import type { Resolver } from '../resolver/resolver.ts';
-import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath } from './http-common.ts';
+import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath, type TlsServerOptions } from './http-common.ts';
 
 /** What `/.well-known/mimi-discovery` discloses for the resolver. */
 export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
@@ -62,8 +62,8 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
 }
 
 /** Creates the fastify app of a resolver. */
-export function createResolverApp(resolver: Resolver, logger: Logger): FastifyInstance {
-  const app = createHttpApp(logger, resolveFastPath(resolver, logger));
+export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsServerOptions): FastifyInstance {
+  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger), tls });
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body);

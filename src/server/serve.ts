@@ -36,6 +36,10 @@ import type { Notice } from '../dp/registrar.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { deliverNotices } from './notices.ts';
 import { dnsTxtLookup } from './txt-lookup.ts';
+import { openDevPki } from './pki.ts';
+import type { TlsServerOptions } from './http-common.ts';
+import type { TlsClientOptions } from '../resolver/transport.ts';
+import { useTls } from '../stub/http.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -84,10 +88,55 @@ export interface HierarchyOptions {
   readonly adminToken?: string | undefined;
   /** Where the root checks `_mimi-dp` TXT records (`--dns-check-server HOST:PORT`; the system resolver when absent). */
   readonly dnsCheckServer?: string | undefined;
+  /** TLS for `https://` endpoints and the resolver (PROTOCOL.md §10); plain HTTP everywhere when absent. */
+  readonly tls?: HierarchyTls | undefined;
   /** The DPs' clock (ms): lapses, conflict timeouts, `iat` checks. */
   readonly now?: (() => number) | undefined;
   /** Resolver settings other than the root hints. */
   readonly resolverOptions?: Omit<ResolverOptions, 'rootHints' | 'logger'> | undefined;
+}
+
+/** TLS settings of a hierarchy (`--tls`, `--pki`, `--cert`, `--key`, `--ca`, `--client-ca`). */
+export interface HierarchyTls {
+  /** The development PKI's directory: CA and server certificates are created there (`--tls --pki DIR`). */
+  readonly pkiDir?: string | undefined;
+  /** An operator certificate and key (PEM) for every TLS server here, used as the resolver's client certificate too. */
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+  /** CA certificates (PEM) trusted for upstream DPs; the development CA when absent. */
+  readonly ca?: string | undefined;
+  /** DPs require client certificates chaining to this CA (PEM): mutual TLS. */
+  readonly clientCa?: string | undefined;
+}
+
+/** What the servers of a hierarchy use for TLS, resolved from {@link HierarchyTls}. */
+interface TlsMaterial {
+  /** The TLS server settings of server `id` listening on `endpoint`. */
+  server(id: string, host: string, mutual: boolean): Promise<TlsServerOptions>;
+  /** What clients in this process (the resolver, seeding) trust and present. */
+  readonly client: TlsClientOptions;
+  /** CAs whose client certificates identify the resolver's clients (PROTOCOL.md §10). */
+  readonly clientIdentityCa: string | undefined;
+}
+
+async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial | undefined> {
+  if (tls === undefined) return undefined;
+  if (tls.cert !== undefined && tls.key !== undefined) {
+    const { cert, key } = tls;
+    return {
+      server: (_id, _host, mutual) => Promise.resolve({ cert, key, ...(mutual && tls.clientCa !== undefined ? { clientCa: tls.clientCa, requireClientCert: true } : {}) }),
+      client: { ca: tls.ca, cert, key },
+      clientIdentityCa: tls.clientCa ?? tls.ca,
+    };
+  }
+  if (tls.pkiDir === undefined) throw new MimiError('invalid_config', 'TLS needs --tls (a development PKI) or --cert and --key');
+  const pki = await openDevPki(tls.pkiDir);
+  const resolverIdentity = await pki.identity('resolver', []);
+  return {
+    server: async (id, host, mutual) => ({ ...(await pki.identity(id, [host])), ...(mutual && tls.clientCa !== undefined ? { clientCa: tls.clientCa, requireClientCert: true } : {}) }),
+    client: { ca: tls.ca ?? pki.ca, ...resolverIdentity },
+    clientIdentityCa: tls.clientCa ?? pki.ca,
+  };
 }
 
 /** A running hierarchy. */
@@ -182,6 +231,7 @@ async function registriesFor(
   options: HierarchyOptions,
   trustAnchor: PublicJwk | undefined,
   logger: Logger,
+  client: TlsClientOptions | undefined,
 ): Promise<(() => Promise<Registries>) | undefined> {
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
   if (root?.role === 'root') {
@@ -189,7 +239,7 @@ async function registriesFor(
     return () => Promise.resolve(fixed);
   }
   if (options.rootUrl === undefined) return undefined;
-  const copy = new RootZoneCopy({ hints: [options.rootUrl], transport: new HttpTransport(), now: Date.now, logger, timeoutMs: 3000, trustAnchor });
+  const copy = new RootZoneCopy({ hints: [options.rootUrl], transport: new HttpTransport({ tls: client }), now: Date.now, logger, timeoutMs: 3000, trustAnchor });
   return async () => {
     const snapshot = await copy.current();
     return { msps: snapshot.msps, csips: snapshot.zone.csips };
@@ -271,6 +321,7 @@ async function startResolver(
   trustAnchor: PublicJwk | undefined,
   apps: FastifyInstance[],
   listeners: DnsListener[],
+  tls: TlsMaterial | undefined,
 ): Promise<{ resolver: Resolver; url: string; dns: string | undefined }> {
   const { logger } = options;
   const at = options.resolver ?? { host: '127.0.0.1', port: 0 };
@@ -284,8 +335,10 @@ async function startResolver(
     logger: logger.child({ server: 'resolver' }),
     ...(trustAnchor !== undefined ? { trustAnchor } : {}),
     ...(options.requireSecure ? { requireSecure: true } : {}),
+    ...(tls !== undefined ? { transport: new HttpTransport({ tls: tls.client }) } : {}),
   });
-  const app = createResolverApp(resolver, logger.child({ server: 'resolver' }));
+  const serverTls = tls === undefined ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
+  const app = createResolverApp(resolver, logger.child({ server: 'resolver' }), serverTls);
   apps.push(app);
   await app.listen({ host: at.host, port: at.port });
   let dns: string | undefined;
@@ -303,7 +356,7 @@ async function startResolver(
   await resolver.start().catch((err: unknown) => {
     logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
   });
-  return { resolver, url: urlOf(app, 'http:'), dns };
+  return { resolver, url: urlOf(app, tls === undefined ? 'http:' : 'https:'), dns };
 }
 
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
@@ -333,6 +386,9 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const now = options.now ?? Date.now;
   const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
   const txt: TxtLookup = dnsTxtLookup(options.dnsCheckServer);
+  const tls = await tlsMaterial(options.tls);
+  // Calls this process makes as a client (seeding the demo's registrations) trust the same CAs.
+  if (tls !== undefined) useTls({ ca: tls.client.ca });
   const lifecycles = new Map<string, { notify: (notices: readonly Notice[]) => Promise<void>; delegations?: DelegationRegistrar | undefined }>();
   try {
     // Every store is opened (and integrity-checked) before anything listens: a damaged one stops the start.
@@ -352,9 +408,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       else holders.set(zone.id, holder);
       for (const endpoint of zone.endpoints) {
         const child = logger.child({ server: zone.id });
+        const { host, port } = listenAddress(endpoint);
+        let serverTls: TlsServerOptions | undefined;
+        if (new URL(endpoint).protocol === 'https:') {
+          if (tls === undefined) throw new MimiError('invalid_config', `${zone.id}: ${endpoint} is https://: start with --tls, or --cert and --key`);
+          serverTls = await tls.server(zone.id, host, zone.role !== 'idprover');
+        }
         const app =
           zone.role === 'idprover'
-            ? createIdproverApp(prover, child)
+            ? createIdproverApp(prover, child, serverTls)
             : createDpApp(
                 holder,
                 child,
@@ -368,9 +430,9 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
                   now,
                 },
                 apex,
+                serverTls,
               );
         apps.push(app);
-        const { host, port } = listenAddress(endpoint);
         await app.listen({ host, port: options.ephemeral ? 0 : port });
         const actual = urlOf(app, new URL(endpoint).protocol);
         urlMap.set(endpoint, actual);
@@ -381,7 +443,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const keys = new Map<string, SigningKey>();
     if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
     const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
-    const registries = await registriesFor(zones, options, trustAnchor, logger);
+    const registries = await registriesFor(zones, options, trustAnchor, logger, tls?.client);
     // Seeded zone-file mappings are served as the registrations they become, not also as static data.
     const served = options.registerZoneMappings ? zones.map((z) => (z.zone.role === 'authoritative' ? { ...z, zone: { ...z.zone, mappings: [] } } : z)) : zones;
     for (const { zone } of served) {
@@ -424,7 +486,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
 
     const dns = await startDns(served, holders, options, apex, dnsListeners);
 
-    const front = options.resolver !== undefined ? await startResolver(zones, options, apex, trustAnchor, apps, dnsListeners) : undefined;
+    const front = options.resolver !== undefined ? await startResolver(zones, options, apex, trustAnchor, apps, dnsListeners, tls) : undefined;
     resolver = front?.resolver;
 
     const stopEndpoint = async (url: string): Promise<void> => {

@@ -8,6 +8,7 @@ import { describeFault, MimiError } from '../errors.ts';
 import { MAX_RESPONSE_BODY, problemSchema } from '../protocol/messages.ts';
 import { fromProblem } from '../protocol/problem.ts';
 import { readBounded } from '../protocol/read-bounded.ts';
+import { tlsConnectOptions, type TlsClientOptions } from '../resolver/transport.ts';
 
 /** How to send one request. */
 export interface JsonRequest {
@@ -22,7 +23,21 @@ export interface JsonRequest {
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
-const sharedAgent = new Agent({ keepAliveTimeout: 10_000 });
+let sharedAgent: Dispatcher = new Agent({ keepAliveTimeout: 10_000 });
+
+/**
+ * Sets the TLS settings of every stub request that names no dispatcher of its
+ * own (a CLI process: `--ca`, the demo CA).
+ */
+export function useTls(tls: TlsClientOptions): void {
+  void sharedAgent.close();
+  sharedAgent = tlsAgent(tls);
+}
+
+/** A keep-alive agent with these TLS settings. */
+export function tlsAgent(tls: TlsClientOptions): Agent {
+  return new Agent({ keepAliveTimeout: 10_000, connect: tlsConnectOptions(tls) });
+}
 
 /** Sends a request and returns the status and the JSON body (undefined when empty). */
 export async function requestJson(url: string, init: JsonRequest): Promise<{ status: number; json: unknown }> {

@@ -3,7 +3,8 @@
  * recursive resolver's `POST /v1/resolve`. Answers are validated and typed;
  * failures throw {@link MimiError} with the problem `code`.
  */
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { TlsClientOptions } from '../resolver/transport.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import {
@@ -15,7 +16,7 @@ import {
 } from '../protocol/messages.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { RootZone } from '../zone/normalise.ts';
-import { problemError, requestJson } from './http.ts';
+import { problemError, requestJson, tlsAgent } from './http.ts';
 import { fetchRootZone, verifyAnswer } from './validate.ts';
 
 /** The demo's resolver, used when no URL is given. */
@@ -31,6 +32,10 @@ export interface StubResolverOptions {
   readonly dispatcher?: Dispatcher;
   /** The root's public key: the stub then checks the root zone, the chain and every proof itself. */
   readonly trustAnchor?: PublicJwk | undefined;
+  /** TLS to an `https://` resolver: the CA its certificate chains to (`--ca`), and a client certificate. */
+  readonly tls?: TlsClientOptions | undefined;
+  /** An API key (PROTOCOL.md §10: `Authorization: Bearer <key>`); anonymous when absent. */
+  readonly apiKey?: string | undefined;
 }
 
 /** Options of one resolution. */
@@ -48,14 +53,16 @@ export class StubResolver {
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #anchor: PublicJwk | undefined;
+  readonly #headers: Readonly<Record<string, string>>;
   #root: Promise<RootZone> | undefined;
 
   constructor(options: StubResolverOptions = {}) {
     this.#base = (options.resolver ?? DEFAULT_RESOLVER_URL).replace(/\/+$/, '');
     this.#timeoutMs = options.timeoutMs ?? 15_000;
     this.#ownsDispatcher = options.dispatcher === undefined;
-    this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000 });
+    this.#dispatcher = options.dispatcher ?? tlsAgent(options.tls ?? {});
     this.#anchor = options.trustAnchor;
+    this.#headers = options.apiKey !== undefined ? { authorization: `Bearer ${options.apiKey}` } : {};
   }
 
   /** Resolves a CSI; the CSI is checked locally first, so bad input never leaves the process. */
@@ -72,7 +79,7 @@ export class StubResolver {
       ...(options.federation !== undefined ? { federation: options.federation } : {}),
     };
     const who = `the resolver at ${this.#base}`;
-    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, { method: 'POST', body, dispatcher: this.#dispatcher, timeoutMs: this.#timeoutMs, who });
+    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, { method: 'POST', body, dispatcher: this.#dispatcher, timeoutMs: this.#timeoutMs, who, headers: this.#headers });
     if (status !== 200) throw problemError(status, json, 'the resolver');
     const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
     if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');
