@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { startHierarchy, type RunningHierarchy } from '../../src/server/serve.ts';
+import { startHierarchy, type HierarchyTls, type RunningHierarchy } from '../../src/server/serve.ts';
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { parseZoneText, type RootZone } from '../../src/zone/normalise.ts';
@@ -77,6 +77,8 @@ export async function bootHierarchy(
     dnsCheckServer?: string;
     /** The DPs' clock (ms). */
     dpNow?: () => number;
+    /** TLS for https:// endpoints and the resolver. */
+    tls?: HierarchyTls;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -97,6 +99,7 @@ export async function bootHierarchy(
     adminToken: options.adminToken,
     dnsCheckServer: options.dnsCheckServer,
     now: options.dpNow,
+    tls: options.tls,
   });
   return {
     ...running,
