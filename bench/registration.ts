@@ -56,6 +56,8 @@ await writeFile(
     `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
 );
 await writeFile(join(dir, 'zones', 'dp-bench.yaml'), `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`);
+// Load from one address: far above the default limit per resolver.
+await writeFile(join(dir, 'limits.yaml'), 'tiers: { anonymous: { rate: 20, burst: 40, notFoundRate: 0.5, notFoundBurst: 20 } }\nperResolver: { rate: 1000000, burst: 1000000 }\n');
 const keys = join(dir, 'keys');
 const csip = await loadOrCreateKey(keys, 'csip-bench');
 const msp = await loadOrCreateKey(keys, 'chat-a');
@@ -65,7 +67,7 @@ const profile = process.env.BENCH_PROFILE;
 const serve = (data: string) =>
   spawnReady(
     'src/cli.ts',
-    ['serve', '--zones', join(dir, 'zones'), '--only', 'root', '--only', 'dp-bench', '--keys', keys, '--data', data, '--otp-outbox', join(dir, 'outbox')],
+    ['serve', '--zones', join(dir, 'zones'), '--only', 'root', '--only', 'dp-bench', '--keys', keys, '--data', data, '--otp-outbox', join(dir, 'outbox'), '--limits', join(dir, 'limits.yaml')],
     profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
   );
 

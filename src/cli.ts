@@ -17,7 +17,8 @@ import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
 import { formatAnswer } from './stub/format-table.ts';
 import { createLogger } from './server/logger.ts';
 import { startHierarchy, type HierarchyTls, type RunningHierarchy } from './server/serve.ts';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { DEFAULT_LIMITS, MAX_LIMITS_FILE_BYTES, parseLimits, type Limits } from './zone/limits-file.ts';
 import { useTls } from './stub/http.ts';
 import type { TlsClientOptions } from './resolver/transport.ts';
 import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
@@ -92,6 +93,15 @@ async function readPem(flagName: string, path: string): Promise<string> {
   });
   if (text.length > 1024 * 1024 || !text.includes('-----BEGIN ')) throw new MimiError('invalid_config', `--${flagName} ${path}: not a PEM file`);
   return text;
+}
+
+/** Reads `--limits FILE` (PROTOCOL.md §10). */
+async function readLimits(path: string): Promise<Limits> {
+  const info = await stat(path).catch(() => {
+    throw new MimiError('invalid_config', `--limits ${path}: cannot be read`);
+  });
+  if (info.size > MAX_LIMITS_FILE_BYTES) throw new MimiError('invalid_config', `--limits ${path}: larger than ${MAX_LIMITS_FILE_BYTES} bytes`);
+  return parseLimits(await readFile(path, 'utf8'), path);
 }
 
 /** The TLS settings of `mimi serve` (PROTOCOL.md §10). */
@@ -187,6 +197,7 @@ async function serve(args: string[]): Promise<number> {
     registerZoneMappings: values['register-zone-mappings'],
     dataDir: values.data ?? DEFAULT_DATA_DIR,
     tls: await serveTls(values),
+    limits: values.limits !== undefined ? await readLimits(values.limits) : DEFAULT_LIMITS,
     adminToken,
     dnsCheckServer: dnsCheckServer === undefined ? undefined : dnsCheckServer.host.includes(':') ? `[${dnsCheckServer.host}]:${dnsCheckServer.port}` : `${dnsCheckServer.host}:${dnsCheckServer.port}`,
     resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},

@@ -48,6 +48,8 @@ export const providerSchema = z.object({
   dns: z.array(z.string().max(64)).max(16).optional(),
   /** The provider's public key, vouched for by the signed referral (PROTOCOL.md §8). */
   jwk: publicJwkSchema.optional(),
+  /** Queries per second the provider accepts from one resolver (PROTOCOL.md §10). */
+  qps: z.number().positive().max(1_000_000).optional(),
 });
 /** A provider named in a referral. */
 export type Provider = z.infer<typeof providerSchema>;

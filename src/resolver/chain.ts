@@ -20,6 +20,8 @@ export interface Context {
   readonly deadline: number;
   /** False in the `local` federation mode: answer from the caches only. */
   readonly network: boolean;
+  /** The asking client's `Mimi-Client-Tag`, sent on every upstream request it causes (PROTOCOL.md §10); computed only when needed. */
+  readonly tag?: (() => string) | undefined;
 }
 
 /** What a resolution produced, before the MSP filter and the format are applied. */

@@ -16,6 +16,8 @@ import type { RootSnapshot, RootZoneCopy } from './root-copy.ts';
 import { type FlattenedJws, type LookupReply, type LookupResult, type Transport } from './transport.ts';
 import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
+import { CLIENT_TAG_HEADER } from './client-tag.ts';
+import type { UpstreamPacer } from './rate-limit.ts';
 
 /** What the walk needs. */
 export interface IteratorDeps {
@@ -32,6 +34,8 @@ export interface IteratorDeps {
   readonly maxReferrals: number;
   /** Validate signatures from a trust anchor (PROTOCOL.md §8, RFC 4035 §4.3 states). */
   readonly validating: boolean;
+  /** Paces DPs that state a `qps` (PROTOCOL.md §10). */
+  readonly pacer: UpstreamPacer;
 }
 
 /** The referral chain that led to a provider, for loop detection. */
@@ -219,7 +223,7 @@ export class Iterator {
 
     let reply: LookupReply;
     try {
-      reply = await raceAbort(this.#fetch(provider, walk.csi), walk.signal);
+      reply = await raceAbort(this.#fetch(provider, walk), walk.signal);
     } catch (err) {
       this.#deps.logger.warn({ dp: provider.id, fault: describeFault(err) }, 'provider failed');
       return this.#fallback(walk, start);
@@ -345,22 +349,26 @@ export class Iterator {
   }
 
   /** Asks the replicas of one provider in order until one answers; concurrent identical asks share it. */
-  #fetch(provider: Provider, csi: Subject): Promise<LookupReply> {
-    const key = recordKey(provider.id, csi.canonical);
+  #fetch(provider: Provider, walk: Walk): Promise<LookupReply> {
+    const key = recordKey(provider.id, walk.csi.canonical);
     let pending = this.#inflight.get(key);
     if (pending === undefined) {
-      pending = this.#fetchReplicas(provider, csi).finally(() => this.#inflight.delete(key));
+      pending = this.#fetchReplicas(provider, walk).finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, pending);
     }
     return pending;
   }
 
-  async #fetchReplicas(provider: Provider, csi: Subject): Promise<LookupReply> {
+  async #fetchReplicas(provider: Provider, walk: Walk): Promise<LookupReply> {
+    const { csi, context } = walk;
     const question = csi.kind === 'email-hash' ? { name: csi.canonical } : { csi: csi.canonical };
+    // PROTOCOL.md §10: the tag is the only client context a DP receives.
+    const headers = context.tag !== undefined ? { [CLIENT_TAG_HEADER]: context.tag() } : {};
     let last: unknown;
     for (const endpoint of provider.endpoints) {
       try {
-        const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs));
+        if (provider.qps !== undefined) await this.#deps.pacer.acquire(provider.id, provider.qps, context.deadline);
+        const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs), headers);
         return reply.response.kind === 'not_authoritative' ? { response: { kind: 'not_authoritative', dp: provider.id }, jws: undefined } : reply;
       } catch (err) {
         last = err;

@@ -15,6 +15,9 @@ import { RootZoneCopy } from './root-copy.ts';
 import { HttpTransport, type FlattenedJws, type Transport } from './transport.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
+import type { Limits } from '../zone/limits-file.ts';
+import { ALL_COST_PER_DP, ClientLimiter, UpstreamPacer, upfrontCost, type ClientIdentity } from './rate-limit.ts';
+import { ClientTagger } from './client-tag.ts';
 
 /** Resolver settings; everything but `rootHints` has a default. */
 export interface ResolverOptions {
@@ -39,6 +42,10 @@ export interface ResolverOptions {
   readonly dnsApex?: string;
   /** Entry bounds of the caches. */
   readonly cacheSize?: { readonly answers?: number; readonly records?: number; readonly referrals?: number };
+  /** Client tiers and known clients (PROTOCOL.md §10); no client limits when absent. */
+  readonly limits?: Limits | undefined;
+  /** The secret behind `Mimi-Client-Tag` (random when absent). */
+  readonly tagSecret?: Buffer | undefined;
 }
 
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
@@ -65,6 +72,9 @@ export class Resolver {
   readonly #apex: string;
   readonly #validating: boolean;
   readonly #requireSecure: boolean;
+  readonly #limiter: ClientLimiter | undefined;
+  readonly #tagger: ClientTagger;
+  readonly #limits: Limits | undefined;
 
   constructor(options: ResolverOptions) {
     this.#now = options.now ?? Date.now;
@@ -98,7 +108,11 @@ export class Resolver {
       replicaTimeoutMs,
       maxReferrals: options.maxReferrals ?? 8,
       validating: this.#validating,
+      pacer: new UpstreamPacer(),
     });
+    this.#limits = options.limits;
+    this.#limiter = options.limits !== undefined ? new ClientLimiter(options.limits) : undefined;
+    this.#tagger = new ClientTagger(options.tagSecret);
     // Order matters: each middleware sees the effects of those after it.
     this.#resolve = compose(
       localMode, // first: `local` is the default walk with the network off, so every layer below sees one shape of question
@@ -127,21 +141,39 @@ export class Resolver {
     return this.#root.peek()?.zone.serial;
   }
 
+  /** The client limits in force, if any (disclosed in well-known without client names or keys). */
+  get limits(): Limits | undefined {
+    return this.#limits;
+  }
+
+  /** The `Mimi-Client-Tag` of a client identity now (PROTOCOL.md §10). */
+  clientTag(identity: string): string {
+    return this.#tagger.tag(identity, this.#now());
+  }
+
   /** Resolves and renders an answer object. */
-  async resolve(input: ResolveInput): Promise<Answer> {
-    const outcome = await this.resolveOutcome(input);
+  async resolve(input: ResolveInput, client?: ClientIdentity): Promise<Answer> {
+    const outcome = await this.resolveOutcome(input, client);
     return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
   }
 
   /** Resolves and encodes the answer to JSON bytes (the HTTP hot path). */
-  async resolveBytes(input: ResolveInput): Promise<Buffer> {
-    const outcome = await this.resolveOutcome(input);
+  async resolveBytes(input: ResolveInput, client?: ClientIdentity): Promise<Buffer> {
+    const outcome = await this.resolveOutcome(input, client);
     return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
   }
 
-  /** Resolves a question into an outcome, before filter and format. */
-  async resolveOutcome(input: ResolveInput): Promise<Outcome> {
+  /**
+   * Resolves a question into an outcome, before filter and format. With a
+   * client, its limits apply (PROTOCOL.md §10): the query is admitted or
+   * refused `rate_limited` before any work, `all` is charged per DP asked, and
+   * a `not_found` answer draws from its not-found budget.
+   */
+  async resolveOutcome(input: ResolveInput, client?: ClientIdentity): Promise<Outcome> {
     const csi = subjectOf(input, this.#apex);
+    const limiter = client !== undefined ? this.#limiter : undefined;
+    const upfront = upfrontCost(input.federation);
+    if (limiter !== undefined && client !== undefined) limiter.admit(client, upfront, this.#now());
     if (input.msps !== undefined) {
       const root = input.federation?.mode === 'local' ? this.#root.peek() : await this.#root.current();
       if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
@@ -150,7 +182,14 @@ export class Resolver {
     }
     // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
     const deadline = Date.now() + this.#timeoutMs;
-    const outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true });
+    const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
+    const outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true, tag });
+    if (limiter !== undefined && client !== undefined) {
+      const now = this.#now();
+      if (input.federation?.mode === 'all') limiter.charge(client, ALL_COST_PER_DP * Math.max(1, new Set(outcome.resolution.path).size) - upfront, now);
+      const msps = input.msps;
+      if (!outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp))) limiter.notFound(client, now);
+    }
     if (this.#requireSecure && !outcome.resolution.secure) throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
     return outcome;
   }

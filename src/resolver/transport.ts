@@ -51,7 +51,7 @@ function unwrap(json: unknown, signed: boolean, what: string): { payload: unknow
 /** What the resolver needs from the network. */
 export interface Transport {
   /** Asks one replica one question (`{ csi }` or `{ name }`); throws `upstream_unavailable` on any fault. */
-  lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupReply>;
+  lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<LookupReply>;
   /** Conditional GET of a root zone (RFC 9110 If-None-Match). */
   fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch>;
   /** Closes every pool. */
@@ -110,13 +110,13 @@ export class HttpTransport implements Transport {
     this.#headers = options.headers ?? {};
   }
 
-  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal): Promise<LookupReply> {
+  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal, headers: Readonly<Record<string, string>> = {}): Promise<LookupReply> {
     let res: Dispatcher.ResponseData;
     try {
       res = await request(`${endpoint}/v1/lookup`, {
         method: 'POST',
         dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers },
+        headers: { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers, ...headers },
         body: JSON.stringify(question),
         signal,
       });

@@ -13,6 +13,8 @@ import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/j
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } from './http-common.ts';
 import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
+import { clientCertificateHash } from './client-identity.ts';
+import type { KeyedLimiter } from '../resolver/rate-limit.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
@@ -25,6 +27,8 @@ export interface DpHolder {
   registries?: (() => Promise<Registries>) | undefined;
   /** Called when `current` is replaced (the root after a delegation change). */
   readonly replaced: (() => void)[];
+  /** The limit per resolver on lookups and zone fetches (PROTOCOL.md §10: `perResolver`). */
+  perResolver?: { readonly limiter: KeyedLimiter; readonly rate: number; readonly burst: number } | undefined;
 }
 
 /** The registries a DP checks registrations against (PROTOCOL.md §8: from the root zone). */
@@ -44,7 +48,7 @@ export interface DpStats {
 }
 
 /** What `/.well-known/mimi-discovery` discloses for a DP. */
-export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey): Record<string, unknown> {
+export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, perResolver?: { rate: number; burst: number }): Record<string, unknown> {
   return {
     role: dp.role,
     id: dp.id,
@@ -53,7 +57,7 @@ export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey): Record<
     formats: signer === undefined ? ['json'] : ['jose'],
     ...(signer !== undefined ? { jwk: signer.publicJwk } : {}),
     federation: { default: 'iterative', modes: ['iterative'] },
-    limits: { maxRequestBody: MAX_REQUEST_BODY, registrationDelay: 0 },
+    limits: { maxRequestBody: MAX_REQUEST_BODY, registrationDelay: 0, ...(perResolver !== undefined ? { perResolver: { rate: perResolver.rate, burst: perResolver.burst } } : {}) },
   };
 }
 
@@ -65,6 +69,13 @@ function serving(holder: DpHolder): DiscoveryProvider {
 /** Creates the fastify app of a DP. */
 export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX, tls?: TlsServerOptions): FastifyInstance {
   const app = createHttpApp(logger, { tls });
+  // PROTOCOL.md §10: each resolver (by client certificate, else address) has its own bucket for lookups and zone fetches.
+  app.addHook('onRequest', async (request) => {
+    const limit = holder.perResolver;
+    if (limit === undefined || (request.url !== '/v1/lookup' && request.url !== '/v1/zone')) return;
+    const cert = clientCertificateHash(request.raw);
+    limit.limiter.take(cert !== undefined ? `cert:${cert}` : `addr:${request.raw.socket.remoteAddress ?? ''}`, Date.now());
+  });
   app.post('/v1/lookup', async (request, reply) => {
     holder.stats.lookups += 1;
     const dp = serving(holder);
@@ -92,7 +103,7 @@ export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: Lifecyc
     return reply.type(holder.signer === undefined ? 'application/json' : JOSE_CONTENT_TYPE).send(doc.body);
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
-  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder), holder.signer))));
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder), holder.signer, holder.perResolver))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
   return app;
 }

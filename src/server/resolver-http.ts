@@ -7,6 +7,8 @@ import { MimiError } from '../errors.ts';
 import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
 import type { Resolver } from '../resolver/resolver.ts';
+import { DISCLOSED_COSTS } from '../resolver/rate-limit.ts';
+import { identifyClient } from './client-identity.ts';
 import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath, type TlsServerOptions } from './http-common.ts';
 
 /** What `/.well-known/mimi-discovery` discloses for the resolver. */
@@ -25,6 +27,7 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
       maxTtl: p.maxTtl,
       maxNegativeTtl: p.maxNegativeTtl,
       staleTtl: p.staleTtl,
+      ...(resolver.limits !== undefined ? { tiers: resolver.limits.tiers, costs: DISCLOSED_COSTS } : {}),
     },
   };
 }
@@ -48,7 +51,7 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
         } catch {
           throw new MimiError('invalid_request', 'the request body is not valid JSON');
         }
-        const bytes = await resolver.resolveBytes(parseBody(resolveRequestSchema, json));
+        const bytes = await resolver.resolveBytes(parseBody(resolveRequestSchema, json), identifyClient(request, resolver.limits));
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
         response.end(bytes);
       })
@@ -66,7 +69,7 @@ export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsS
   const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger), tls });
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
-    const bytes = await resolver.resolveBytes(body);
+    const bytes = await resolver.resolveBytes(body, identifyClient(request.raw, resolver.limits));
     return reply.type('application/json').send(bytes);
   });
   refuseOtherMethods(app, '/v1/resolve', ['POST']);

@@ -40,6 +40,8 @@ import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../resolver/transport.ts';
 import { useTls } from '../stub/http.ts';
+import type { Limits } from '../zone/limits-file.ts';
+import { KeyedLimiter } from '../resolver/rate-limit.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -90,6 +92,8 @@ export interface HierarchyOptions {
   readonly dnsCheckServer?: string | undefined;
   /** TLS for `https://` endpoints and the resolver (PROTOCOL.md §10); plain HTTP everywhere when absent. */
   readonly tls?: HierarchyTls | undefined;
+  /** Rate limits (PROTOCOL.md §10: `--limits FILE`); none when absent. */
+  readonly limits?: Limits | undefined;
   /** The DPs' clock (ms): lapses, conflict timeouts, `iat` checks. */
   readonly now?: (() => number) | undefined;
   /** Resolver settings other than the root hints. */
@@ -336,6 +340,7 @@ async function startResolver(
     ...(trustAnchor !== undefined ? { trustAnchor } : {}),
     ...(options.requireSecure ? { requireSecure: true } : {}),
     ...(tls !== undefined ? { transport: new HttpTransport({ tls: tls.client }) } : {}),
+    ...(options.limits !== undefined ? { limits: options.limits } : {}),
   });
   const serverTls = tls === undefined ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
   const app = createResolverApp(resolver, logger.child({ server: 'resolver' }), serverTls);
@@ -468,6 +473,10 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       holder.current = dp;
       holder.signer = keys.get(zone.id);
       holder.registries = registries;
+      if (options.limits !== undefined) {
+        const { rate, burst } = options.limits.perResolver;
+        holder.perResolver = { limiter: new KeyedLimiter(rate, burst), rate, burst };
+      }
       lifecycle.delegations = delegations;
       lifecycle.notify = (notices) => deliverNotices(notices, registries, outbox, logger.child({ server: zone.id }));
       if (dp instanceof AuthoritativeDp) {

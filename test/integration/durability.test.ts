@@ -37,7 +37,7 @@ async function freePort(): Promise<number> {
 }
 
 function serveArgs(): string[] {
-  return ['serve', '--zones', join(dir, 'zones'), '--keys', join(dir, 'keys'), '--data', join(dir, 'data'), '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0'];
+  return ['serve', '--zones', join(dir, 'zones'), '--keys', join(dir, 'keys'), '--data', join(dir, 'data'), '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', '--limits', join(dir, 'limits.yaml')];
 }
 
 /** Starts `mimi serve` and waits for its ready line (or its exit). */
@@ -78,6 +78,8 @@ beforeAll(async () => {
       `csips: [ { id: csip-uk, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:44" ] } ]\n` +
       `delegations: [ { zone: "e164:44", providers: [ dp-uk ] } ]\n`,
   );
+  // The test reads back thousands of mappings at once: far above the default limit per resolver.
+  await writeFile(join(dir, 'limits.yaml'), 'tiers: { anonymous: { rate: 20, burst: 40, notFoundRate: 0.5, notFoundBurst: 20 } }\nperResolver: { rate: 100000, burst: 100000 }\n');
   await writeFile(join(dir, 'zones', 'dp-uk.yaml'), `role: authoritative\nid: dp-uk\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:44" ]\nendpoints: [ "${dpUrl}" ]\n`);
 });
 afterAll(async () => {

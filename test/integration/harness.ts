@@ -13,6 +13,7 @@ import { startHierarchy, type HierarchyTls, type RunningHierarchy } from '../../
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { parseZoneText, type RootZone } from '../../src/zone/normalise.ts';
+import type { Limits } from '../../src/zone/limits-file.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -79,6 +80,8 @@ export async function bootHierarchy(
     dpNow?: () => number;
     /** TLS for https:// endpoints and the resolver. */
     tls?: HierarchyTls;
+    /** Rate limits (none when absent). */
+    limits?: Limits;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -100,6 +103,7 @@ export async function bootHierarchy(
     dnsCheckServer: options.dnsCheckServer,
     now: options.dpNow,
     tls: options.tls,
+    limits: options.limits,
   });
   return {
     ...running,
