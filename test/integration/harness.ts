@@ -82,6 +82,8 @@ export async function bootHierarchy(
     tls?: HierarchyTls;
     /** Rate limits (none when absent). */
     limits?: Limits;
+    /** The resolver runs on the real clock (load tests), not the test clock. */
+    realClock?: boolean;
   } = {},
 ): Promise<TestHierarchy> {
   const zones = options.zones ?? (await loadZoneDir('test/fixtures/hierarchy'));
@@ -91,7 +93,7 @@ export async function bootHierarchy(
     ephemeral: true,
     resolver: { host: '127.0.0.1', port: 0 },
     logger: options.logger ?? pino({ level: 'silent' }),
-    resolverOptions: { ...options.resolver, now: () => clock.now },
+    resolverOptions: { ...options.resolver, now: options.realClock ? Date.now : () => clock.now },
     dnsPort: options.dns?.port,
     keysDir: options.keysDir,
     trustAnchorFile: options.trustAnchorFile,
