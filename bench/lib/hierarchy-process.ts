@@ -5,7 +5,9 @@
  */
 import pino from 'pino';
 import { startHierarchy } from '../../src/server/serve.ts';
+import { readFileSync } from 'node:fs';
 import { loadZoneDir } from '../../src/zone/load.ts';
+import { parseLimits } from '../../src/zone/limits-file.ts';
 
 const [mode, arg, dnsPort, resolverDns] = process.argv.slice(2);
 if ((mode !== 'dps' && mode !== 'resolver') || arg === undefined) {
@@ -22,6 +24,9 @@ const running =
         resolver: { host: '127.0.0.1', port: 0 },
         logger,
         resolverOptions: { cacheSize: { answers: 500_000, records: 500_000 } },
+        // BENCH_PKI=DIR: the resolver serves HTTPS with the development PKI there; BENCH_LIMITS=FILE: client limits.
+        ...(process.env.BENCH_PKI ? { tls: { pkiDir: process.env.BENCH_PKI } } : {}),
+        ...(process.env.BENCH_LIMITS ? { limits: parseLimits(readFileSync(process.env.BENCH_LIMITS, 'utf8'), process.env.BENCH_LIMITS) } : {}),
         resolverDns: dnsAt !== undefined ? { host: dnsAt[0] ?? '127.0.0.1', port: Number(dnsAt[1]) } : undefined,
       });
 process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, resolverDns: running.resolverDns ?? null, servers: running.servers, dns: running.dns })}\n`);

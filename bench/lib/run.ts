@@ -44,13 +44,13 @@ export interface LoadFigures {
 }
 
 /** Runs autocannon for `seconds` with `connections`, POSTing the bodies `next()` yields. */
-export async function load(url: string, seconds: number, connections: number, next: () => string): Promise<LoadFigures> {
+export async function load(url: string, seconds: number, connections: number, next: () => string, headers: Readonly<Record<string, string>> = {}): Promise<LoadFigures> {
   const result = await autocannon({
     url,
     connections,
     duration: seconds,
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, body: next() }) }],
   });
   return {
