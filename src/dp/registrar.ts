@@ -237,6 +237,12 @@ export class Registrar {
       this.#store.putActive(this.#activeOf(p));
       notices.push(this.#notice('published', p.msp, csi, p.id));
     }
+    // Newcomers still waiting now wait on the new holder, who is told of each.
+    const published = pending.filter((p) => p.holder === first.holder).map((p) => p.msp);
+    for (const waiting of pending) {
+      if (waiting.holder === first.holder) continue;
+      for (const msp of new Set(published)) notices.push(this.#notice('conflict', msp, csi, waiting.id));
+    }
     this.#changed(csi);
     return notices;
   }

@@ -134,6 +134,20 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
     expect(await published('tel:+447700900403')).toEqual(['chat-c']);
   });
 
+  it('publishes several newcomers oldest first, one holder at a time', async () => {
+    const [a, b, c] = [await generateSigningKey(), await generateSigningKey(), await generateSigningKey()];
+    await register('tel:+447700900410', 'chat-a', a);
+    expect((await register('tel:+447700900410', 'chat-b', b)).status).toBe(202);
+    expect((await register('tel:+447700900410', 'chat-c', c)).status).toBe(202);
+    const third = String((await register('tel:+447700900410', 'chat-d', await generateSigningKey())).json.conflict);
+    await revoke('tel:+447700900410', '*', a);
+    expect(await published('tel:+447700900410')).toEqual(['chat-b']);
+    // The new holder hears of those still waiting on it.
+    expect(await notices()).toContainEqual(expect.objectContaining({ notice: 'conflict', msp: 'chat-b', conflict: third }));
+    await revoke('tel:+447700900410', '*', b);
+    expect(await published('tel:+447700900410')).toEqual(['chat-c']);
+  });
+
   it('publishes a stricter level at once and supersedes the incumbent, who is told', async () => {
     const incumbent = await generateSigningKey();
     const carrier = await generateSigningKey();
