@@ -152,6 +152,7 @@ class SqliteStore implements DpStore {
   readonly #hashKey: (csi: string) => string | undefined;
   readonly #s;
   #queue: { fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(db: Database.Database, options: SqliteStoreOptions) {
     this.#db = db;
@@ -292,14 +293,17 @@ class SqliteStore implements DpStore {
   commit<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
-      if (this.#queue.length === 1) setTimeout(() => this.#flush(), GROUP_COMMIT_WINDOW_MS);
+      if (this.#queue.length === 1) this.#timer = setTimeout(() => this.#flush(), GROUP_COMMIT_WINDOW_MS);
     });
   }
 
   /** Runs every queued job in one transaction, each in a savepoint of its own, then settles them after the commit. */
   #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     const batch = this.#queue;
     this.#queue = [];
+    if (batch.length === 0) return;
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
       this.#db.transaction(() => {
@@ -323,6 +327,7 @@ class SqliteStore implements DpStore {
   }
 
   close(): void {
+    this.#flush(); // writes already accepted are committed before the file closes
     this.#db.close();
   }
 }
