@@ -150,6 +150,21 @@ export function errorReply(query: Buffer, rcode: number, ra: boolean): Buffer | 
   return out;
 }
 
+/**
+ * A limited reply (RFC 8906 §3.1.1 behaviour under rate limits): the query's
+ * header and question echoed with QR set and, over UDP, TC (the client retries
+ * over TCP, where its address is proven), over TCP REFUSED. Undefined for a
+ * query that cannot be scanned.
+ */
+export function limitedReply(query: Buffer, scan: ScannedQuery, tcp: boolean, ra: boolean): Buffer {
+  const out = Buffer.from(query.subarray(0, scan.nameEnd + 4));
+  out.writeUInt16BE(FLAG.QR | (scan.rd ? FLAG.RD : 0) | (ra ? FLAG.RA : 0) | (tcp ? 5 : FLAG.TC), 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt32BE(0, 6);
+  out.writeUInt16BE(0, 10);
+  return out;
+}
+
 /** An EDNS OPT record for a response, with optional extended errors (RFC 8914). */
 export function optRecord(errors: readonly { code: number; text?: string }[] = []): Answer {
   return {

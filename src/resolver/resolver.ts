@@ -146,6 +146,25 @@ export class Resolver {
     return this.#limits;
   }
 
+  /**
+   * Admits one query of `client` under its limits (true when there are none);
+   * the DNS front-end's check, which answers from its own cache.
+   */
+  admit(client: ClientIdentity, cost = 1): boolean {
+    if (this.#limiter === undefined) return true;
+    try {
+      this.#limiter.admit(client, cost, this.#now());
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Draws one token from `client`'s not-found budget (a denial it was sent). */
+  countNotFound(client: ClientIdentity): void {
+    this.#limiter?.notFound(client, this.#now());
+  }
+
   /** The `Mimi-Client-Tag` of a client identity now (PROTOCOL.md §10). */
   clientTag(identity: string): string {
     return this.#tagger.tag(identity, this.#now());

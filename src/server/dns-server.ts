@@ -16,6 +16,7 @@ import {
   decodeQuery,
   encodeResponse,
   errorReply,
+  limitedReply,
   FLAG,
   MAX_MESSAGE,
   optRecord,
@@ -45,11 +46,28 @@ export interface DnsResponderOptions {
   readonly logger: Logger;
   /** Encoded answers kept. */
   readonly cacheSize?: number;
+  /** Client limits (PROTOCOL.md §10): consulted before every answer, cached or not. */
+  readonly guard?: DnsGuard | undefined;
+}
+
+/** Per-source limits of a DNS front-end. */
+export interface DnsGuard {
+  /** False when the source is over its limits: it gets TC over UDP (retry over TCP), REFUSED over TCP. */
+  admit(source: string, transport: 'udp' | 'tcp'): boolean;
+  /** Hears of every answer that told the source "nothing here" (NXDOMAIN, or no answer records). */
+  denied(source: string, transport: 'udp' | 'tcp'): void;
 }
 
 interface CachedAnswer {
   readonly bytes: Buffer;
   readonly validUntil: number;
+  /** The answer says "nothing here" (not-found accounting). */
+  readonly denial: boolean;
+}
+
+/** Tells whether an encoded response is a denial: NXDOMAIN, or NOERROR without answer records. */
+function isDenial(bytes: Buffer): boolean {
+  return bytes.length >= 12 && ((bytes.readUInt16BE(2) & 0xf) === 3 || bytes.readUInt16BE(6) === 0);
 }
 
 const TYPE_NUMBERS: Readonly<Record<string, number>> = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, ANY: 255 };
@@ -80,24 +98,41 @@ export class DnsResponder {
     this.#cache.clear();
   }
 
-  /** The answer from the encoded-answer cache, synchronously, or undefined on a miss. Never throws. */
-  cached(query: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
+  /**
+   * The answer from the encoded-answer cache, synchronously, or undefined on a
+   * miss; with a guard, a limited reply for a source over its limits. Never throws.
+   */
+  cached(query: Buffer, transport: 'udp' | 'tcp', source = ''): Buffer | undefined {
     try {
       const scan = scanQuery(query, transport === 'tcp');
       if (scan === undefined) return undefined;
+      const guard = this.#options.guard;
+      if (guard !== undefined && !guard.admit(source, transport)) return limitedReply(query, scan, transport === 'tcp', this.#options.recursive);
       const hit = this.#cache.get(scan.key);
-      return hit !== undefined && hit.validUntil > this.#options.now() ? patchAnswer(hit.bytes, query, scan) : undefined;
+      if (hit === undefined || hit.validUntil <= this.#options.now()) return undefined;
+      if (hit.denial) guard?.denied(source, transport);
+      return patchAnswer(hit.bytes, query, scan);
     } catch {
       return undefined;
     }
   }
 
-  /** Answers one raw query; undefined means "send nothing". Never throws. */
-  async respond(query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+  /**
+   * Answers one raw query from `source` (an address); undefined means "send
+   * nothing". `afterCacheMiss`: the caller already asked {@link cached} (which
+   * admitted the query). Never throws.
+   */
+  async respond(query: Buffer, transport: 'udp' | 'tcp', source = '', afterCacheMiss = false): Promise<Buffer | undefined> {
     try {
-      const hit = this.cached(query, transport);
+      const scan = scanQuery(query, transport === 'tcp');
+      const guard = this.#options.guard;
+      // A query the fast scan cannot read is decoded in full; it is still admitted and counted here.
+      if (guard !== undefined && scan === undefined && !guard.admit(source, transport)) return errorReply(query, 5, this.#options.recursive);
+      const hit = scan === undefined || afterCacheMiss ? undefined : this.cached(query, transport, source);
       if (hit !== undefined) return hit;
-      return await this.#slow(query, transport, scanQuery(query, transport === 'tcp')?.key);
+      const reply = await this.#slow(query, transport, scan?.key);
+      if (guard !== undefined && reply !== undefined && isDenial(reply)) guard.denied(source, transport);
+      return reply;
     } catch (err) {
       this.#options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'DNS query failed');
       return errorReply(query, 2, this.#options.recursive);
@@ -133,7 +168,7 @@ export class DnsResponder {
     };
     const bytes = encodeResponse(response, limit);
     if (key !== undefined && answer.validUntil > this.#options.now()) {
-      this.#cache.set(key, { bytes, validUntil: answer.validUntil });
+      this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial: isDenial(bytes) });
     }
     return bytes;
   }
@@ -156,12 +191,12 @@ export async function listenDns(responder: DnsResponder, address: string, port: 
   const udp: Socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
   udp.on('message', (msg, rinfo) => {
     // The hot path: a cache hit is answered without a promise or a full decode.
-    const hit = responder.cached(msg, 'udp');
+    const hit = responder.cached(msg, 'udp', rinfo.address);
     if (hit !== undefined) {
       udp.send(hit, rinfo.port, rinfo.address);
       return;
     }
-    responder.respond(msg, 'udp').then(
+    responder.respond(msg, 'udp', rinfo.address, true).then(
       (reply) => {
         if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
       },
@@ -215,7 +250,7 @@ function serveTcp(socket: TcpSocket, responder: DnsResponder): void {
       if (buffered.length < 2 + length) break;
       const message = buffered.subarray(2, 2 + length);
       buffered = buffered.subarray(2 + length);
-      responder.respond(Buffer.from(message), 'tcp').then(
+      responder.respond(Buffer.from(message), 'tcp', socket.remoteAddress ?? '').then(
         (reply) => {
           if (reply === undefined || socket.destroyed) return;
           const frame = Buffer.allocUnsafe(2 + reply.length);

@@ -41,7 +41,7 @@ import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../resolver/transport.ts';
 import { useTls } from '../stub/http.ts';
 import type { Limits } from '../zone/limits-file.ts';
-import { KeyedLimiter } from '../resolver/rate-limit.ts';
+import { KeyedLimiter, type ClientIdentity } from '../resolver/rate-limit.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -349,10 +349,16 @@ async function startResolver(
   let dns: string | undefined;
   if (options.resolverDns !== undefined) {
     const view = new ResolverDnsView(resolver, apex, () => resolver.now());
+    // PROTOCOL.md §10 over DNS too: per source address, anonymous tier. UDP sources are unproven (spoofable),
+    // so they have buckets of their own and are sent TC when over them; over TCP they share the address's buckets.
+    const client = (source: string, transport: 'udp' | 'tcp'): ClientIdentity => ({ identity: `${transport === 'udp' ? 'udp' : 'addr'}:${source}`, tier: 'anonymous' });
     const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
       recursive: true,
       now: () => resolver.now(),
       logger: logger.child({ server: 'resolver' }),
+      ...(resolver.limits !== undefined
+        ? { guard: { admit: (source, transport) => resolver.admit(client(source, transport)), denied: (source, transport) => resolver.countNotFound(client(source, transport)) } }
+        : {}),
     });
     const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }));
     listeners.push(listener);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLimits } from '../../src/zone/limits-file.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, dig, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
 
 const KEY = 'an-api-key-of-msp-a-0123456789';
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -214,4 +214,27 @@ describe('anti-enumeration under load (real clock)', () => {
       await real.close();
     }
   }, 60_000);
+});
+
+describe('limits on the DNS front-end', () => {
+  it('sends TC over UDP once the not-found budget is spent (retry over TCP, where addresses are proven), then REFUSED over TCP', async () => {
+    const dnsLimits = parseLimits('tiers: { anonymous: { rate: 100, burst: 100, notFoundRate: 0.001, notFoundBurst: 2 } }\n', 'dns');
+    const d = await bootHierarchy({ dns: { port: 0, resolverDns: { host: '127.0.1.53', port: 0 } }, limits: dnsLimits });
+    try {
+      const server = d.resolverDns ?? '';
+      // An unassigned +999 number per query: each NXDOMAIN draws one not-found token.
+      const ask = (n: number, ...extra: string[]) => dig(server, ['NAPTR', `${n}.0.0.0.0.0.0.0.0.9.9.9.e164.mimi.arpa`, '+ignore', ...extra]);
+      expect((await ask(1)).status).toBe('NXDOMAIN');
+      expect((await ask(2)).status).toBe('NXDOMAIN');
+      const limited = await ask(3);
+      expect(limited.flags).toContain('tc');
+      expect(limited.answer).toEqual([]);
+      // Over TCP the address is proven and has budgets of its own, until they run dry too.
+      expect((await ask(4, '+tcp')).status).toBe('NXDOMAIN');
+      expect((await ask(5, '+tcp')).status).toBe('NXDOMAIN');
+      expect((await ask(6, '+tcp')).status).toBe('REFUSED');
+    } finally {
+      await d.close();
+    }
+  });
 });
