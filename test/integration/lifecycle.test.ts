@@ -345,3 +345,25 @@ describe('the lifecycle from the command line', () => {
     await expect(mimi('admin', 'conflicts', '--admin-token-file', join(outbox, 'no-such-token'))).rejects.toMatchObject({ code: 3 });
   });
 });
+
+describe('malformed lifecycle requests', () => {
+  it.each([
+    ['/v1/mappings/revoke', 'not json', 400],
+    ['/v1/mappings/revoke', { protected: 'x', payload: 'y', signature: 'z' }, 400],
+    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1,"extra":1}').toString('base64url'), signature: 'AA' }, 400],
+    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"+44 7700 900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 400],
+    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+15550100","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 404],
+    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 403],
+    ['/v1/deactivations', { jwt: 'not.a.jwt' }, 400],
+    ['/v1/deactivations', { jwt: 42 }, 400],
+    ['/v1/deactivations', {}, 400],
+    ['/v1/conflicts/c-nope/contest', { protected: 'e30', payload: Buffer.from('{"conflict":"c-nope","iat":1}').toString('base64url'), signature: 'AA' }, 404],
+    ['/v1/conflicts/c-nope/contest', { protected: 'e30', payload: Buffer.from('{"conflict":"c-other","iat":1}').toString('base64url'), signature: 'AA' }, 400],
+    ['/v1/delegations', { protected: 'e30', payload: 'e30', signature: 'AA' }, 404],
+    ['/v1/mappings', { payload: 'e30', signatures: [] }, 400],
+  ])('%s answers %j with a problem (no 500), changing nothing', async (path, body, status) => {
+    const res = await postJson(`${dp()}${path}`, body);
+    expect(res.status).toBe(status);
+    expect(typeof res.json.code).toBe('string');
+  });
+});
