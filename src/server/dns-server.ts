@@ -63,6 +63,8 @@ interface CachedAnswer {
   readonly validUntil: number;
   /** The answer says "nothing here" (not-found accounting). */
   readonly denial: boolean;
+  /** The question's name (lower-case, no trailing dot), for invalidation by name. */
+  readonly name: string;
 }
 
 /** Tells whether an encoded response is a denial: NXDOMAIN, or NOERROR without answer records. */
@@ -90,12 +92,27 @@ export class DnsResponder {
   constructor(backend: DnsBackend, options: DnsResponderOptions) {
     this.#backend = backend;
     this.#options = options;
-    this.#cache = new LRUCache({ max: options.cacheSize ?? 100_000 });
+    this.#cache = new LRUCache({
+      max: options.cacheSize ?? 100_000,
+      dispose: (value, key) => {
+        const keys = this.#byName.get(value.name);
+        keys?.delete(key);
+        if (keys?.size === 0) this.#byName.delete(value.name);
+      },
+    });
   }
+
+  /** Cache keys by question name (every type and EDNS variant of a name). */
+  readonly #byName = new Map<string, Set<string>>();
 
   /** Forgets every encoded answer (the data behind them changed). */
   invalidate(): void {
     this.#cache.clear();
+  }
+
+  /** Forgets the encoded answers to questions about these names (lower-case, no trailing dot). */
+  invalidateNames(names: Iterable<string>): void {
+    for (const name of names) for (const key of [...(this.#byName.get(name) ?? [])]) this.#cache.delete(key);
   }
 
   /**
@@ -168,7 +185,14 @@ export class DnsResponder {
     };
     const bytes = encodeResponse(response, limit);
     if (key !== undefined && answer.validUntil > this.#options.now()) {
-      this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial: isDenial(bytes) });
+      const name = normaliseName(question.name);
+      this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial: isDenial(bytes), name });
+      let keys = this.#byName.get(name);
+      if (keys === undefined) {
+        keys = new Set();
+        this.#byName.set(name, keys);
+      }
+      keys.add(key);
     }
     return bytes;
   }

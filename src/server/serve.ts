@@ -17,7 +17,8 @@ import { HttpTransport } from '../resolver/transport.ts';
 import { listenAddress } from './http-common.ts';
 import { createResolverApp } from './resolver-http.ts';
 import { DnsAuthority } from '../dp/dns-authority.ts';
-import { DEFAULT_DNS_APEX, normaliseApex } from '../protocol/enum-name.ts';
+import { DEFAULT_DNS_APEX, normaliseApex, ownerName } from '../protocol/enum-name.ts';
+import { parseCsi } from '../csi/parse.ts';
 import { ResolverDnsView } from '../resolver/dns-view.ts';
 import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
@@ -278,6 +279,13 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
   logger.info({ count }, 'zone-file mappings registered with proofs');
 }
 
+/** A DNS name and its ancestors down to (not including) the apex. */
+function nameAndAncestors(name: string, apex: string): string[] {
+  const out: string[] = [];
+  for (let current = name; current !== apex && current.endsWith(`.${apex}`); current = current.slice(current.indexOf('.') + 1)) out.push(current);
+  return out;
+}
+
 /**
  * Starts the DNS front-end of every DP with a `dns` list: one port for the whole
  * hierarchy, one address per server (NS glue carries no port, PROTOCOL.md §6).
@@ -302,7 +310,8 @@ async function startDns(
       now: Date.now,
       logger: logger.child({ server: zone.id }),
     });
-    if (holder.current instanceof AuthoritativeDp) holder.current.onChange(() => responder.invalidate());
+    // A changed CSI changes its own name's answers and, as an empty non-terminal may appear or vanish, its ancestors'.
+    if (holder.current instanceof AuthoritativeDp) holder.current.onChange((csi) => responder.invalidateNames(nameAndAncestors(ownerName(parseCsi(csi), apex), apex)));
     holder.replaced.push(() => {
       if (holder.current instanceof RootDp) authority = new DnsAuthority(holder.current.zone, holder.current, apex);
       responder.invalidate();

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, signFlattened, type SigningKey } from '../../src/protocol/jws.ts';
 import { loadKeyIfPresent } from '../../src/server/keys.ts';
 import { signStatement } from '../../src/stub/msp.ts';
-import { bootHierarchy, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, dig, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 let h: TestHierarchy;
@@ -41,6 +41,7 @@ beforeAll(async () => {
     otpOutbox: outbox,
     adminToken: TOKEN,
     dpNow: () => Date.now() + offset,
+    dns: { port: 0, resolverDns: { host: '127.0.1.54', port: 0 } },
   });
 });
 afterAll(async () => {
@@ -217,6 +218,27 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
       expect(res.json.code).toBe('unauthorized');
     }
     expect(await published(csi)).toEqual(['chat-a']);
+  });
+});
+
+describe('the DP\'s DNS view follows registrations at once', () => {
+  it('answers NAPTR after a registration and NXDOMAIN after its revocation; the new empty non-terminal appears and goes', async () => {
+    const server = h.dns['dp-uk']?.[0] ?? '';
+    const name = '1.6.4.0.0.9.0.0.7.7.4.4.e164.mimi.arpa';
+    const parent = '6.4.0.0.9.0.0.7.7.4.4.e164.mimi.arpa';
+    expect((await dig(server, ['NAPTR', name, '+norec'])).status).toBe('NXDOMAIN');
+    expect((await dig(server, ['NAPTR', parent, '+norec'])).status).toBe('NXDOMAIN');
+    const holder = await generateSigningKey();
+    expect((await register('tel:+447700900461', 'chat-a', holder)).status).toBe(201);
+    const answered = await dig(server, ['NAPTR', name, '+norec']);
+    expect(answered.status).toBe('NOERROR');
+    expect(answered.answer.join('\n')).toContain('mimi:chat-a');
+    const ent = await dig(server, ['NAPTR', parent, '+norec']);
+    expect(ent.status).toBe('NOERROR');
+    expect(ent.answer).toEqual([]);
+    await revoke('tel:+447700900461', '*', holder);
+    expect((await dig(server, ['NAPTR', name, '+norec'])).status).toBe('NXDOMAIN');
+    expect((await dig(server, ['NAPTR', parent, '+norec'])).status).toBe('NXDOMAIN');
   });
 });
 
