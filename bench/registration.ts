@@ -26,7 +26,7 @@ import { benchDigits } from './lib/zones.ts';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
 const SMALL = 10_000;
-const CONNECTIONS = 16;
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 /** Statements prepared for the registration run (more than it can take in SECONDS). */
 const PREPARED = 4_000 * SECONDS;
 
