@@ -15,10 +15,9 @@ import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { registerStatement, signStatement } from '../../src/stub/msp.ts';
 import { findServingDp } from '../../src/stub/register.ts';
 import { parseCsi } from '../../src/csi/parse.ts';
-import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, inlineZone, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy;
 let keys: string;
