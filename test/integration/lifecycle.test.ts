@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, signFlattened, type SigningKey } from '../../src/protocol/jws.ts';
 import { loadKeyIfPresent } from '../../src/server/keys.ts';
 import { signStatement } from '../../src/stub/msp.ts';
-import { bootHierarchy, dig, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, dig, postJson, scriptedDp, zonesWithProvers, type ScriptedServer, type TestHierarchy } from './harness.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 let h: TestHierarchy;
@@ -22,6 +22,8 @@ let keys: string;
 let outbox: string;
 /** The DPs' clock runs `offset` ms ahead of the real one. */
 let offset = 0;
+/** Where chat-f takes its notices. */
+let mspInbox: ScriptedServer;
 
 const key = async (id: string): Promise<SigningKey> => {
   const k = await loadKeyIfPresent(keys, id);
@@ -34,8 +36,13 @@ const dp = (id = 'dp-uk'): string => h.servers[id]?.[0] ?? '';
 beforeAll(async () => {
   keys = await mkdtemp(join(tmpdir(), 'mimi-life-keys-'));
   outbox = await mkdtemp(join(tmpdir(), 'mimi-life-outbox-'));
+  mspInbox = await scriptedDp(() => [204, '']);
+  // chat-f takes its notices at a URL of its own (registry `notify`); the others through the outbox file.
+  const zones = (await zonesWithProvers()).map((z) =>
+    z.zone.role === 'root' ? { ...z, zone: { ...z.zone, msps: z.zone.msps.map((m) => (m.id === 'chat-f' ? { ...m, notify: `${mspInbox.url}/mimi/notices` } : m)) } } : z,
+  );
   h = await bootHierarchy({
-    zones: await zonesWithProvers(),
+    zones,
     keysDir: keys,
     trustAnchorFile: join(keys, 'trust-anchor.jwk'),
     otpOutbox: outbox,
@@ -46,6 +53,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await h.close();
+  await mspInbox.close();
 });
 
 /** An attestation as csip-uk issues it (a carrier or in-person check signs at another level). */
@@ -122,6 +130,15 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
     expect(Object.keys(notice ?? {}).sort()).toEqual(['at', 'conflict', 'csi', 'msp', 'notice']);
     expect(JSON.stringify(notice)).not.toContain(newcomer.kid);
     expect(JSON.stringify(notice)).not.toContain('chat-c');
+  });
+
+  it('POSTs the notice to an MSP\'s notify URL when the registry gives one', async () => {
+    await register('tel:+447700900415', 'chat-f', await generateSigningKey());
+    const conflict = String((await register('tel:+447700900415', 'chat-c', await generateSigningKey())).json.conflict);
+    for (let i = 0; i < 50 && !mspInbox.requests.some((r) => (r as { conflict?: string }).conflict === conflict); i++) await new Promise((r) => setTimeout(r, 20));
+    const received = mspInbox.requests.find((r) => (r as { conflict?: string }).conflict === conflict) as Record<string, unknown> | undefined;
+    expect(received).toMatchObject({ notice: 'conflict', msp: 'chat-f', csi: 'tel:+447700900415', conflict });
+    expect((await notices()).some((n) => n.conflict === conflict)).toBe(false);
   });
 
   it('publishes the pending newcomer once the incumbent revokes', async () => {
