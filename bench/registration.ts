@@ -7,9 +7,7 @@
  * every run is bounded in time. Writes bench/results/registration.json.
  * BENCH_SECONDS (default 10) and BENCH_LARGE (default 1,000,000) scale it.
  */
-import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -22,6 +20,7 @@ import { openSqliteStore } from '../src/store/sqlite-store.ts';
 import { signStatement } from '../src/stub/msp.ts';
 import { load, spawnReady, type LoadFigures } from './lib/run.ts';
 import { benchDigits } from './lib/zones.ts';
+import { freePort } from '../test/fixtures/free-port.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
@@ -34,15 +33,6 @@ const csiOf = (i: number): string => `tel:+${benchDigits(i)}`;
 
 function show(name: string, f: LoadFigures): void {
   console.log(`${name.padEnd(30)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx)`);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-reg-'));

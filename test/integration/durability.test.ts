@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, stat, truncate, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +17,7 @@ import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import type { Statement } from '../../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../../src/server/keys.ts';
 import { signStatement } from '../../src/stub/msp.ts';
+import { freePort } from '../fixtures/free-port.ts';
 
 const MIMI = 'src/mimi.js';
 const TOTAL = 5000;
@@ -26,15 +26,6 @@ const CONCURRENCY = 16;
 let dir: string;
 let dpUrl: string;
 let child: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 function serveArgs(): string[] {
   return ['serve', '--zones', join(dir, 'zones'), '--keys', join(dir, 'keys'), '--data', join(dir, 'data'), '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', '--limits', join(dir, 'limits.yaml')];

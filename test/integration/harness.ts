@@ -115,25 +115,23 @@ export async function bootHierarchy(
   };
 }
 
+/** The fixture hierarchy (or `zones`) with its root zone edited. */
+export async function fixtureZones(editRoot: (root: RootZone) => RootZone, zones?: readonly LoadedZone[]): Promise<LoadedZone[]> {
+  return (zones ?? (await loadZoneDir('test/fixtures/hierarchy'))).map((z) => (z.zone.role === 'root' ? { ...z, zone: editRoot(z.zone) } : z));
+}
+
 /**
  * The fixture hierarchy with identity provers: csip-uk attests e164:44 and
  * e164:1, csip-mail attests example.com and example.org (PROTOCOL.md §8).
  */
 export async function zonesWithProvers(): Promise<LoadedZone[]> {
-  const zones: LoadedZone[] = (await loadZoneDir('test/fixtures/hierarchy')).map((z) =>
-    z.zone.role === 'root'
-      ? {
-          ...z,
-          zone: {
-            ...z.zone,
-            csips: [
-              { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44', 'e164:1'] },
-              { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com', 'email:example.org'] },
-            ],
-          } satisfies RootZone,
-        }
-      : z,
-  );
+  const zones = await fixtureZones((root) => ({
+    ...root,
+    csips: [
+      { id: 'csip-uk', endpoints: ['http://127.0.0.1:20100'], attests: ['e164:44', 'e164:1'] },
+      { id: 'csip-mail', endpoints: ['http://127.0.0.1:20101'], attests: ['email:example.com', 'email:example.org'] },
+    ],
+  }));
   zones.push(inlineZone('role: idprover\nid: csip-uk\nendpoints: [ "http://127.0.0.1:20100" ]\nattests: [ "e164:44", "e164:1" ]\n'));
   zones.push(inlineZone('role: idprover\nid: csip-mail\nendpoints: [ "http://127.0.0.1:20101" ]\nattests: [ "email:example.com", "email:example.org" ]\n'));
   return zones;

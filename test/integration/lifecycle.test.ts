@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, signFlattened, type SigningKey } from '../../src/protocol/jws.ts';
 import { loadKeyIfPresent } from '../../src/server/keys.ts';
 import { signStatement } from '../../src/stub/msp.ts';
-import { bootHierarchy, dig, postJson, scriptedDp, zonesWithProvers, type ScriptedServer, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, dig, fixtureZones, postJson, scriptedDp, zonesWithProvers, type ScriptedServer, type TestHierarchy } from './harness.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 let h: TestHierarchy;
@@ -38,8 +38,9 @@ beforeAll(async () => {
   outbox = await mkdtemp(join(tmpdir(), 'mimi-life-outbox-'));
   mspInbox = await scriptedDp(() => [204, '']);
   // chat-f takes its notices at a URL of its own (registry `notify`); the others through the outbox file.
-  const zones = (await zonesWithProvers()).map((z) =>
-    z.zone.role === 'root' ? { ...z, zone: { ...z.zone, msps: z.zone.msps.map((m) => (m.id === 'chat-f' ? { ...m, notify: `${mspInbox.url}/mimi/notices` } : m)) } } : z,
+  const zones = await fixtureZones(
+    (root) => ({ ...root, msps: root.msps.map((m) => (m.id === 'chat-f' ? { ...m, notify: `${mspInbox.url}/mimi/notices` } : m)) }),
+    await zonesWithProvers(),
   );
   h = await bootHierarchy({
     zones,

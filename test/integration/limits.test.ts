@@ -7,9 +7,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLimits } from '../../src/zone/limits-file.ts';
-import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
-import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, dig, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, dig, fixtureZones, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
 
 const KEY = 'an-api-key-of-msp-a-0123456789';
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -47,19 +45,12 @@ let dp: ScriptedServer;
 
 beforeAll(async () => {
   // A scripted DP for +33 (French drama numbers), stated at 5 qps in the registry: it records what it receives.
-  dp = await scriptedDp((body) => [200, { kind: 'not_found', dp: 'dp-fr', zone: 'e164:33', ttl: 60, ...(body.csi === undefined ? {} : {}) }]);
-  const zones: LoadedZone[] = (await loadZoneDir('test/fixtures/hierarchy')).map((z) =>
-    z.zone.role === 'root'
-      ? {
-          ...z,
-          zone: {
-            ...z.zone,
-            dps: [...z.zone.dps, { id: 'dp-fr', endpoints: [dp.url], qps: 5 }],
-            delegations: [...z.zone.delegations, { zone: 'e164:33', providers: ['dp-fr'] }],
-          } satisfies RootZone,
-        }
-      : z,
-  );
+  dp = await scriptedDp(() => [200, { kind: 'not_found', dp: 'dp-fr', zone: 'e164:33', ttl: 60 }]);
+  const zones = await fixtureZones((root) => ({
+    ...root,
+    dps: [...root.dps, { id: 'dp-fr', endpoints: [dp.url], qps: 5 }],
+    delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-fr'] }],
+  }));
   h = await bootHierarchy({ zones, limits });
 });
 afterAll(async () => {
