@@ -23,6 +23,8 @@ export const PROBLEM_CODES = [
   'attestation_expired',
   'not_holder',
   'forbidden',
+  'replayed',
+  'store_unavailable',
   'internal',
 ] as const;
 
@@ -55,6 +57,8 @@ export const DEFAULT_STATUS: Readonly<Record<ErrorCode, number>> = {
   attestation_expired: 400,
   not_holder: 403,
   forbidden: 403,
+  replayed: 409,
+  store_unavailable: 503,
   internal: 500,
   invalid_zone: 500,
   invalid_config: 500,

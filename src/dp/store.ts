@@ -71,8 +71,8 @@ export interface MappingStore {
   pendingOf(csi: string): PendingMapping[];
   /** One pending registration by conflict id. */
   pendingById(id: string): PendingMapping | undefined;
-  /** Up to `limit` pending registrations, oldest first. */
-  pendingList(limit: number): PendingMapping[];
+  /** Up to `limit` pending registrations, oldest first; after the one with id `after` when given (paging). */
+  pendingList(limit: number, after?: string): PendingMapping[];
   addPending(pending: PendingMapping): void;
   removePending(id: string): void;
   markContested(id: string): void;
@@ -82,6 +82,9 @@ export interface MappingStore {
   /** The latest `deactivated_at` (seconds) a CSIP stated for a CSI. */
   deactivatedAt(csi: string): number | undefined;
   setDeactivatedAt(csi: string, at: number): void;
+  /** Tells whether a statement payload (its SHA-256, base64url) was submitted before (PROTOCOL.md §16: no replays). */
+  seenStatement(hash: string): boolean;
+  markSeen(hash: string, at: number): void;
   /** Runs `fn` as one transaction: all of its writes are committed (durably) or none is. */
   transaction<T>(fn: () => T): T;
   /**
@@ -107,5 +110,10 @@ export interface DelegationStore {
 /** A store for one server: both interfaces (a DP uses the one its role needs). */
 export interface DpStore extends MappingStore, DelegationStore {
   transaction<T>(fn: () => T): T;
+  /** Tells whether the store holds any record (mappings, pending, delegations): its signing key then must not change (PROTOCOL.md §16). */
+  hasRecords(): boolean;
+  /** A value the server keeps about itself (its signing key's thumbprint, ...). */
+  meta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
   close(): void;
 }

@@ -26,6 +26,8 @@ const TITLES: Readonly<Record<ProblemCode, string>> = {
   attestation_expired: 'Attestation expired',
   not_holder: 'Not the holder',
   forbidden: 'Forbidden',
+  replayed: 'Replayed',
+  store_unavailable: 'Store unavailable',
   internal: 'Internal error',
 };
 

@@ -59,6 +59,8 @@ export interface ClientIdentity {
   readonly identity: string;
   /** The tier its limits come from. */
   readonly tier: string;
+  /** The key its buckets are kept under when it differs from `identity` (anonymous clients: their network prefix, PROTOCOL.md §16). */
+  readonly limitKey?: string | undefined;
 }
 
 /** The query cost of a federation mode before the walk (PROTOCOL.md §10); `all` is settled after it. */
@@ -98,12 +100,13 @@ export class ClientLimiter {
   }
 
   #of(client: ClientIdentity, now: number): ClientBuckets {
-    let buckets = this.#buckets.get(client.identity);
+    const key = client.limitKey ?? client.identity;
+    let buckets = this.#buckets.get(key);
     if (buckets === undefined) {
       const tier = this.#limits.tiers[client.tier] ?? this.#limits.tiers.anonymous;
       if (tier === undefined) throw new MimiError('internal', `no tier ${client.tier}`);
       buckets = { queries: new TokenBucket(tier.rate, tier.burst, now), notFound: new TokenBucket(tier.notFoundRate, tier.notFoundBurst, now) };
-      this.#buckets.set(client.identity, buckets);
+      this.#buckets.set(key, buckets);
     }
     return buckets;
   }

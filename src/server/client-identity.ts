@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { MimiError } from '../errors.ts';
 import type { ClientIdentity } from '../resolver/rate-limit.ts';
+import { addressPrefix } from '../limits/prefix.ts';
 import { DEFAULT_LIMITS, type KnownClient, type Limits } from '../zone/limits-file.ts';
 
 /** Longest API key accepted. */
@@ -62,5 +63,6 @@ export function identifyClient(request: IncomingMessage, limits: Limits = DEFAUL
     if (client !== undefined) return { identity: `key:${client.name}`, tier: client.tier };
     return { identity: `cert:${cert}`, tier: limits.tiers.standard !== undefined ? 'standard' : 'anonymous' };
   }
-  return { identity: `addr:${request.socket.remoteAddress ?? 'unknown'}`, tier: 'anonymous' };
+  const address = request.socket.remoteAddress ?? 'unknown';
+  return { identity: `addr:${address}`, tier: 'anonymous', limitKey: `net:${addressPrefix(address, limits.aggregate)}` };
 }

@@ -41,6 +41,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE deactivations (csi TEXT PRIMARY KEY, deactivated_at INTEGER NOT NULL);
    CREATE TABLE delegations (id TEXT PRIMARY KEY, zone TEXT NOT NULL, dp TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL);
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // PROTOCOL.md §16: statements already seen (SHA-256 of the payload), so a published proof cannot be replayed.
+  `CREATE TABLE seen_statements (hash TEXT PRIMARY KEY, at INTEGER NOT NULL);`,
 ];
 
 interface MappingRow {
@@ -169,6 +171,10 @@ class SqliteStore implements DpStore {
       pendingOf: p<PendingRow>('SELECT * FROM pending WHERE csi = ? ORDER BY seq'),
       pendingById: p<PendingRow>('SELECT * FROM pending WHERE id = ?'),
       pendingList: p<PendingRow>('SELECT * FROM pending ORDER BY seq LIMIT ?'),
+      pendingAfter: p<PendingRow>('SELECT * FROM pending WHERE seq > (SELECT seq FROM pending WHERE id = ?) ORDER BY seq LIMIT ?'),
+      seen: p<{ one: number }>('SELECT 1 AS one FROM seen_statements WHERE hash = ?'),
+      markSeen: p('INSERT OR IGNORE INTO seen_statements (hash, at) VALUES (?,?)'),
+      anyRecord: p<{ one: number }>('SELECT 1 AS one FROM mappings UNION ALL SELECT 1 FROM pending UNION ALL SELECT 1 FROM delegations LIMIT 1'),
       nextSeq: p<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM pending'),
       addPending: p(
         'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
@@ -226,8 +232,28 @@ class SqliteStore implements DpStore {
     return row === undefined ? undefined : pendingOf(row);
   }
 
-  pendingList(limit: number): PendingMapping[] {
-    return this.#s.pendingList.all(limit).map(pendingOf);
+  pendingList(limit: number, after?: string): PendingMapping[] {
+    return (after === undefined ? this.#s.pendingList.all(limit) : this.#s.pendingAfter.all(after, limit)).map(pendingOf);
+  }
+
+  seenStatement(hash: string): boolean {
+    return this.#s.seen.get(hash) !== undefined;
+  }
+
+  markSeen(hash: string, at: number): void {
+    this.#s.markSeen.run(hash, at);
+  }
+
+  hasRecords(): boolean {
+    return this.#s.anyRecord.get() !== undefined;
+  }
+
+  meta(key: string): string | undefined {
+    return this.#s.meta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#s.setMeta.run(key, value);
   }
 
   addPending(p: PendingMapping): void {
