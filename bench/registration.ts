@@ -70,7 +70,7 @@ async function statement(i: number, holder: SigningKey, now: number): Promise<St
     .setIssuedAt(now - 5)
     .setExpirationTime(now + 3600)
     .sign(csip.key);
-  return signStatement({ csi, msp: 'chat-a', preference: 1, created: new Date(now * 1000).toISOString(), attestation }, holder, msp);
+  return signStatement({ csi, msp: 'chat-a', preference: 1, created: new Date(now * 1000).toISOString(), dp: 'dp-bench', attestation }, holder, msp);
 }
 
 /** Fills a store with `count` registered mappings carrying a real proof (bulk, as a restore would). */

@@ -300,6 +300,7 @@ async function register(args: string[]): Promise<number> {
   });
   if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
   else if ('mapping' in reply) process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
+  else if (reply.status === 'unchanged') process.stdout.write(`unchanged at ${reply.dp}: that statement already is the mapping\n`);
   else process.stdout.write(`pending at ${reply.dp}: another holder has this CSI (older wins); conflict ${reply.conflict}, its holder has been notified\n`);
   return 0;
 }

@@ -60,6 +60,9 @@ const LDH_LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 const DOMAIN_ASCII_OK = /^[\x2d\x2e0-9A-Za-z]$/;
 // RFC 5322 specials and white space cannot appear in an unquoted local part.
 const LOCAL_FORBIDDEN = /[\s"(),:;<>@[\\\]\p{Cc}]/u;
+// PROTOCOL.md §16: no default-ignorable code points (zero-width characters, bidi controls, variation
+// selectors) and no format characters, which make two addresses look alike.
+const LOCAL_INVISIBLE = /[\p{Default_Ignorable_Code_Point}\p{Cf}]/u;
 
 function invalid(input: string, reason: string): MimiError {
   void input; // never echo the CSI itself: it is personal data
@@ -73,6 +76,8 @@ function invalid(input: string, reason: string): MimiError {
 export function parseCsi(input: string): Csi {
   if (typeof input !== 'string') throw new MimiError('invalid_csi', 'the CSI must be a string');
   if (input.length === 0) throw invalid(input, 'the CSI is empty');
+  // PROTOCOL.md §16: well-formed Unicode only (a lone surrogate has no UTF-8 form and hashes ambiguously).
+  if (!input.isWellFormed()) throw invalid(input, 'the CSI is not well-formed Unicode (it holds a lone surrogate)');
   if (input.length > MAX_CSI_INPUT_LENGTH) {
     throw invalid(input, `the CSI is longer than ${MAX_CSI_INPUT_LENGTH} characters`);
   }
@@ -115,6 +120,7 @@ function parseEmail(input: string, body: string): EmailCsi {
   if (LOCAL_FORBIDDEN.test(rawLocal)) {
     throw invalid(input, 'the local part contains white space, a control character or one of ( ) < > [ ] : ; , \\ "');
   }
+  if (LOCAL_INVISIBLE.test(rawLocal)) throw invalid(input, 'the local part contains an invisible (default-ignorable or format) character');
   const local = rawLocal.normalize('NFC').toLowerCase();
   if (Buffer.byteLength(local, 'utf8') > MAX_LOCAL_OCTETS) {
     throw invalid(input, `the local part is longer than ${MAX_LOCAL_OCTETS} octets`);

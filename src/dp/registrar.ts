@@ -25,7 +25,7 @@ export interface Notice {
 }
 
 /** The result of a registration. */
-export type RegisterOutcome = { readonly status: 'published' } | { readonly status: 'pending'; readonly conflict: string };
+export type RegisterOutcome = { readonly status: 'published' } | { readonly status: 'unchanged' } | { readonly status: 'pending'; readonly conflict: string };
 
 /** A pending conflict as the admin API lists it. */
 export interface ConflictView {
@@ -76,10 +76,23 @@ export class Registrar {
 
   /**
    * Registers a checked mapping: published when nobody else holds the CSI or
-   * its level is stricter than the incumbent's; pending otherwise.
+   * its level is stricter than the incumbent's; pending otherwise. PROTOCOL.md
+   * §16: a statement seen before (`payloadHash`) is `replayed` unless it is the
+   * holder's active mapping (`unchanged`), and so is one whose `created` is not
+   * later than the holder's last revocation for the CSI.
    */
-  register(mapping: StoredMapping): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
+  register(mapping: StoredMapping, payloadHash: string): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
     return this.#store.commit(() => {
+      if (this.#store.seenStatement(payloadHash)) {
+        const active = this.#store.active(mapping.csi).find((m) => m.msp === mapping.msp && m.holder === mapping.holder);
+        if (active?.proof.payload === mapping.proof.payload) return { outcome: { status: 'unchanged' }, notices: [] };
+        throw new MimiError('replayed', 'this statement was submitted here before: the holder and the MSP must sign a new one');
+      }
+      const revoked = this.#store.lastRevoke(mapping.holder, mapping.csi);
+      if (revoked !== undefined && Date.parse(mapping.created) / 1000 <= revoked.iat) {
+        throw new MimiError('replayed', "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof");
+      }
+      this.#store.markSeen(payloadHash, this.#now());
       const deactivated = this.#store.deactivatedAt(mapping.csi);
       if (deactivated !== undefined && mapping.attestationIat < deactivated) {
         throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');

@@ -4,16 +4,20 @@
  * attestation confirms) and by the MSP, checked in the contract's order, then
  * countersigned by the DP. Every refusal changes nothing.
  */
+import { createHash } from 'node:crypto';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { verifyProof } from '../protocol/proof.ts';
-import { statementPayloadSchema, statementSchema, type StatementPayload } from '../protocol/statement.ts';
+import { signatureRolesProblem, statementPayloadSchema, statementSchema, type StatementPayload } from '../protocol/statement.ts';
+import { assertCompactJwsStrict, parseStrictBase64urlJson } from '../protocol/strict-json.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 
 /** What registration checks against: the root's registries and the DP's own zones. */
 export interface RegistrationContext {
+  /** The id of the DP registering (PROTOCOL.md §16: a statement names the one DP it is for). */
+  readonly dp: string;
   readonly msps: ReadonlyMap<string, MspEntry>;
   readonly csips: readonly CsipRef[];
   /** Tells whether the DP serves (and does not delegate) this canonical CSI. */
@@ -29,19 +33,19 @@ export interface CheckedStatement {
   readonly holderJwk: PublicJwk;
   readonly level: string;
   readonly attestationIat: number;
+  /** SHA-256 (base64url) of the payload bytes: what the DP remembers to refuse replays (PROTOCOL.md §16). */
+  readonly payloadHash: string;
 }
 
 /** Checks a statement in the order of PROTOCOL.md §8; the first failure throws its code. */
 export async function checkStatement(input: unknown, ctx: RegistrationContext): Promise<CheckedStatement> {
   const shape = statementSchema.safeParse(input);
   if (!shape.success) throw new MimiError('invalid_request', 'the body must be a General JSON JWS: { payload, signatures: [ { protected, signature } ] }');
-  let payloadJson: unknown;
-  try {
-    payloadJson = JSON.parse(Buffer.from(shape.data.payload, 'base64url').toString('utf8'));
-  } catch {
-    throw new MimiError('invalid_request', 'the statement payload is not base64url JSON');
-  }
-  const parsed = statementPayloadSchema.safeParse(payloadJson);
+  // PROTOCOL.md §16: the submitter signs as holder and MSP, once each; the DP's signature is added here, never taken.
+  for (const signature of shape.data.signatures) parseStrictBase64urlJson(signature.protected, 'a signature\'s protected header');
+  const roles = signatureRolesProblem(shape.data, ['holder', 'msp']);
+  if (roles !== undefined) throw new MimiError('invalid_request', `signatures: ${roles}`);
+  const parsed = statementPayloadSchema.safeParse(parseStrictBase64urlJson(shape.data.payload, 'the statement payload'));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new MimiError('invalid_request', `payload.${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`);
@@ -49,11 +53,14 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
   const payload = parsed.data;
   const csi = parseCsi(payload.csi);
   if (csi.canonical !== payload.csi) throw new MimiError('invalid_request', `payload.csi: not canonical: write "${csi.canonical}"`);
+  if (payload.dp !== ctx.dp) throw new MimiError('not_authoritative', `the statement is for DP "${payload.dp}", not this one (${ctx.dp})`);
   if (!ctx.serves(csi)) throw new MimiError('not_authoritative', 'this DP does not serve this CSI');
   const msp = ctx.msps.get(payload.msp);
   if (msp === undefined) throw new MimiError('unknown_msp', `MSP "${payload.msp}" is not in the federation registry`);
 
+  assertCompactJwsStrict(payload.attestation, 'payload.attestation');
   const checked = await verifyProof(shape.data, payload, { msps: ctx.msps, csips: ctx.csips }, { now: ctx.now });
-  return { payload, ...checked };
+  const payloadHash = createHash('sha256').update(Buffer.from(shape.data.payload, 'base64url')).digest('base64url');
+  return { payload, ...checked, payloadHash };
 }
 

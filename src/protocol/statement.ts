@@ -1,6 +1,7 @@
 /**
- * Mapping statements (PROTOCOL.md §8): a General JSON JWS whose payload is
- * `{ csi, msp, preference, created, attestation }`, with one signature per role
+ * Mapping statements (PROTOCOL.md §8, §16): a General JSON JWS whose payload is
+ * `{ csi, msp, preference, created, dp, attestation }` (`dp`: the one DP it may be
+ * registered at), with exactly one signature per role
  * (`holder`, `msp`, `dp`), each protected header `{ alg: EdDSA, kid, role }`.
  * The shapes, and the signing every party does; checking is the DP's.
  */
@@ -8,6 +9,7 @@ import { FlattenedSign } from 'jose';
 import { z } from 'zod';
 import { idSchema } from '../zone/schema.ts';
 import type { SigningKey } from './jws.ts';
+import { parseStrictBase64urlJson } from './strict-json.ts';
 
 /** One signature of a General JSON JWS. */
 export const generalSignatureSchema = z.strictObject({
@@ -30,6 +32,8 @@ export const statementPayloadSchema = z.strictObject({
   msp: idSchema,
   preference: z.number().int().min(1).max(255),
   created: z.iso.datetime({ offset: true }),
+  /** PROTOCOL.md §16: the DP the statement is registered at (signed, so a proof cannot be replayed to another DP). */
+  dp: idSchema,
   attestation: z.string().max(8192),
 });
 /** The statement's payload. */
@@ -38,14 +42,30 @@ export type StatementPayload = z.infer<typeof statementPayloadSchema>;
 /** The roles that sign a statement. */
 export type SignerRole = 'holder' | 'msp' | 'dp';
 
-/** The role named in a signature's protected header. */
+/** The role named in a signature's protected header (undefined when the header is not strict JSON or names none). */
 export function roleOf(signature: z.infer<typeof generalSignatureSchema>): string | undefined {
   try {
-    const header = JSON.parse(Buffer.from(signature.protected, 'base64url').toString('utf8')) as { role?: unknown };
-    return typeof header.role === 'string' ? header.role : undefined;
+    const header = parseStrictBase64urlJson(signature.protected, 'protected header') as { role?: unknown } | null;
+    return typeof header?.role === 'string' ? header.role : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Tells how a statement's signatures stand against PROTOCOL.md §16 ("exactly one
+ * signature per role"): undefined when each of `roles` signs exactly once and no
+ * other role signs, else the reason.
+ */
+export function signatureRolesProblem(statement: Statement, roles: readonly SignerRole[]): string | undefined {
+  const seen = statement.signatures.map(roleOf);
+  for (const role of roles) {
+    const n = seen.filter((r) => r === role).length;
+    if (n !== 1) return `${n === 0 ? 'no' : 'more than one'} signature with role "${role}"`;
+  }
+  const other = seen.find((r) => r === undefined || !(roles as readonly string[]).includes(r));
+  if (other !== undefined || seen.length !== roles.length) return `a signature with role "${other ?? 'none'}": only ${roles.join(' and ')} sign here`;
+  return undefined;
 }
 
 /** Adds a signature by `role` over the statement's payload (the DP countersigns; holders and MSPs sign). */

@@ -1,7 +1,9 @@
 /**
- * Merging the shares of several providers into one answer (PROTOCOL.md §3):
- * one entry per MSP, older `created` wins, a dated mapping beats an undated one,
- * then the lower preference; sorted by preference, then MSP id.
+ * Merging the shares of several providers into one answer (PROTOCOL.md §3,
+ * §16): one entry per MSP; a verified mapping beats an unverified one whatever
+ * their `created` (a co-provider cannot override a proven mapping with an
+ * unproven one dated 1970); then the older `created` wins, a dated mapping beats
+ * an undated one, then the lower preference; sorted by preference, then MSP id.
  */
 import type { DpMapping, ResolvedMapping } from '../protocol/messages.ts';
 
@@ -12,7 +14,8 @@ export interface Share {
 }
 
 /** Tells whether mapping `a` wins a disagreement over mapping `b`. */
-export function beats(a: DpMapping, b: DpMapping): boolean {
+export function beats(a: DpMapping & { readonly verified?: boolean }, b: DpMapping & { readonly verified?: boolean }): boolean {
+  if ((a.verified === true) !== (b.verified === true)) return a.verified === true;
   if (a.created !== undefined && b.created !== undefined) {
     const ta = Date.parse(a.created);
     const tb = Date.parse(b.created);

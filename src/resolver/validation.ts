@@ -11,6 +11,7 @@ import { verifyFlattened } from '../protocol/jws.ts';
 import { lookupResponseSchema, type DpMapping, type Provider } from '../protocol/messages.ts';
 import { verifyProof } from '../protocol/proof.ts';
 import { statementPayloadSchema } from '../protocol/statement.ts';
+import { parseStrictBase64urlJson } from '../protocol/strict-json.ts';
 import type { CheckedMapping } from './caches.ts';
 import type { RootSnapshot } from './root-copy.ts';
 import type { LookupReply, LookupResult } from './transport.ts';
@@ -42,8 +43,10 @@ export async function checkProofs(root: RootSnapshot, provider: Provider, mappin
       continue;
     }
     try {
-      const payload = statementPayloadSchema.parse(JSON.parse(Buffer.from(mapping.proof.payload, 'base64url').toString('utf8')));
-      const same = payload.csi === mapping.csi && payload.msp === mapping.msp && payload.preference === mapping.preference && payload.created === mapping.created;
+      const payload = statementPayloadSchema.parse(parseStrictBase64urlJson(mapping.proof.payload, 'the proof payload'));
+      // PROTOCOL.md §16: the statement is bound to the DP that serves it.
+      const same =
+        payload.csi === mapping.csi && payload.msp === mapping.msp && payload.preference === mapping.preference && payload.created === mapping.created && payload.dp === provider.id;
       if (!same) throw new MimiError('bad_signature', 'the proof is for other mapping fields');
       await verifyProof(mapping.proof, payload, registries, provider.jwk ? { dpKey: provider.jwk } : {});
       out.push({ ...mapping, verified: true });

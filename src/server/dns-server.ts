@@ -25,6 +25,7 @@ import {
   udpLimit,
 } from '../protocol/dns-wire.ts';
 import { normaliseName } from '../protocol/enum-name.ts';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../zone/limits-file.ts';
 
 /** What a DNS backend returns for one question. */
 export interface BackendAnswer {
@@ -207,11 +208,20 @@ export interface DnsListener {
 
 /** Largest number of TCP connections one listener holds at once. */
 const MAX_TCP_CONNECTIONS = 1024;
-/** Idle time before a TCP connection is closed (RFC 7766 §6.2.3 recommends seconds). */
+/** Idle time (no query being read or answered) before a TCP connection is closed (RFC 7766 §6.2.3 recommends seconds). */
 const TCP_IDLE_MS = 10_000;
+/**
+ * Queries of one TCP connection answered at a time; past it (or while the
+ * client is not reading its answers) the connection is not read.
+ */
+const MAX_TCP_IN_FLIGHT = 32;
 
-/** Listens on UDP and TCP at address:port (port 0: the system picks one, shared by both). */
-export async function listenDns(responder: DnsResponder, address: string, port: number, logger: Logger): Promise<DnsListener> {
+/**
+ * Listens on UDP and TCP at address:port (port 0: the system picks one, shared
+ * by both), with the TCP limits of PROTOCOL.md §16 (the contract's defaults
+ * when `limits` is absent).
+ */
+export async function listenDns(responder: DnsResponder, address: string, port: number, logger: Logger, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS): Promise<DnsListener> {
   const udp: Socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
   udp.on('message', (msg, rinfo) => {
     // The hot path: a cache hit is answered without a promise or a full decode.
@@ -232,7 +242,24 @@ export async function listenDns(responder: DnsResponder, address: string, port: 
   await once(udp, 'listening');
   const boundPort = udp.address().port;
 
-  const tcp: Server = createServer({ allowHalfOpen: false }, (socket) => serveTcp(socket, responder));
+  // PROTOCOL.md §16: at most `dnsTcpPerSource` connections per source address; the extra ones are closed at once.
+  const perSource = new Map<string, number>();
+  const tcp: Server = createServer({ allowHalfOpen: false }, (socket) => {
+    const source = socket.remoteAddress;
+    const open = source === undefined ? limits.dnsTcpPerSource : (perSource.get(source) ?? 0);
+    if (source === undefined || open >= limits.dnsTcpPerSource) {
+      logger.debug('DNS TCP connection refused: too many from one source');
+      socket.destroy();
+      return;
+    }
+    perSource.set(source, open + 1);
+    socket.once('close', () => {
+      const left = (perSource.get(source) ?? 1) - 1;
+      if (left > 0) perSource.set(source, left);
+      else perSource.delete(source);
+    });
+    serveTcp(socket, responder, limits);
+  });
   tcp.maxConnections = MAX_TCP_CONNECTIONS;
   tcp.on('error', (err) => logger.warn({ err: err.message }, 'DNS TCP server error'));
   tcp.listen(boundPort, address);
@@ -258,32 +285,71 @@ export async function listenDns(responder: DnsResponder, address: string, port: 
   };
 }
 
-/** One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), pipelined, answered in any order. */
-function serveTcp(socket: TcpSocket, responder: DnsResponder): void {
+/**
+ * One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), pipelined,
+ * answered in any order. A message must be complete within `dnsMessageMs` of
+ * its first byte (RFC 7766 §6.2.3: a client dribbling bytes cannot hold the
+ * connection); at most {@link MAX_TCP_IN_FLIGHT} queries are answered at a
+ * time, and reading pauses while they are or while the client does not read
+ * its answers (`write()` returned false, until 'drain').
+ */
+function serveTcp(socket: TcpSocket, responder: DnsResponder, limits: ConnectionLimits): void {
   let buffered: Buffer = Buffer.alloc(0);
-  socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+  /** Where the message not yet complete starts in `buffered` (its length when it ends on a message boundary). */
+  let boundary = 0;
+  let inFlight = 0;
+  let deadline: NodeJS.Timeout | undefined;
+  const source = socket.remoteAddress ?? '';
+  const startDeadline = (): void => {
+    clearTimeout(deadline);
+    deadline = setTimeout(() => socket.destroy(), limits.dnsMessageMs);
+  };
+  // Idle: nothing being read or answered; a query still being answered keeps the connection.
+  socket.setTimeout(TCP_IDLE_MS, () => {
+    if (inFlight === 0) socket.destroy();
+  });
   socket.on('error', () => socket.destroy());
+  socket.on('close', () => clearTimeout(deadline));
+  const send = (reply: Buffer | undefined): void => {
+    inFlight -= 1;
+    if (reply !== undefined && !socket.destroyed) {
+      const frame = Buffer.allocUnsafe(2 + reply.length);
+      frame.writeUInt16BE(reply.length, 0);
+      reply.copy(frame, 2);
+      socket.write(frame);
+    }
+    pump();
+  };
+  /** Starts the complete messages at the front while the limits allow, then pauses or resumes reading. */
+  function pump(): void {
+    if (socket.destroyed) return;
+    while (boundary > 0 && inFlight < MAX_TCP_IN_FLIGHT && !socket.writableNeedDrain) {
+      const end = 2 + buffered.readUInt16BE(0);
+      const message = Buffer.from(buffered.subarray(2, end));
+      buffered = buffered.subarray(end);
+      boundary -= end;
+      inFlight += 1;
+      responder.respond(message, 'tcp', source).then(send, () => socket.destroy());
+    }
+    if (inFlight >= MAX_TCP_IN_FLIGHT || socket.writableNeedDrain) socket.pause();
+    else if (socket.isPaused()) socket.resume();
+  }
+  socket.on('drain', pump);
   socket.on('data', (chunk: Buffer) => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    if (buffered.length > 2 + MAX_MESSAGE + 2) {
-      socket.destroy();
-      return;
+    const before = buffered.length;
+    buffered = before === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    while (buffered.length - boundary >= 2) {
+      const end = boundary + 2 + buffered.readUInt16BE(boundary);
+      if (end > buffered.length) break;
+      boundary = end;
     }
-    while (buffered.length >= 2) {
-      const length = buffered.readUInt16BE(0);
-      if (buffered.length < 2 + length) break;
-      const message = buffered.subarray(2, 2 + length);
-      buffered = buffered.subarray(2 + length);
-      responder.respond(Buffer.from(message), 'tcp', socket.remoteAddress ?? '').then(
-        (reply) => {
-          if (reply === undefined || socket.destroyed) return;
-          const frame = Buffer.allocUnsafe(2 + reply.length);
-          frame.writeUInt16BE(reply.length, 0);
-          reply.copy(frame, 2);
-          socket.write(frame);
-        },
-        () => socket.destroy(),
-      );
+    // RFC 7766 §6.2.3: the clock of a message starts at its first byte and is not reset by later ones.
+    if (boundary === buffered.length) {
+      clearTimeout(deadline);
+      deadline = undefined;
+    } else if (boundary >= before) {
+      startDeadline();
     }
+    pump();
   });
 }

@@ -6,11 +6,14 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
+import { hasDuplicateMembers } from '../protocol/strict-json.ts';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../zone/limits-file.ts';
 
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
@@ -105,11 +108,56 @@ export interface HttpAppOptions {
   readonly fastPath?: FastPath | undefined;
   /** Serve HTTPS with these keys; plain HTTP when absent. */
   readonly tls?: TlsServerOptions | undefined;
+  /** Connection limits (PROTOCOL.md §16); the contract's defaults when absent. */
+  readonly connections?: ConnectionLimits | undefined;
+}
+
+/**
+ * PROTOCOL.md §16: a listener holds at most `perSource` open connections per
+ * source address and `max` in all; an extra one is closed at once, on the
+ * net-level `connection` event (before any TLS handshake). A plain HTTP
+ * connection whose first request has not arrived within `tlsHandshakeMs` is
+ * closed too (a TLS server bounds its handshake with `handshakeTimeout`).
+ */
+function limitConnections(server: NetServer, limits: ConnectionLimits, plain: boolean): void {
+  server.maxConnections = limits.max;
+  const open = new Map<string, number>();
+  const firstRequest = new WeakMap<object, NodeJS.Timeout>();
+  server.on('connection', (socket: Socket) => {
+    const source = socket.remoteAddress;
+    const count = source === undefined ? limits.perSource : (open.get(source) ?? 0);
+    if (source === undefined || count >= limits.perSource) {
+      socket.destroy();
+      return;
+    }
+    open.set(source, count + 1);
+    let timer: NodeJS.Timeout | undefined;
+    if (plain) {
+      timer = setTimeout(() => socket.destroy(), limits.tlsHandshakeMs);
+      timer.unref();
+      firstRequest.set(socket, timer);
+    }
+    socket.once('close', () => {
+      clearTimeout(timer);
+      const left = (open.get(source) ?? 1) - 1;
+      if (left > 0) open.set(source, left);
+      else open.delete(source);
+    });
+  });
+  if (plain) {
+    server.on('request', (request: IncomingMessage) => {
+      const timer = firstRequest.get(request.socket);
+      if (timer === undefined) return;
+      clearTimeout(timer);
+      firstRequest.delete(request.socket);
+    });
+  }
 }
 
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
 export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): FastifyInstance {
   const { fastPath, tls } = options;
+  const limits = options.connections ?? DEFAULT_CONNECTION_LIMITS;
   const app = Fastify({
     serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) => {
       const handler = fastPath === undefined ? route : (req: IncomingMessage, res: ServerResponse) => (fastPath(req, res) ? undefined : route(req, res));
@@ -121,6 +169,8 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
                 cert: tls.cert,
                 key: tls.key,
                 minVersion: 'TLSv1.2',
+                // PROTOCOL.md §16: a connection that never completes its handshake is closed within the bound (Node's default is 120 s).
+                handshakeTimeout: limits.tlsHandshakeMs,
                 ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: tls.requireClientCert === true } : {}),
               },
               handler,
@@ -129,6 +179,7 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
       server.requestTimeout = REQUEST_TIMEOUT_MS;
       server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
       server.setTimeout(CONNECTION_TIMEOUT_MS);
+      limitConnections(server, limits, tls === undefined);
       return server;
     },
     loggerInstance: logger as FastifyBaseLogger,
@@ -144,17 +195,22 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
     connectionTimeout: CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   });
-  // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). application/json
-  // keeps fastify's own fast parser; every other type goes through the same secure parser
-  // (protected against prototype poisoning).
+  // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). One parser for every
+  // type: fastify's secure one (protected against prototype poisoning), then the I-JSON check
+  // (PROTOCOL.md §16: a member name given twice is invalid_request).
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('text/plain');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_REQUEST_BODY }, (req, body, done) => {
-    if (body === '') {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text === '') {
       done(null, undefined);
       return;
     }
-    parseJson(req, typeof body === 'string' ? body : body.toString('utf8'), done);
+    parseJson(req, text, (err: Error | null, value?: unknown) => {
+      if (err !== null) done(err, undefined);
+      else if (hasDuplicateMembers(text, value)) done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
+      else done(null, value);
+    });
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const mapped = classify(err);

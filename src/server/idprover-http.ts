@@ -1,5 +1,7 @@
 /**
- * The HTTP front-end of an identity prover (PROTOCOL.md §8).
+ * The HTTP front-end of an identity prover (PROTOCOL.md §8): identifies each
+ * client (API key, client certificate, else its network prefix) for the
+ * prover's per-client bucket, and discloses the challenge limits (§16).
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -7,6 +9,8 @@ import { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { MAX_ATTEMPTS, type IdentityProver } from '../dp/idprover.ts';
 import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
+import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
+import { identifyClient } from './client-identity.ts';
 import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } from './http-common.ts';
 
 /** Holds the prover a front-end serves; set once keys are loaded. */
@@ -22,12 +26,14 @@ function serving(holder: ProverHolder): IdentityProver {
   return holder.current;
 }
 
-/** Creates the fastify app of an identity prover. */
-export function createIdproverApp(holder: ProverHolder, logger: Logger, tls?: TlsServerOptions): FastifyInstance {
+/** Creates the fastify app of an identity prover; `limits` name the known clients (API keys, certificates) and the prefix aggregation. */
+export function createIdproverApp(holder: ProverHolder, logger: Logger, tls?: TlsServerOptions, limits: Limits = DEFAULT_LIMITS): FastifyInstance {
   const app = createHttpApp(logger, { tls });
   app.post('/v1/challenges', async (request, reply) => {
+    // PROTOCOL.md §16: one bucket per client; anonymous clients share theirs per network prefix. An unknown API key is 401.
+    const client = identifyClient(request.raw, limits);
     const body = parseBody(challengeSchema, request.body);
-    const created = await serving(holder).challenge(body.csi, body.jwk);
+    const created = await serving(holder).challenge(body.csi, body.jwk, client.limitKey ?? client.identity);
     return reply.code(201).type('application/json').send(JSON.stringify(created));
   });
   refuseOtherMethods(app, '/v1/challenges', ['POST']);
@@ -47,7 +53,7 @@ export function createIdproverApp(holder: ProverHolder, logger: Logger, tls?: Tl
         zones: prover.attests,
         formats: ['jwt'],
         federation: { default: 'none', modes: [] },
-        limits: { maxRequestBody: MAX_REQUEST_BODY, maxAttempts: MAX_ATTEMPTS },
+        limits: { maxRequestBody: MAX_REQUEST_BODY, maxAttempts: MAX_ATTEMPTS, ...prover.limits },
       }),
     );
   });

@@ -72,7 +72,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   app.post('/v1/mappings', async (request, reply) => {
     const dp = authoritative(holder);
     const { msps, csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
-    const checked = await checkStatement(request.body, { msps, csips, serves: (csi) => dp.serves(csi), now: now() });
+    const checked = await checkStatement(request.body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
     const proof = await addSignature(statementSchema.parse(request.body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
     const { csi, msp, preference, created } = checked.payload;
     const { outcome, notices } = await dp.registrar.register({
@@ -86,9 +86,10 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
       level: checked.level,
       attestationIat: checked.attestationIat,
       registeredAt: now(),
-    });
+    }, checked.payloadHash);
     await notify(notices);
     if (outcome.status === 'pending') return reply.code(202).type('application/json').send(json(outcome));
+    if (outcome.status === 'unchanged') return reply.code(200).type('application/json').send(json(outcome));
     return reply.code(201).type('application/json').send(json({ mapping: { csi, msp, preference, created, proof, verified: true } }));
   });
   refuseOtherMethods(app, '/v1/mappings', ['POST']);

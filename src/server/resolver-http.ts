@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { MimiError } from '../errors.ts';
 import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
+import { parseStrictJson } from '../protocol/strict-json.ts';
 import type { Resolver } from '../resolver/resolver.ts';
 import { DISCLOSED_COSTS } from '../resolver/rate-limit.ts';
 import { identifyClient } from './client-identity.ts';
@@ -45,12 +46,7 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
     if (request.method !== 'POST' || request.url !== '/v1/resolve') return false;
     readRequestBody(request)
       .then(async (text) => {
-        let json: unknown;
-        try {
-          json = text === '' ? undefined : JSON.parse(text);
-        } catch {
-          throw new MimiError('invalid_request', 'the request body is not valid JSON');
-        }
+        const json = text === '' ? undefined : parseStrictJson(text);
         const bytes = await resolver.resolveBytes(parseBody(resolveRequestSchema, json), identifyClient(request, resolver.limits));
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
         response.end(bytes);

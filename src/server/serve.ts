@@ -28,7 +28,7 @@ import { createIdproverApp, type ProverHolder } from './idprover-http.ts';
 import { appendJsonLine, readCodeFromOutbox } from './outbox.ts';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { registerThroughFlow } from '../stub/register.ts';
+import { proveCsi, registerThroughFlow } from '../stub/register.ts';
 import { openSqliteStore } from '../store/sqlite-store.ts';
 import type { DpStore } from '../dp/store.ts';
 import { emailHashKey } from '../dp/authoritative-dp.ts';
@@ -260,8 +260,15 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
   let count = 0;
   for (const { zone } of zones) {
     if (zone.role !== 'authoritative' || holders.get(zone.id)?.current === undefined) continue;
+    // One proof of possession per CSI serves all its MSPs (identity provers limit challenges per CSI, PROTOCOL.md §16).
+    const attestations = new Map<string, string>();
     for (const m of zone.mappings) {
       const holder = await loadOrCreateKey(join(keysDir, 'holders'), `h-${createHash('sha256').update(m.csi).digest('hex').slice(0, 16)}`);
+      let attestation = attestations.get(m.csi);
+      if (attestation === undefined) {
+        attestation = await proveCsi(root, m.csi, holder, (id) => readCodeFromOutbox(outbox, id));
+        attestations.set(m.csi, attestation);
+      }
       await registerThroughFlow({
         csi: m.csi,
         msp: m.msp,
@@ -272,6 +279,7 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
         dp: zone.id,
         dpEndpoint: zone.endpoints[0],
         code: (id) => readCodeFromOutbox(outbox, id),
+        attestation,
       });
       count += 1;
     }
@@ -436,7 +444,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         }
         const app =
           zone.role === 'idprover'
-            ? createIdproverApp(prover, child, serverTls)
+            ? createIdproverApp(prover, child, serverTls, options.limits)
             : createDpApp(
                 holder,
                 child,
@@ -476,7 +484,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           continue;
         }
         const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
-        prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery));
+        prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery), now, options.limits?.idprover);
         continue;
       }
       const holder = holders.get(zone.id);

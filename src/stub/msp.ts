@@ -13,10 +13,15 @@ export async function signStatement(payload: StatementPayload, holder: SigningKe
 }
 
 /**
- * What a DP answers a registration (PROTOCOL.md §8-§9): the published mapping
- * (201), or a pending conflict (202) because another holder has the CSI.
+ * What a DP answers a registration (PROTOCOL.md §8-§9, §16): the published
+ * mapping (201), a pending conflict (202) because another holder has the CSI, or
+ * `unchanged` (200) for a statement that already is the holder's mapping there.
  */
-export type RegistrationReply = { readonly mapping: Record<string, unknown> } | { readonly status: 'pending'; readonly conflict: string };
+export type RegistrationReply =
+  | { readonly mapping: Record<string, unknown> }
+  | { readonly status: 'pending'; readonly conflict: string }
+  /** The same statement was already the holder's active mapping there (PROTOCOL.md §16). */
+  | { readonly status: 'unchanged' };
 
 /** Sends a signed statement to a DP; returns the published mapping (with the DP's signature added). */
 export async function registerStatement(dpUrl: string, statement: Statement): Promise<RegistrationReply> {

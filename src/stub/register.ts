@@ -28,8 +28,21 @@ export interface RegistrationRequest {
   readonly code: CodeSource;
   /** Register on this provider of a shared zone (default: the first). */
   readonly dp?: string | undefined;
-  /** Register at this DP endpoint, skipping discovery (a DP seeding its own zone). */
+  /** Register at this DP endpoint, skipping discovery (a DP seeding its own zone); `dp` then names it. */
   readonly dpEndpoint?: string | undefined;
+  /** An attestation the holder already has for this CSI and key (one proof of possession serves every MSP). */
+  readonly attestation?: string | undefined;
+}
+
+/** Proves possession of a CSI with the identity prover the root trusts for it: challenge, code, attestation. */
+export async function proveCsi(root: RootZone, csiInput: string, holder: SigningKey, code: CodeSource): Promise<string> {
+  const csi = parseCsi(csiInput);
+  const csip = root.csips.find((c) => c.attests.some((z) => csiInZone(csi, z)));
+  if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
+  const prover = csip.endpoints[0] ?? '';
+  const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: holder.publicJwk });
+  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code: await code(challenge.id) });
+  return attestation;
 }
 
 /**
@@ -65,17 +78,13 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string): Pr
   throw new MimiError('referral_loop', 'too many referrals while looking for the serving DP');
 }
 
-/** Runs the whole flow; returns the published mapping. */
+/** Runs the whole flow; returns the published mapping. The statement names the DP it is registered at (PROTOCOL.md §16). */
 export async function registerThroughFlow(req: RegistrationRequest): Promise<RegistrationReply & { readonly dp: string }> {
   const csi = parseCsi(req.csi);
-  const csip = req.root.csips.find((c) => c.attests.some((z) => csiInZone(csi, z)));
-  if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
-  const prover = csip.endpoints[0] ?? '';
-  const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: req.holder.publicJwk });
-  const code = await req.code(challenge.id);
-  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code });
+  if (req.dpEndpoint !== undefined && req.dp === undefined) throw new MimiError('invalid_request', 'registering at a given endpoint needs the DP id too (statements name their DP)');
+  const attestation = req.attestation ?? (await proveCsi(req.root, csi.canonical, req.holder, req.code));
   const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp);
   const created = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
-  const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, attestation }, req.holder, req.mspKey);
+  const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation }, req.holder, req.mspKey);
   return { ...(await registerStatement(dp.endpoints[0] ?? '', statement)), dp: dp.id };
 }

@@ -72,7 +72,9 @@ export async function verifyAnswer(answer: VerboseAnswer, root: RootZone): Promi
       if (!payload.success || payload.data.msp !== mapping.msp || payload.data.preference !== mapping.preference || payload.data.csi !== parseCsi(answer.csi).canonical) {
         throw new MimiError('bogus', `${mapping.msp}: the proof is for another mapping`);
       }
-      const dpKey = mapping.sources.map((s) => keys.get(s)).find((k) => k !== undefined);
+      // PROTOCOL.md §16: the statement names the DP it was registered at, which must be one of the sources.
+      if (!mapping.sources.includes(payload.data.dp)) throw new MimiError('bogus', `${mapping.msp}: the proof was registered at ${payload.data.dp}, not at a source of the answer`);
+      const dpKey = keys.get(payload.data.dp);
       try {
         await verifyProof(mapping.proof, payload.data, registries, dpKey !== undefined ? { dpKey } : {});
       } catch (err) {

@@ -92,7 +92,7 @@ async function statements(csip: SigningKey, msp: SigningKey): Promise<{ csi: str
       .setIssuedAt(now - 5)
       .setExpirationTime(now + 3600)
       .sign(csip.key);
-    out.push({ csi, statement: await signStatement({ csi, msp: 'chat-a', preference: 1, created, attestation }, holder, msp) });
+    out.push({ csi, statement: await signStatement({ csi, msp: 'chat-a', preference: 1, created, dp: 'dp-uk', attestation }, holder, msp) });
   }
   return out;
 }

@@ -74,7 +74,7 @@ async function attestation(csi: string, holder: SigningKey, options: { level?: s
 async function register(csi: string, msp: string, holder: SigningKey, options: { level?: string; iat?: number; preference?: number } = {}) {
   const att = await attestation(csi, holder, options);
   const created = new Date((options.iat ?? seconds() - 5) * 1000 + 1000).toISOString().replace(/\.\d+Z$/, 'Z');
-  const statement = await signStatement({ csi, msp, preference: options.preference ?? 1, created, attestation: att }, holder, await key(msp));
+  const statement = await signStatement({ csi, msp, preference: options.preference ?? 1, created, dp: 'dp-uk', attestation: att }, holder, await key(msp));
   return postJson(`${dp()}/v1/mappings`, statement);
 }
 

@@ -56,7 +56,7 @@ describe('registration end to end', () => {
   it('challenge -> attestation -> register -> served at once with the DP signature added', async () => {
     const holder = await generateSigningKey();
     const attestation = await attest('tel:+447700900321', holder);
-    const payload: StatementPayload = { csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, created: now(), attestation };
+    const payload: StatementPayload = { csi: 'tel:+447700900321', msp: 'chat-c', preference: 1, created: now(), dp: 'dp-uk', attestation };
     const statement = await signStatement(payload, holder, await key('chat-c'));
     const reply = await registerStatement(h.servers['dp-uk']?.[0] ?? '', statement);
     if (!('mapping' in reply)) throw new Error('registration pending');
@@ -92,7 +92,7 @@ describe('registration end to end', () => {
   it('drops a served mapping whose proof does not verify (bogus when none remains)', async () => {
     const holder = await generateSigningKey();
     const attestation = await attest('tel:+447700900323', holder);
-    const proof = await signStatement({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), attestation }, holder, await key('chat-d'));
+    const proof = await signStatement({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), dp: 'dp-uk', attestation }, holder, await key('chat-d'));
     const dp = h.holders.get('dp-uk')?.current;
     if (!(dp instanceof AuthoritativeDp)) throw new Error('no dp-uk');
     // Published without the DP's countersignature, as a compromised store might serve it.
@@ -107,7 +107,7 @@ describe('registration end to end', () => {
       level: 'otp',
       attestationIat: Math.floor(Date.now() / 1000),
       registeredAt: Date.now(),
-    });
+    }, 'test-unsigned');
     const res = await h.resolve({ csi: '+447700900323' });
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('bogus');
@@ -118,11 +118,66 @@ describe('registration end to end', () => {
     const attestation = await attest('tel:+447700900322', holder);
     const msp = await key('chat-a');
     for (const preference of [3, 2]) {
-      await registerStatement(h.servers['dp-uk']?.[0] ?? '', await signStatement({ csi: 'tel:+447700900322', msp: 'chat-a', preference, created: now(), attestation }, holder, msp));
+      await registerStatement(h.servers['dp-uk']?.[0] ?? '', await signStatement({ csi: 'tel:+447700900322', msp: 'chat-a', preference, created: now(), dp: 'dp-uk', attestation }, holder, msp));
     }
     const dp = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi: '+447700900322' });
     const payload = JSON.parse(Buffer.from(String((dp.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { msp: string; preference: number }[] };
     expect(payload.mappings.map((m) => [m.msp, m.preference])).toEqual([['chat-a', 2]]);
+  });
+});
+
+describe('replays (PROTOCOL.md §16): a published proof cannot be posted again', () => {
+  /** The statement as the DP published it: the proof a lookup serves, with its DP signature. */
+  async function publishedProof(csi: string): Promise<{ payload: string; signatures: { protected: string; signature: string }[] }> {
+    const res = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi });
+    const payload = JSON.parse(Buffer.from(String((res.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { proof: { payload: string; signatures: { protected: string; signature: string }[] } }[] };
+    const proof = payload.mappings[0]?.proof;
+    if (proof === undefined) throw new Error('no proof served');
+    return proof;
+  }
+
+  it('refuses the same statement at a second DP of its zone, a re-post with the DP signature, and a post after revocation', async () => {
+    const csi = 'tel:+447700900341';
+    const holder = await generateSigningKey();
+    const msp = await key('chat-a');
+    const attestation = await attest(csi, holder);
+    const statement = await signStatement({ csi, msp: 'chat-a', preference: 1, created: now(), dp: 'dp-uk', attestation }, holder, msp);
+    const dpUk = h.servers['dp-uk']?.[0] ?? '';
+    expect((await postJson(`${dpUk}/v1/mappings`, statement)).status).toBe(201);
+    // The same bytes again: the holder's active mapping, unchanged.
+    expect(await postJson(`${dpUk}/v1/mappings`, statement)).toMatchObject({ status: 200, json: { status: 'unchanged' } });
+    // The published proof (three signatures) re-posted: refused, and the served proof keeps exactly three.
+    const served = await publishedProof(csi);
+    const again = await postJson(`${dpUk}/v1/mappings`, served);
+    expect(again.status).toBe(400);
+    expect(again.json.code).toBe('invalid_request');
+    expect((await publishedProof(csi)).signatures).toHaveLength(3);
+    expect((await h.resolve({ csi })).json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-a', verified: true }] });
+    // Revoked by the holder, then the old statement posted again: 409 replayed, still gone.
+    const iat = Math.floor(Date.now() / 1000) + 1;
+    const { FlattenedSign } = await import('jose');
+    const revoke = await new FlattenedSign(Buffer.from(JSON.stringify({ csi, msp: '*', iat }))).setProtectedHeader({ alg: 'EdDSA', kid: holder.kid }).sign(holder.key);
+    expect((await postJson(`${dpUk}/v1/mappings/revoke`, revoke)).status).toBe(200);
+    const replay = await postJson(`${dpUk}/v1/mappings`, statement);
+    expect(replay.status).toBe(409);
+    expect(replay.json.code).toBe('replayed');
+    const lookup = await postJson(`${dpUk}/v1/lookup`, { csi });
+    expect(JSON.parse(Buffer.from(String((lookup.json as { payload: string }).payload), 'base64url').toString())).toMatchObject({ kind: 'not_found' });
+    // A statement signed anew, dated before the revocation, is refused too; one dated after it is taken.
+    const old = await signStatement({ csi, msp: 'chat-a', preference: 2, created: new Date((iat - 1) * 1000).toISOString(), dp: 'dp-uk', attestation }, holder, msp);
+    expect((await postJson(`${dpUk}/v1/mappings`, old)).json.code).toBe('replayed');
+    const fresh = await signStatement({ csi, msp: 'chat-a', preference: 2, created: new Date((iat + 1) * 1000).toISOString(), dp: 'dp-uk', attestation }, holder, msp);
+    expect((await postJson(`${dpUk}/v1/mappings`, fresh)).status).toBe(201);
+  });
+
+  it('a statement for one DP of a shared zone is refused by the other', async () => {
+    const csi = 'mailto:replay@example.com';
+    const holder = await generateSigningKey();
+    const statement = await signStatement({ csi, msp: 'chat-b', preference: 1, created: now(), dp: 'dp-mail-a', attestation: await attest(csi, holder, 'csip-mail') }, holder, await key('chat-b'));
+    expect((await postJson(`${h.servers['dp-mail-a']?.[0]}/v1/mappings`, statement)).status).toBe(201);
+    const elsewhere = await postJson(`${h.servers['dp-mail-b']?.[0]}/v1/mappings`, statement);
+    expect(elsewhere.status).toBe(404);
+    expect(elsewhere.json.code).toBe('not_authoritative');
   });
 });
 
@@ -148,7 +203,7 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
   async function forged(kind: string): Promise<unknown> {
     const holder = await generateSigningKey();
     const attestation = await attest(csi, holder);
-    const good: StatementPayload = { csi, msp: 'chat-b', preference: 1, created: now(), attestation };
+    const good: StatementPayload = { csi, msp: 'chat-b', preference: 1, created: now(), dp: 'dp-uk', attestation };
     const msp = await key('chat-b');
     const csipUk = await key('csip-uk');
     const jwt = (claims: Record<string, unknown>, signer: SigningKey, iss: string) =>
@@ -189,14 +244,43 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
         return signStatement({ ...good, csi: 'tel:+12025550150' }, holder, msp);
       case 'not a JWS':
         return { hello: 'world' };
+      case 'already countersigned by a DP':
+        return addSignature(await signStatement(good, holder, msp), await key('dp-uk'), 'dp');
+      case 'two holder signatures':
+        return addSignature(await signStatement(good, holder, msp), holder, 'holder');
+      case 'statement for another DP':
+        return signStatement({ ...good, dp: 'dp-mail-a' }, holder, msp);
+      case 'statement without dp': {
+        const { dp: _dp, ...rest } = good;
+        const bare = { payload: Buffer.from(JSON.stringify(rest)).toString('base64url'), signatures: [] };
+        return addSignature(await addSignature(bare, holder, 'holder'), msp, 'msp');
+      }
+      case 'payload naming a member twice': {
+        const text = JSON.stringify(good).replace('{', '{"preference":9,');
+        const twice = { payload: Buffer.from(text).toString('base64url'), signatures: [] };
+        return addSignature(await addSignature(twice, holder, 'holder'), msp, 'msp');
+      }
+      case 'attestation naming a member twice': {
+        const [h64, p64, sig] = attestation.split('.');
+        const claims = Buffer.from(p64 ?? '', 'base64url').toString();
+        const doubled = `${h64}.${Buffer.from(claims.replace('{', '{"sub":"tel:+447700900999",')).toString('base64url')}.${sig}`;
+        return signStatement({ ...good, attestation: doubled }, holder, msp);
+      }
       default:
         throw new Error(kind);
     }
   }
 
   it.each([
-    ['signed by the DP alone', 400, 'bad_signature', /holder/],
-    ['signed by the MSP alone', 400, 'bad_signature', /holder/],
+    // PROTOCOL.md §16: exactly one holder and one MSP signature are submitted; the DP adds its own.
+    ['signed by the DP alone', 400, 'invalid_request', /holder/],
+    ['signed by the MSP alone', 400, 'invalid_request', /holder/],
+    ['already countersigned by a DP', 400, 'invalid_request', /"dp"/],
+    ['two holder signatures', 400, 'invalid_request', /more than one signature with role "holder"/],
+    ['statement for another DP', 404, 'not_authoritative', /dp-mail-a/],
+    ['statement without dp', 400, 'invalid_request', /payload\.dp/],
+    ['payload naming a member twice', 400, 'invalid_request', /twice/],
+    ['attestation naming a member twice', 400, 'invalid_request', /attestation.*twice/],
     ['holder key not the attested one', 400, 'bad_signature', /holder/],
     ['MSP signature by another key', 400, 'bad_signature', /msp/],
     ['attestation from a CSIP not trusted for +44', 403, 'untrusted_csip', /identity prover/],

@@ -1,0 +1,103 @@
+/**
+ * I-JSON (RFC 7493 §2.3): object member names must be unique. `JSON.parse`
+ * keeps the last of two equal names silently, so a body, a JWS header or a JWS
+ * payload could mean one thing to this server and another to a peer. Every
+ * JSON text a server takes from the network goes through {@link parseStrictJson}.
+ * Pure.
+ */
+import { parse as parseAst, type AnyNode } from '@humanwhocodes/momoa';
+import { MimiError } from '../errors.ts';
+
+/** Counts the member names and the `:` characters inside strings (names and values) of a parsed value. */
+function tally(value: unknown, acc: { names: number; colons: number }): void {
+  if (typeof value === 'string') {
+    for (let i = value.indexOf(':'); i >= 0; i = value.indexOf(':', i + 1)) acc.colons += 1;
+  } else if (Array.isArray(value)) {
+    for (const item of value) tally(item, acc);
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [name, item] of Object.entries(value)) {
+      acc.names += 1;
+      tally(name, acc);
+      tally(item, acc);
+    }
+  }
+}
+
+function countColons(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf(':'); i >= 0; i = text.indexOf(':', i + 1)) n += 1;
+  return n;
+}
+
+/** Tells whether the AST holds an object with two members of one name. */
+function astHasDuplicate(node: AnyNode): boolean {
+  if (node.type === 'Document') return astHasDuplicate(node.body);
+  if (node.type === 'Array') return node.elements.some((e) => astHasDuplicate(e.value));
+  if (node.type !== 'Object') return false;
+  const names = new Set<string>();
+  for (const member of node.members) {
+    const name = member.name.type === 'String' ? member.name.value : member.name.name;
+    if (names.has(name)) return true;
+    names.add(name);
+    if (astHasDuplicate(member.value)) return true;
+  }
+  return false;
+}
+
+/**
+ * Tells whether a JSON text that `JSON.parse` read as `parsed` names one member
+ * twice in some object. Fast path, exact: every member of the text costs one
+ * `:` outside strings, so when the text has no escapes (`\`) and its colons
+ * minus those inside the parsed strings equal the parsed member count, no member
+ * was lost to a duplicate (a lost member's own colon would be left over).
+ * Otherwise momoa's parser decides.
+ */
+export function hasDuplicateMembers(text: string, parsed: unknown): boolean {
+  if (typeof parsed !== 'object' || parsed === null) return false;
+  if (!text.includes('\\')) {
+    const acc = { names: 0, colons: 0 };
+    tally(parsed, acc);
+    if (countColons(text) - acc.colons === acc.names) return false;
+  }
+  return astHasDuplicate(parseAst(text, { mode: 'json' }));
+}
+
+/**
+ * Parses a JSON text received from the network; `invalid_request` when it is
+ * not JSON or names a member twice (`what` says which part, for the message).
+ */
+export function parseStrictJson(text: string, what = 'the request body'): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new MimiError('invalid_request', `${what} is not valid JSON`);
+  }
+  if (hasDuplicateMembers(text, parsed)) throw new MimiError('invalid_request', `${what} names a member twice (RFC 7493 I-JSON: member names must be unique)`);
+  return parsed;
+}
+
+/** Parses base64url-encoded JSON (a JWS header or payload) strictly; `invalid_request` naming `what` otherwise. */
+export function parseStrictBase64urlJson(encoded: string, what: string): unknown {
+  return parseStrictJson(Buffer.from(encoded, 'base64url').toString('utf8'), what);
+}
+
+/**
+ * Checks the header and payload of a compact JWS (a JWT) for duplicate member
+ * names; `invalid_request` naming `what`. Parts that are not JSON are left to the
+ * signature check, which refuses them with its own code.
+ */
+export function assertCompactJwsStrict(compact: string, what: string): void {
+  const parts = compact.split('.');
+  if (parts.length !== 3) return;
+  for (const [i, part] of parts.slice(0, 2).entries()) {
+    const text = Buffer.from(part, 'base64url').toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    if (hasDuplicateMembers(text, parsed)) throw new MimiError('invalid_request', `${what}: its ${i === 0 ? 'header' : 'payload'} names a member twice (RFC 7493 I-JSON)`);
+  }
+}
