@@ -65,7 +65,10 @@ export class ExpiringCache<V extends Expiring> {
 /** A cached zone cut: the providers a referral named for a zone. */
 export interface CutEntry extends Expiring {
   readonly zone: ZoneKey;
+  /** The providers, as the root's registry knows them (PROTOCOL.md §16). */
   readonly providers: readonly Provider[];
+  /** Ids the referral named that are not in the registry: lame providers, failed on every walk. */
+  readonly lame?: readonly string[] | undefined;
   /** The providers' keys were vouched for by a verified referral (PROTOCOL.md §8). */
   readonly secure: boolean;
   /** The signed referral as received, for answers' `chain`. */
@@ -88,7 +91,12 @@ export interface RecordEntry extends Expiring {
   readonly jws?: FlattenedJws | undefined;
 }
 
-/** The referral cache, keyed by zone and searched by longest match. */
+/**
+ * The referral cache, keyed by (referring provider, zone) and searched by
+ * longest match. PROTOCOL.md §16: a referral learned from one provider of a
+ * shared zone stands for that provider's branch only, so it never cuts the
+ * zone's other providers out.
+ */
 export class ReferralCache {
   readonly #cache: ExpiringCache<CutEntry>;
 
@@ -96,21 +104,26 @@ export class ReferralCache {
     this.#cache = new ExpiringCache(maxEntries, staleWindowMs);
   }
 
-  /** Caches the cut a referral described. */
-  set(cut: CutEntry): void {
-    this.#cache.set(cut.zone, cut);
+  /** Caches the cut a referral from provider `from` described. */
+  set(from: string, cut: CutEntry): void {
+    this.#cache.set(`${from}\u0000${cut.zone}`, cut);
   }
 
-  /** The fresh cut of exactly this zone. */
-  getFresh(zone: ZoneKey, now: number): CutEntry | undefined {
-    return this.#cache.getFresh(zone, now);
-  }
-
-  /** The closest enclosing stale cut of a CSI among the zones `inside` accepts, for serve-stale. */
-  findStale(csi: Subject, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
+  /** The closest enclosing fresh cut of a CSI learned from `from`, among the zones `inside` accepts. */
+  findFresh(from: string, csi: Subject, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
     for (const zone of enclosingZones(csi)) {
       if (!inside(zone)) continue;
-      const cut = this.#cache.getStale(zone, now);
+      const cut = this.#cache.getFresh(`${from}\u0000${zone}`, now);
+      if (cut !== undefined) return cut;
+    }
+    return undefined;
+  }
+
+  /** The closest enclosing stale cut of a CSI learned from `from`, among the zones `inside` accepts, for serve-stale. */
+  findStale(from: string, csi: Subject, now: number, inside: (zone: ZoneKey) => boolean): CutEntry | undefined {
+    for (const zone of enclosingZones(csi)) {
+      if (!inside(zone)) continue;
+      const cut = this.#cache.getStale(`${from}\u0000${zone}`, now);
       if (cut !== undefined) return cut;
     }
     return undefined;

@@ -18,6 +18,8 @@ import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 import { CLIENT_TAG_HEADER } from './client-tag.ts';
 import type { UpstreamPacer } from './rate-limit.ts';
+import type { FanoutLimits } from '../zone/limits-file.ts';
+import type { DpRef } from '../zone/normalise.ts';
 
 /** What the walk needs. */
 export interface IteratorDeps {
@@ -36,6 +38,8 @@ export interface IteratorDeps {
   readonly validating: boolean;
   /** Paces DPs that state a `qps` (PROTOCOL.md §10). */
   readonly pacer: UpstreamPacer;
+  /** Bounded fan-out (PROTOCOL.md §16, the NXNS attack CVE-2020-8616). */
+  readonly fanout: FanoutLimits;
 }
 
 /** The referral chain that led to a provider, for loop detection. */
@@ -61,6 +65,8 @@ interface Branch {
   readonly failed: readonly string[];
   /** Providers whose replies failed validation (bogus, RFC 4035 §4.3). */
   readonly bogus: readonly string[];
+  /** Providers whose referral looped or went a referral too deep (PROTOCOL.md §16: that branch ends). */
+  readonly loops: readonly string[];
   readonly stale: boolean;
   readonly network: boolean;
   /** Every link verified. */
@@ -71,20 +77,30 @@ interface Branch {
 
 /** A branch that is one provider's own record. */
 function leaf(provider: string, entry: RecordEntry, network: boolean, stale = false): Branch {
-  return { path: [provider], shares: [entry], failed: [], bogus: [], stale, network, secure: entry.secure, chain: entry.jws ? [entry.jws] : [] };
+  return { path: [provider], shares: [entry], failed: [], bogus: [], loops: [], stale, network, secure: entry.secure, chain: entry.jws ? [entry.jws] : [] };
 }
 
-/** Joins the branches below one referral (or stale cut) under the provider that made it. */
-function joined(provider: string, children: readonly Branch[], secure: boolean, jws: FlattenedJws | undefined, stale: boolean): Branch {
+/** A branch whose provider failed (and had nothing stale). */
+function failedBranch(provider: string, extra: Partial<Pick<Branch, 'bogus' | 'loops'>> = {}): Branch {
+  return { path: [provider], shares: [], failed: [provider], bogus: extra.bogus ?? [], loops: extra.loops ?? [], stale: false, network: true, secure: false, chain: [] };
+}
+
+/**
+ * Joins the branches below one referral (or cached cut) under the provider that
+ * made it. `asked`: the provider was asked now (it is on the path); a cut from
+ * the cache costs no request and is not.
+ */
+function joined(provider: string, children: readonly Branch[], cut: CutEntry, how: { readonly asked: boolean; readonly stale: boolean }): Branch {
   return {
-    path: [provider, ...children.flatMap((c) => c.path)],
+    path: [...(how.asked ? [provider] : []), ...children.flatMap((c) => c.path)],
     shares: children.flatMap((c) => c.shares),
     failed: children.flatMap((c) => c.failed),
     bogus: children.flatMap((c) => c.bogus),
-    stale: stale || children.some((c) => c.stale),
-    network: true,
-    secure: secure && children.every((c) => c.secure),
-    chain: [...(jws ? [jws] : []), ...children.flatMap((c) => c.chain)],
+    loops: children.flatMap((c) => c.loops),
+    stale: how.stale || children.some((c) => c.stale),
+    network: how.asked || children.some((c) => c.network),
+    secure: cut.secure && children.every((c) => c.secure),
+    chain: [...(cut.jws ? [cut.jws] : []), ...children.flatMap((c) => c.chain)],
   };
 }
 
@@ -97,6 +113,8 @@ interface Walk {
   readonly signal: AbortSignal;
   /** In `default` mode a DP that says `not_authoritative` is lame (a failure); when asked directly it holds no share. */
   readonly noShareIsFailure: boolean;
+  /** Upstream requests this resolution may still send (PROTOCOL.md §16: `maxUpstreamPerResolution`). */
+  readonly upstream: { left: number };
 }
 
 const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
@@ -154,44 +172,84 @@ export class Iterator {
     if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
     const { csi, federation } = question;
     let starts: Start[];
-    let precedingChain: FlattenedJws[] = [];
     if (federation.mode === 'default' || federation.mode === 'local') {
-      const cut = this.#closestCut(csi, root);
+      const cut = this.#rootDelegation(csi, root);
       if (cut === undefined) return this.#rootDenial(csi, root);
       const chain: Chain = { dps: new Set(), zones: new Set([cut.zone]), referrals: 0 };
-      starts = cut.providers.map((provider) => ({ provider, bailiwick: [cut.zone], chain, trusted: cut.secure }));
-      precedingChain = cut.jws !== undefined ? [cut.jws] : [];
+      starts = this.#bounded(cut.providers, `the delegation of ${cut.zone}`).map((provider) => ({ provider, bailiwick: [cut.zone], chain, trusted: root.secure }));
     } else {
       const ids = federation.mode === 'all' ? root.zone.dps.map((d) => d.id) : [...new Set(federation.dps)];
       starts = ids.map((id) => {
         const dp = root.dps.get(id);
         if (dp === undefined) throw new MimiError('invalid_request', `DP "${id}" is not in the federation registry`);
-        const provider: Provider = { id: dp.id, endpoints: [...dp.endpoints], ...(dp.jwk ? { jwk: dp.jwk } : {}) };
-        return { provider, bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN, trusted: root.secure };
+        return { provider: this.#registryProvider(dp), bailiwick: root.zonesOf(id), chain: EMPTY_CHAIN, trusted: root.secure };
       });
     }
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new MimiError('upstream_unavailable', 'the resolution ran out of time', { status: 504 })), Math.max(0, context.deadline - Date.now()));
     timer.unref();
     try {
-      const walk: Walk = { csi, root, context, signal: deadline.signal, noShareIsFailure: federation.mode === 'default' || federation.mode === 'local' };
+      const walk: Walk = {
+        csi,
+        root,
+        context,
+        signal: deadline.signal,
+        noShareIsFailure: federation.mode === 'default' || federation.mode === 'local',
+        upstream: { left: this.#deps.fanout.maxUpstreamPerResolution },
+      };
       const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
-      return this.#assemble(walk, branches, precedingChain);
+      return this.#assemble(walk, branches);
     } finally {
       clearTimeout(timer);
     }
   };
 
-  /** The closest enclosing cut: a cached referral or the root's own delegation, longest first. */
-  #closestCut(csi: Subject, root: RootSnapshot): Omit<CutEntry, 'expiresAt'> | undefined {
-    const now = this.#deps.now();
+  /** The root's closest delegation enclosing a CSI (referrals below it are cached per provider, on each branch). */
+  #rootDelegation(csi: Subject, root: RootSnapshot): { zone: ZoneKey; providers: readonly Provider[] } | undefined {
     for (const zone of enclosingZones(csi)) {
-      const cached = this.#deps.referrals.getFresh(zone, now);
-      if (cached !== undefined) return cached;
-      const delegated = root.delegation(zone);
-      if (delegated !== undefined) return { zone, providers: delegated, secure: root.secure };
+      const providers = root.delegation(zone);
+      if (providers !== undefined) return { zone, providers };
     }
     return undefined;
+  }
+
+  /** A registry DP as a provider, with at most `maxEndpoints` replicas. */
+  #registryProvider(dp: DpRef): Provider {
+    const { maxEndpoints } = this.#deps.fanout;
+    if (dp.endpoints.length > maxEndpoints) this.#deps.logger.warn({ dp: dp.id, endpoints: dp.endpoints.length, used: maxEndpoints }, 'provider has more endpoints than the resolver uses; the rest are ignored');
+    return { id: dp.id, endpoints: dp.endpoints.slice(0, maxEndpoints), ...(dp.jwk ? { jwk: dp.jwk } : {}), ...(dp.qps !== undefined ? { qps: dp.qps } : {}) };
+  }
+
+  /** At most `maxProviders` providers of one delegation or referral, each with at most `maxEndpoints` endpoints (PROTOCOL.md §16). */
+  #bounded(providers: readonly Provider[], what: string): Provider[] {
+    const { maxProviders, maxEndpoints } = this.#deps.fanout;
+    if (providers.length > maxProviders) this.#deps.logger.warn({ providers: providers.length, used: maxProviders, what }, 'more providers than the resolver uses; the rest are ignored');
+    return providers.slice(0, maxProviders).map((p) => (p.endpoints.length > maxEndpoints ? this.#registryProvider({ ...p, endpoints: p.endpoints }) : p));
+  }
+
+  /**
+   * The providers of a referral as the root's registry knows them (PROTOCOL.md
+   * §16): an id outside the registry is lame; endpoints and key are the
+   * registry's, and glue that disagrees is ignored (and logged).
+   */
+  #fromRegistry(walk: Walk, from: string, named: readonly Provider[]): { providers: Provider[]; lame: string[] } {
+    const providers: Provider[] = [];
+    const lame: string[] = [];
+    for (const p of this.#bounded(named, `a referral from ${from}`)) {
+      const entry = walk.root.dps.get(p.id);
+      if (entry === undefined) {
+        this.#deps.logger.warn({ dp: from, named: p.id }, 'referral names a DP outside the root registry: lame provider');
+        lame.push(p.id);
+        continue;
+      }
+      const registered = this.#registryProvider(entry);
+      const sameEndpoints = p.endpoints.length === entry.endpoints.length && p.endpoints.every((e, i) => e === entry.endpoints[i]);
+      if (!sameEndpoints || (p.jwk !== undefined && p.jwk.x !== entry.jwk?.x)) {
+        this.#deps.logger.warn({ dp: from, named: p.id }, 'referral glue disagrees with the root registry: the registry endpoints and key are used');
+      }
+      providers.push(registered);
+    }
+    return { providers, lame };
   }
 
   #rootDenial(csi: Subject, root: RootSnapshot): Outcome {
@@ -217,8 +275,12 @@ export class Iterator {
   async #ask(walk: Walk, start: Start): Promise<Branch> {
     const { provider } = start;
     const key = recordKey(provider.id, walk.csi.canonical);
-    const cached = this.#deps.records.getFresh(key, this.#deps.now());
+    const now = this.#deps.now();
+    const cached = this.#deps.records.getFresh(key, now);
     if (cached !== undefined) return leaf(provider.id, cached, false);
+    const inside = (zone: ZoneKey): boolean => start.bailiwick.some((b) => zoneStrictlyContains(b, zone));
+    const cut = this.#deps.referrals.findFresh(provider.id, walk.csi, now, inside);
+    if (cut !== undefined) return this.#descend(walk, start, cut, { asked: false, stale: false });
     if (!walk.context.network) throw new MimiError('not_cached', 'the answer is not in the resolver\'s cache');
 
     let reply: LookupReply;
@@ -241,11 +303,10 @@ export class Iterator {
         return { ...branch, bogus: branch.failed.includes(provider.id) ? [...branch.bogus, provider.id] : branch.bogus };
       }
     }
-    const now = this.#deps.now();
     const jws = reply.jws;
     switch (result.kind) {
       case 'not_authoritative':
-        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], bogus: [], stale: false, network: true, secure: false, chain: [] };
+        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
         this.#deps.logger.warn({ dp: provider.id }, 'lame delegation: provider is not authoritative for a zone delegated to it');
         return this.#fallback(walk, start);
       case 'answer': {
@@ -258,7 +319,7 @@ export class Iterator {
           return { ...branch, bogus: branch.failed.includes(provider.id) ? [...branch.bogus, provider.id] : branch.bogus };
         }
         const ttl = Math.min(result.ttl, ...mappings.map((m) => m.ttl ?? result.ttl));
-        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: now + clampTtl(ttl, this.#deps.policy) * 1000, secure, jws };
+        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: this.#deps.now() + clampTtl(ttl, this.#deps.policy) * 1000, secure, jws };
         this.#deps.records.set(key, entry);
         return leaf(provider.id, entry, true);
       }
@@ -269,7 +330,7 @@ export class Iterator {
           kind: 'not_found',
           zone: result.zone,
           mappings: [],
-          expiresAt: now + clampNegativeTtl(result.ttl, this.#deps.policy) * 1000,
+          expiresAt: this.#deps.now() + clampNegativeTtl(result.ttl, this.#deps.policy) * 1000,
           secure,
           jws,
         };
@@ -286,30 +347,46 @@ export class Iterator {
     start: Start,
     referral: { zone: ZoneKey; providers: readonly Provider[]; ttl: number; secure: boolean; jws: FlattenedJws | undefined },
   ): Promise<Branch> {
-    const { provider, bailiwick, chain } = start;
-    const { zone, providers } = referral;
+    const { provider, bailiwick } = start;
+    const { zone } = referral;
     // PROTOCOL.md §4.3 (the DNS bailiwick rule): strictly inside the zone we reached the sender through, and enclosing the CSI.
     if (!bailiwick.some((b) => zoneStrictlyContains(b, zone)) || !csiInZone(walk.csi, zone)) {
       return this.#reject(walk, start, `out-of-bailiwick referral to ${zone} (bailiwick: ${bailiwick.join(', ') || 'none'})`);
     }
-    const dps = new Set(chain.dps).add(provider.id);
-    if (chain.referrals + 1 > this.#deps.maxReferrals) {
-      throw new MimiError('referral_loop', `more than ${this.#deps.maxReferrals} referrals on one chain (at ${provider.id})`);
-    }
-    const repeated = providers.find((p) => dps.has(p.id));
-    if (repeated !== undefined || chain.zones.has(zone)) {
-      throw new MimiError('referral_loop', `referral loop: ${provider.id} refers ${zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
-    }
-    this.#deps.referrals.set({
+    const { providers, lame } = this.#fromRegistry(walk, provider.id, referral.providers);
+    const cut: CutEntry = {
       zone,
       providers,
+      lame,
       expiresAt: this.#deps.now() + clampTtl(referral.ttl, this.#deps.policy) * 1000,
       secure: referral.secure,
       jws: referral.jws,
-    });
-    const next: Chain = { dps, zones: new Set(chain.zones).add(zone), referrals: chain.referrals + 1 };
-    const children = await Promise.all(providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [zone], chain: next, trusted: referral.secure })));
-    return joined(provider.id, children, referral.secure, referral.jws, false);
+    };
+    // PROTOCOL.md §16: cached for this provider's branch only; the zone's other providers are still asked.
+    this.#deps.referrals.set(provider.id, cut);
+    return this.#descend(walk, start, cut, { asked: true, stale: false });
+  }
+
+  /**
+   * Asks the providers of a cut below the provider that made it. A loop or a
+   * referral past `maxReferrals` ends this branch only (PROTOCOL.md §16).
+   */
+  async #descend(walk: Walk, start: Start, cut: CutEntry, how: { readonly asked: boolean; readonly stale: boolean }): Promise<Branch> {
+    const { provider, chain } = start;
+    const dps = new Set(chain.dps).add(provider.id);
+    if (chain.referrals + 1 > this.#deps.maxReferrals) return this.#loop(provider.id, `more than ${this.#deps.maxReferrals} referrals on one chain`);
+    const repeated = cut.providers.find((p) => dps.has(p.id));
+    if (repeated !== undefined || chain.zones.has(cut.zone)) return this.#loop(provider.id, `referral loop: ${cut.zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
+    const next: Chain = { dps, zones: new Set(chain.zones).add(cut.zone), referrals: chain.referrals + 1 };
+    const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next, trusted: cut.secure })));
+    const lame = (cut.lame ?? []).map((id) => failedBranch(id));
+    return joined(provider.id, [...children, ...lame], cut, how);
+  }
+
+  /** A branch ended by a loop (or one referral too many): its provider counts as failed. */
+  #loop(provider: string, why: string): Branch {
+    this.#deps.logger.warn({ dp: provider, why }, 'referral loop: branch ended');
+    return failedBranch(provider, { loops: [provider] });
   }
 
   /** A provider's reply is refused (logged); the provider counts as failed. */
@@ -320,20 +397,16 @@ export class Iterator {
 
   /**
    * A provider failed: serve its stale record, or continue below it through a
-   * stale referral (RFC 8767), or report it as failed.
+   * stale referral it made (RFC 8767), or report it as failed.
    */
   async #fallback(walk: Walk, start: Start): Promise<Branch> {
-    const { provider, bailiwick, chain } = start;
+    const { provider, bailiwick } = start;
     const now = this.#deps.now();
     const stale = this.#deps.records.getStale(recordKey(provider.id, walk.csi.canonical), now);
     if (stale !== undefined) return leaf(provider.id, { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 }, true, true);
-    const cut = this.#deps.referrals.findStale(walk.csi, now, (zone) => bailiwick.some((b) => zoneStrictlyContains(b, zone)));
-    if (cut !== undefined && !cut.providers.some((p) => p.id === provider.id)) {
-      const next: Chain = { dps: new Set(chain.dps).add(provider.id), zones: new Set(chain.zones).add(cut.zone), referrals: chain.referrals + 1 };
-      const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next, trusted: cut.secure })));
-      return joined(provider.id, children, cut.secure, cut.jws, true);
-    }
-    return { path: [provider.id], shares: [], failed: [provider.id], bogus: [], stale: false, network: true, secure: false, chain: [] };
+    const cut = this.#deps.referrals.findStale(provider.id, walk.csi, now, (zone) => bailiwick.some((b) => zoneStrictlyContains(b, zone)));
+    if (cut !== undefined) return this.#descend(walk, start, cut, { asked: true, stale: true });
+    return failedBranch(provider.id);
   }
 
   #acceptMapping(walk: Walk, dp: string, mapping: DpMapping): boolean {
@@ -366,6 +439,13 @@ export class Iterator {
     const headers = context.tag !== undefined ? { [CLIENT_TAG_HEADER]: context.tag() } : {};
     let last: unknown;
     for (const endpoint of provider.endpoints) {
+      // PROTOCOL.md §16: one resolution sends at most `maxUpstreamPerResolution` requests; past that it ends with what it has.
+      if (walk.upstream.left <= 0) {
+        this.#deps.logger.warn({ dp: provider.id, limit: this.#deps.fanout.maxUpstreamPerResolution }, 'resolution reached its upstream request limit');
+        last = new MimiError('upstream_unavailable', `the resolution used its ${this.#deps.fanout.maxUpstreamPerResolution} upstream requests`);
+        break;
+      }
+      walk.upstream.left -= 1;
       try {
         if (provider.qps !== undefined) await this.#deps.pacer.acquire(provider.id, provider.qps, context.deadline);
         const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs), headers);
@@ -378,13 +458,16 @@ export class Iterator {
     throw new MimiError('upstream_unavailable', `every replica of ${provider.id} failed`, { cause: last });
   }
 
-  #assemble(walk: Walk, branches: readonly Branch[], preceding: readonly FlattenedJws[]): Outcome {
+  #assemble(walk: Walk, branches: readonly Branch[]): Outcome {
     const shares = branches.flatMap((b) => b.shares);
     const failed = [...new Set(branches.flatMap((b) => b.failed))];
     const bogus = branches.flatMap((b) => b.bogus);
+    const loops = [...new Set(branches.flatMap((b) => b.loops))];
     if (shares.length === 0 && bogus.length > 0) {
       throw new MimiError('bogus', `no valid answer: the replies of ${[...new Set(bogus)].join(', ')} failed validation`);
     }
+    // PROTOCOL.md §16: a loop ends its branch; the resolution is referral_loop only when no branch answered.
+    if (shares.length === 0 && loops.length > 0) throw new MimiError('referral_loop', `no branch answered: referral loop or too many referrals at ${loops.join(', ')}`);
     if (shares.length === 0 && failed.length > 0) {
       const timedOut = walk.signal.aborted;
       throw new MimiError(
@@ -411,7 +494,7 @@ export class Iterator {
         negativeZone: mappings.length === 0 ? shares.find((s) => s.kind === 'not_found')?.zone : undefined,
         root: walk.root,
         secure: branches.length > 0 && branches.every((b) => b.secure) && failed.length === 0,
-        chain: [...preceding, ...branches.flatMap((b) => b.chain)],
+        chain: branches.flatMap((b) => b.chain),
       },
     };
   }

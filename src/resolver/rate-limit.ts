@@ -48,6 +48,11 @@ export class TokenBucket {
   charge(cost: number, now: number): void {
     this.#tokens = this.tokens(now) - cost;
   }
+
+  /** Gives back `amount` tokens taken earlier (a reservation not used), never above the burst. */
+  refund(amount: number, now: number): void {
+    this.#tokens = Math.min(this.burst, this.tokens(now) + amount);
+  }
 }
 
 /** How many client buckets each limiter keeps at most. */
@@ -114,7 +119,9 @@ export class ClientLimiter {
   /**
    * Admits a query of `cost` tokens or throws `rate_limited` with the seconds to
    * wait. A client whose not-found budget is below one token is refused every
-   * query, so found and unfound numbers cannot be told apart.
+   * query, so found and unfound numbers cannot be told apart. PROTOCOL.md §16:
+   * one not-found token is reserved here, before the walk, so concurrent queries
+   * cannot overdraw the budget; {@link settle} gives it back for a found answer.
    */
   admit(client: ClientIdentity, cost: number, now: number): void {
     const buckets = this.#of(client, now);
@@ -122,6 +129,7 @@ export class ClientLimiter {
     if (nf < 1) throw rateLimited((1 - nf) / buckets.notFound.rate, 'too many not-found answers');
     const wait = buckets.queries.take(cost, now);
     if (wait > 0) throw rateLimited(wait, 'too many queries');
+    buckets.notFound.charge(1, now);
   }
 
   /** Charges what a query cost beyond its upfront price (`all`: per DP asked). */
@@ -129,9 +137,18 @@ export class ClientLimiter {
     if (cost > 0) this.#of(client, now).queries.charge(cost, now);
   }
 
-  /** Draws one token from the not-found budget (every `not_found` answer, cached or not). */
-  notFound(client: ClientIdentity, now: number): void {
-    this.#of(client, now).notFound.charge(1, now);
+  /**
+   * Settles the not-found token {@link admit} reserved: kept for a denial
+   * (`not_found`, and failures that tell a walker as much: PROTOCOL.md §16),
+   * given back otherwise.
+   */
+  settle(client: ClientIdentity, denial: boolean, now: number): void {
+    if (!denial) this.#of(client, now).notFound.refund(1, now);
+  }
+
+  /** The client's not-found tokens now (tests, disclosure). */
+  notFoundTokens(client: ClientIdentity, now: number): number {
+    return this.#of(client, now).notFound.tokens(now);
   }
 }
 

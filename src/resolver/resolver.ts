@@ -3,7 +3,7 @@
  * entry points the HTTP front-end and library users call.
  */
 import pino, { type Logger } from 'pino';
-import { MimiError } from '../errors.ts';
+import { isMimiError, MimiError } from '../errors.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import type { Federation, Format } from '../protocol/messages.ts';
 import { ExpiringCache, ReferralCache, type RecordEntry } from './caches.ts';
@@ -15,7 +15,7 @@ import { RootZoneCopy } from './root-copy.ts';
 import { HttpTransport, type FlattenedJws, type Transport } from './transport.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
-import type { Limits } from '../zone/limits-file.ts';
+import { DEFAULT_FANOUT, type FanoutLimits, type Limits } from '../zone/limits-file.ts';
 import { ALL_COST_PER_DP, ClientLimiter, UpstreamPacer, upfrontCost, type ClientIdentity } from './rate-limit.ts';
 import { ClientTagger } from './client-tag.ts';
 
@@ -46,7 +46,12 @@ export interface ResolverOptions {
   readonly limits?: Limits | undefined;
   /** The secret behind `Mimi-Client-Tag` (random when absent). */
   readonly tagSecret?: Buffer | undefined;
+  /** Bounded fan-out (PROTOCOL.md §16); the limits' `fanout`, else the contract's defaults. */
+  readonly fanout?: Partial<FanoutLimits> | undefined;
 }
+
+/** Failures that tell a walker as much as `not_found` does, so they cost a not-found token (PROTOCOL.md §16). */
+const DENIAL_FAILURES: ReadonlySet<string> = new Set(['upstream_unavailable', 'referral_loop', 'bogus', 'not_cached']);
 
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
 export interface ResolveInput {
@@ -75,6 +80,7 @@ export class Resolver {
   readonly #limiter: ClientLimiter | undefined;
   readonly #tagger: ClientTagger;
   readonly #limits: Limits | undefined;
+  readonly #fanout: FanoutLimits;
 
   constructor(options: ResolverOptions) {
     this.#now = options.now ?? Date.now;
@@ -109,7 +115,9 @@ export class Resolver {
       maxReferrals: options.maxReferrals ?? 8,
       validating: this.#validating,
       pacer: new UpstreamPacer(),
+      fanout: { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout },
     });
+    this.#fanout = { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout };
     this.#limits = options.limits;
     this.#limiter = options.limits !== undefined ? new ClientLimiter(options.limits) : undefined;
     this.#tagger = new ClientTagger(options.tagSecret);
@@ -146,9 +154,15 @@ export class Resolver {
     return this.#limits;
   }
 
+  /** The fan-out bounds in force (disclosed in well-known). */
+  get fanout(): FanoutLimits {
+    return this.#fanout;
+  }
+
   /**
-   * Admits one query of `client` under its limits (true when there are none);
-   * the DNS front-end's check, which answers from its own cache.
+   * Admits one query of `client` under its limits (true when there are none),
+   * reserving a not-found token that {@link settle} keeps or gives back; the
+   * DNS front-end's check, which answers from its own cache.
    */
   admit(client: ClientIdentity, cost = 1): boolean {
     if (this.#limiter === undefined) return true;
@@ -160,9 +174,9 @@ export class Resolver {
     }
   }
 
-  /** Draws one token from `client`'s not-found budget (a denial it was sent). */
-  countNotFound(client: ClientIdentity): void {
-    this.#limiter?.notFound(client, this.#now());
+  /** Settles the not-found token an admitted query reserved: kept when `client` was sent a denial. */
+  settle(client: ClientIdentity, denial: boolean): void {
+    this.#limiter?.settle(client, denial, this.#now());
   }
 
   /** The `Mimi-Client-Tag` of a client identity now (PROTOCOL.md §10). */
@@ -193,21 +207,28 @@ export class Resolver {
     const limiter = client !== undefined ? this.#limiter : undefined;
     const upfront = upfrontCost(input.federation);
     if (limiter !== undefined && client !== undefined) limiter.admit(client, upfront, this.#now());
-    if (input.msps !== undefined) {
-      const root = input.federation?.mode === 'local' ? this.#root.peek() : await this.#root.current();
-      if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
-      const unknown = input.msps.find((m) => !root.msps.has(m));
-      if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
+    let outcome: Outcome;
+    try {
+      if (input.msps !== undefined) {
+        const root = input.federation?.mode === 'local' ? this.#root.peek() : await this.#root.current();
+        if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
+        const unknown = input.msps.find((m) => !root.msps.has(m));
+        if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
+      }
+      // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
+      const deadline = Date.now() + this.#timeoutMs;
+      const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
+      outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true, tag });
+    } catch (err) {
+      // PROTOCOL.md §16: failures a walker learns from (and `local` misses, which probe the cache) keep the reserved token.
+      if (limiter !== undefined && client !== undefined) limiter.settle(client, isMimiError(err) && DENIAL_FAILURES.has(err.code), this.#now());
+      throw err;
     }
-    // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
-    const deadline = Date.now() + this.#timeoutMs;
-    const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
-    const outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true, tag });
     if (limiter !== undefined && client !== undefined) {
       const now = this.#now();
       if (input.federation?.mode === 'all') limiter.charge(client, ALL_COST_PER_DP * Math.max(1, new Set(outcome.resolution.path).size) - upfront, now);
       const msps = input.msps;
-      if (!outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp))) limiter.notFound(client, now);
+      limiter.settle(client, !outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp)), now);
     }
     if (this.#requireSecure && !outcome.resolution.secure) throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
     return outcome;

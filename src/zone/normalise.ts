@@ -327,7 +327,9 @@ function normaliseAuthoritative(file: AuthoritativeFile, source: string): Author
 
 /**
  * Cross-checks a set of zones that form one hierarchy: one root at most, ids
- * unique, and every MSP a DP maps to is in the root's MSP registry.
+ * unique, every MSP a DP maps to is in the root's MSP registry, and every DP a
+ * file's glue names is in the root's DP registry (PROTOCOL.md §16: resolvers
+ * follow referrals to registry DPs only).
  */
 export function crossCheckZones(zones: readonly { zone: Zone; source: string }[]): void {
   const problems: string[] = [];
@@ -353,8 +355,14 @@ export function crossCheckZones(zones: readonly { zone: Zone; source: string }[]
   const root = roots[0]?.zone;
   if (root?.role === 'root') {
     const msps = new Set(root.msps.map((m) => m.id));
+    const registered = new Set(root.dps.map((d) => d.id));
     for (const { zone, source } of zones) {
       if (zone.role !== 'authoritative') continue;
+      zone.dps.forEach((entry, i) => {
+        if (!registered.has(entry.id) && problems.length < 50) {
+          problems.push(`${source}: dps[${i}].id: DP "${entry.id}" is not in the root's DP registry (list every DP of the federation there, sub-delegated ones included)`);
+        }
+      });
       zone.mappings.forEach((m, i) => {
         if (!msps.has(m.msp) && problems.length < 50) {
           problems.push(`${source}: mappings[${i}].msp: MSP "${m.msp}" is not in the root's MSP registry`);

@@ -57,11 +57,21 @@ describe('ExpiringCache with fake timers', () => {
   it('finds stale cuts by longest match inside a bailiwick', () => {
     const cuts = new ReferralCache(10, 60_000);
     const providers = [{ id: 'dp-dc', endpoints: ['http://127.0.0.1:1'] }];
-    cuts.set({ zone: 'e164:1202', providers, expiresAt: Date.now() + 1000, secure: false });
+    cuts.set('dp-nanp', { zone: 'e164:1202', providers, expiresAt: Date.now() + 1000, secure: false });
     const csi = parseCsi('+12025550123');
-    expect(cuts.findStale(csi, Date.now(), () => true)).toBeUndefined();
+    expect(cuts.findStale('dp-nanp', csi, Date.now(), () => true)).toBeUndefined();
+    expect(cuts.findFresh('dp-nanp', csi, Date.now(), () => true)?.zone).toBe('e164:1202');
     vi.advanceTimersByTime(2000);
-    expect(cuts.findStale(csi, Date.now(), (z) => z.startsWith('e164:1'))?.zone).toBe('e164:1202');
-    expect(cuts.findStale(csi, Date.now(), (z) => z === 'e164:44')).toBeUndefined();
+    expect(cuts.findFresh('dp-nanp', csi, Date.now(), () => true)).toBeUndefined();
+    expect(cuts.findStale('dp-nanp', csi, Date.now(), (z: string) => z.startsWith('e164:1'))?.zone).toBe('e164:1202');
+    expect(cuts.findStale('dp-nanp', csi, Date.now(), (z: string) => z === 'e164:44')).toBeUndefined();
+  });
+
+  it('keeps a cut for the provider that made it only (PROTOCOL.md §16: a co-provider cannot cut the others out)', () => {
+    const cuts = new ReferralCache(10, 60_000);
+    cuts.set('dp-mail-a', { zone: 'email:sub.example.com', providers: [{ id: 'dp-evil', endpoints: ['http://127.0.0.1:1'] }], expiresAt: Date.now() + 1000, secure: false });
+    const csi = parseCsi('bob@sub.example.com');
+    expect(cuts.findFresh('dp-mail-a', csi, Date.now(), () => true)?.zone).toBe('email:sub.example.com');
+    expect(cuts.findFresh('dp-mail-b', csi, Date.now(), () => true)).toBeUndefined();
   });
 });
