@@ -4,13 +4,20 @@
  * names, to be a provider of a zone. `email:` zones are proven by a
  * `_mimi-dp.<domain>` TXT record holding `mimi-dp=<thumbprint>`; `e164:` zones
  * wait for an operator. Every change is stored with a bumped serial; the root
- * zone served is the zone file plus the stored delegations.
+ * zone served is the zone file plus the stored delegations. PROTOCOL.md §16
+ * bounds the requests: an identical pending request keeps its id, pending
+ * requests are capped per key and in all, each client has a bucket, and the
+ * admin list is paged.
  */
 import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { z } from 'zod';
 import { parseZoneKey, splitZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
-import { thumbprint } from '../protocol/jws.ts';
+import { thumbprint, type PublicJwk } from '../protocol/jws.ts';
 import { signatureVerifies, type DelegationPayload, type SignedRequest } from '../protocol/signed-request.ts';
+import { MAX_TRACKED_CLIENTS, TokenBucket } from '../resolver/rate-limit.ts';
+import { DEFAULT_LIMITS, type DelegationLimits } from '../zone/limits-file.ts';
 import type { DpRef, RootZone } from '../zone/normalise.ts';
 import type { DelegationStore, StoredDelegation } from './store.ts';
 
@@ -25,6 +32,40 @@ export interface PendingDelegationView {
   readonly id: string;
   readonly zone: string;
   readonly dp: StoredDelegation['dp'];
+}
+
+/** One page of pending delegations; `next` is the `after` of the following page (absent on the last). */
+export interface PendingDelegationPage {
+  readonly pending: PendingDelegationView[];
+  readonly next?: string;
+}
+
+/** Items an admin list page holds unless `limit` says otherwise (PROTOCOL.md §16). */
+export const DEFAULT_PAGE_SIZE = 100;
+/** Items an admin list page holds at most (PROTOCOL.md §16). */
+export const MAX_PAGE_SIZE = 500;
+/** Seconds a request refused for the pending bounds is told to wait (PROTOCOL.md §16: 429 with Retry-After). */
+export const PENDING_FULL_RETRY_AFTER = 60;
+
+/** The query of a paged admin list, `?limit=N&after=ID` (PROTOCOL.md §16): limit 1 to 500, default 100. */
+export const pageQuerySchema = z.strictObject({
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]{0,2}$/, `a whole number from 1 to ${MAX_PAGE_SIZE}`)
+    .transform(Number)
+    .refine((n) => n <= MAX_PAGE_SIZE, `at most ${MAX_PAGE_SIZE}`)
+    .default(DEFAULT_PAGE_SIZE),
+  after: z.string().min(1).max(64).optional(),
+});
+
+/** Tells whether two Ed25519 JWKs are one key: their RFC 7638 thumbprint members (crv, kty, x) agree. */
+function sameKey(a: PublicJwk, b: PublicJwk): boolean {
+  return a.kty === b.kty && a.crv === b.crv && a.x === b.x;
+}
+
+function rateLimited(message: string, seconds: number): MimiError {
+  const wait = Math.max(1, Math.ceil(seconds));
+  return new MimiError('rate_limited', `${message}; retry after ${wait} s`, { retryAfter: wait });
 }
 
 /** The root zone as served: the zone file's, plus the stored delegations, with the stored serial if newer. */
@@ -53,20 +94,41 @@ export class DelegationRegistrar {
   readonly #store: DelegationStore;
   readonly #now: () => number;
   readonly #published: (zone: RootZone) => void;
+  readonly #limits: DelegationLimits;
+  /** Per-client buckets of `POST /v1/delegations` (an evicted bucket comes back full). */
+  readonly #clients = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_CLIENTS });
   #zone: RootZone;
 
-  /** `published` hears of every new root zone (re-signing, the DNS view, the HTTP front-end). */
-  constructor(base: RootZone, store: DelegationStore, now: () => number, published: (zone: RootZone) => void) {
+  /** `published` hears of every new root zone (re-signing, the DNS view, the HTTP front-end); `limits` default to the contract's. */
+  constructor(base: RootZone, store: DelegationStore, now: () => number, published: (zone: RootZone) => void, limits: DelegationLimits = DEFAULT_LIMITS.delegations) {
     this.#base = base;
     this.#store = store;
     this.#now = now;
     this.#published = published;
+    this.#limits = limits;
     this.#zone = composeRootZone(base, store.delegations(), store.rootSerial());
   }
 
   /** The root zone as served now. */
   get zone(): RootZone {
     return this.#zone;
+  }
+
+  /** The bounds in force (disclosed in the root's well-known). */
+  get limits(): DelegationLimits {
+    return this.#limits;
+  }
+
+  /** Takes one token from a client's bucket for a delegation request, or throws `rate_limited` (PROTOCOL.md §16). */
+  admit(client: string): void {
+    const now = this.#now();
+    let bucket = this.#clients.get(client);
+    if (bucket === undefined) {
+      bucket = new TokenBucket(this.#limits.clientRate, this.#limits.clientBurst, now);
+      this.#clients.set(client, bucket);
+    }
+    const wait = bucket.take(1, now);
+    if (wait > 0) throw rateLimited('too many delegation requests from this client', wait);
   }
 
   /** Handles a signed delegation request (PROTOCOL.md §9). */
@@ -90,10 +152,7 @@ export class DelegationRegistrar {
       status: 'pending',
       at: this.#now(),
     };
-    if (tree === 'e164') {
-      this.#store.transaction(() => this.#store.putDelegation(stored));
-      return { status: 'pending', id: stored.id };
-    }
+    if (tree === 'e164') return { status: 'pending', id: this.#pend(stored) };
     const records = await txt(`_mimi-dp.${name}`);
     if (!records.some((r) => r.trim() === `mimi-dp=${kid}`)) {
       throw new MimiError('forbidden', `no TXT record "mimi-dp=${kid}" at _mimi-dp.${name}: publish it to prove control of the domain`);
@@ -101,12 +160,19 @@ export class DelegationRegistrar {
     return { status: 'active', serial: this.#activate(stored) };
   }
 
-  /** Pending delegations, oldest first. */
-  pending(): PendingDelegationView[] {
-    return this.#store
-      .delegations()
-      .filter((d) => d.status === 'pending')
-      .map(({ id, zone, dp }) => ({ id, zone, dp }));
+  /**
+   * One page of pending delegations, oldest first: up to `limit` after the
+   * delegation `after` (an id from an earlier page; one no longer stored is
+   * `invalid_request`).
+   */
+  pending(limit: number = DEFAULT_PAGE_SIZE, after?: string): PendingDelegationPage {
+    const all = this.#store.delegations();
+    const start = after === undefined ? 0 : all.findIndex((d) => d.id === after) + 1;
+    if (start === 0 && after !== undefined) throw new MimiError('invalid_request', 'after: no such delegation (decided since?): start from the first page');
+    const rest = all.slice(start).filter((d) => d.status === 'pending');
+    const page = rest.slice(0, Math.max(1, Math.min(limit, MAX_PAGE_SIZE)));
+    const last = page[page.length - 1];
+    return { pending: page.map(({ id, zone, dp }) => ({ id, zone, dp })), ...(rest.length > page.length && last !== undefined ? { next: last.id } : {}) };
   }
 
   /** An operator's decision on a pending delegation. */
@@ -115,6 +181,23 @@ export class DelegationRegistrar {
     if (d?.status !== 'pending') throw new MimiError('invalid_request', `no pending delegation ${id}`, { status: 404 });
     if (decision === 'reject') this.#store.transaction(() => this.#store.removeDelegation(id));
     else this.#activate(d);
+  }
+
+  /**
+   * Stores a pending request, or answers the id of an identical pending one
+   * (same zone, DP id and key); refuses past the bounds per key and in all
+   * (PROTOCOL.md §16). Synchronous, so two concurrent copies cannot both be stored.
+   */
+  #pend(d: StoredDelegation): string {
+    const pending = this.#store.delegations().filter((p) => p.status === 'pending');
+    const same = pending.find((p) => p.zone === d.zone && p.dp.id === d.dp.id && sameKey(p.dp.jwk, d.dp.jwk));
+    if (same !== undefined) return same.id;
+    if (pending.filter((p) => sameKey(p.dp.jwk, d.dp.jwk)).length >= this.#limits.pendingPerKey) {
+      throw rateLimited(`at most ${this.#limits.pendingPerKey} pending delegation requests per key: wait for the operator`, PENDING_FULL_RETRY_AFTER);
+    }
+    if (pending.length >= this.#limits.pendingTotal) throw rateLimited('too many pending delegation requests', PENDING_FULL_RETRY_AFTER);
+    this.#store.transaction(() => this.#store.putDelegation(d));
+    return d.id;
   }
 
   /** Stores an active delegation (replacing an earlier one of the same DP and zone) with the next serial; publishes the new zone. */

@@ -28,7 +28,7 @@ function serving(holder: ProverHolder): IdentityProver {
 
 /** Creates the fastify app of an identity prover; `limits` name the known clients (API keys, certificates) and the prefix aggregation. */
 export function createIdproverApp(holder: ProverHolder, logger: Logger, tls?: TlsServerOptions, limits: Limits = DEFAULT_LIMITS): FastifyInstance {
-  const app = createHttpApp(logger, { tls });
+  const app = createHttpApp(logger, { tls, connections: limits.connections });
   app.post('/v1/challenges', async (request, reply) => {
     // PROTOCOL.md §16: one bucket per client; anonymous clients share theirs per network prefix. An unknown API key is 401.
     const client = identifyClient(request.raw, limits);

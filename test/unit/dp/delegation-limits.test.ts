@@ -1,0 +1,145 @@
+/**
+ * The root's bounds on delegation requests and the paged admin lists
+ * (PROTOCOL.md §16), on the registrars over an in-memory store: identical
+ * pending requests keep one id (even when they arrive together), pending
+ * requests are capped per key and in all, each client has a bucket, and both
+ * admin lists page with a `next` cursor.
+ */
+import { describe, expect, it } from 'vitest';
+import { emailHashKey } from '../../../src/dp/authoritative-dp.ts';
+import { DelegationRegistrar } from '../../../src/dp/delegations.ts';
+import { Registrar } from '../../../src/dp/registrar.ts';
+import { MimiError } from '../../../src/errors.ts';
+import { generateSigningKey, signFlattened, type SigningKey } from '../../../src/protocol/jws.ts';
+import { delegationPayloadSchema, readSignedRequest } from '../../../src/protocol/signed-request.ts';
+import { openSqliteStore } from '../../../src/store/sqlite-store.ts';
+import { loadZoneDir } from '../../../src/zone/load.ts';
+import { DEFAULT_LIMITS, type DelegationLimits } from '../../../src/zone/limits-file.ts';
+import type { AuthoritativeZone, RootZone } from '../../../src/zone/normalise.ts';
+
+const zones = await loadZoneDir('test/fixtures/hierarchy');
+const root = zones.find((z) => z.zone.role === 'root')?.zone as RootZone;
+const dpUk = zones.find((z) => z.zone.id === 'dp-uk')?.zone as AuthoritativeZone;
+const noTxt = (): Promise<string[]> => Promise.resolve([]);
+
+function registrar(limits?: Partial<DelegationLimits>) {
+  const clock = { now: Date.parse('2026-11-23T12:00:00Z') };
+  const store = openSqliteStore(undefined, 'root', { hashKey: emailHashKey });
+  const r = new DelegationRegistrar(root, store, () => clock.now, () => undefined, limits === undefined ? undefined : { ...DEFAULT_LIMITS.delegations, ...limits });
+  return { r, store, clock };
+}
+
+async function signed(zone: string, key: SigningKey, id = 'dp-new') {
+  const jws = await signFlattened({ zone, dp: { id, endpoints: ['http://127.0.0.1:1'], jwk: key.publicJwk } }, key);
+  return readSignedRequest(jws, delegationPayloadSchema);
+}
+
+const pendingRows = (store: ReturnType<typeof openSqliteStore>): number => store.delegations().filter((d) => d.status === 'pending').length;
+
+describe('delegation requests', () => {
+  it('answers an identical pending request with the same id, even when copies arrive together', async () => {
+    const { r, store } = registrar();
+    const key = await generateSigningKey();
+    const request = await signed('e164:3399', key);
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => r.request(request, noTxt)));
+    expect(new Set(outcomes.map((o) => (o.status === 'pending' ? o.id : '')))).toHaveProperty('size', 1);
+    expect(pendingRows(store)).toBe(1);
+    // Another zone, another DP id or another key is another request.
+    const ids = new Set<string>();
+    for (const req of [await signed('e164:3398', key), await signed('e164:3399', key, 'dp-other'), await signed('e164:3399', await generateSigningKey())]) {
+      const o = await r.request(req, noTxt);
+      if (o.status === 'pending') ids.add(o.id);
+    }
+    expect(ids.size).toBe(3);
+    expect(pendingRows(store)).toBe(4);
+  });
+
+  it('keeps at most pendingPerKey per key and pendingTotal in all: then 429 rate_limited with Retry-After', async () => {
+    const { r } = registrar({ pendingPerKey: 2, pendingTotal: 3 });
+    const a = await generateSigningKey();
+    await r.request(await signed('e164:3301', a), noTxt);
+    await r.request(await signed('e164:3302', a), noTxt);
+    await expect(r.request(await signed('e164:3303', a), noTxt)).rejects.toMatchObject({ code: 'rate_limited', status: 429, retryAfter: 60 });
+    // The identical request still gets its id when the key is at its bound.
+    await expect(r.request(await signed('e164:3301', a), noTxt)).resolves.toMatchObject({ status: 'pending' });
+    await r.request(await signed('e164:3304', await generateSigningKey()), noTxt);
+    await expect(r.request(await signed('e164:3305', await generateSigningKey()), noTxt)).rejects.toMatchObject({ code: 'rate_limited', retryAfter: 60 });
+  });
+
+  it('gives each client a bucket of 10 per minute', () => {
+    const { r, clock } = registrar();
+    for (let i = 0; i < 10; i++) r.admit('net:192.0.2.0/24');
+    let refused: unknown;
+    try {
+      r.admit('net:192.0.2.0/24');
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(MimiError);
+    expect(refused).toMatchObject({ code: 'rate_limited' });
+    expect((refused as MimiError).retryAfter).toBeGreaterThanOrEqual(1);
+    r.admit('net:198.51.100.0/24');
+    clock.now += 6000;
+    r.admit('net:192.0.2.0/24');
+    expect(() => r.admit('net:192.0.2.0/24')).toThrow(MimiError);
+  });
+
+  it('pages the pending list with a next cursor, every item exactly once; an unknown cursor is invalid_request', async () => {
+    const { r } = registrar();
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const o = await r.request(await signed(`e164:33${10 + i}`, await generateSigningKey()), noTxt);
+      if (o.status === 'pending') made.push(o.id);
+    }
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const page = r.pending(3, after);
+      seen.push(...page.pending.map((p) => p.id));
+      if (page.next === undefined) break;
+      expect(page.pending).toHaveLength(3);
+      after = page.next;
+    }
+    expect(seen.sort()).toEqual([...made].sort());
+    expect(r.pending(7).next).toBeUndefined();
+    expect(r.pending(6).next).toBeDefined();
+    expect(() => r.pending(3, 'd-unknown')).toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
+  });
+});
+
+describe('the conflicts admin list', () => {
+  it('pages pending conflicts in insertion order with a next cursor', () => {
+    const store = openSqliteStore(undefined, 'dp-uk', { hashKey: emailHashKey });
+    const reg = new Registrar(store, dpUk, () => Date.parse('2026-11-23T12:00:00Z'), () => undefined);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const id = `c-${String(i)}`;
+      ids.push(id);
+      store.addPending({
+        id,
+        csi: `tel:+4477009000${String(i)}`,
+        msp: 'chat-a',
+        preference: 1,
+        created: '2026-11-23T00:00:00Z',
+        holder: 'h',
+        holderJwk: { kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) },
+        level: 'otp',
+        attestationIat: 1,
+        proof: { payload: 'e30', signatures: [{ protected: 'e30', signature: 'AA' }] },
+        registeredAt: 1,
+        since: Date.parse('2026-11-23T00:00:00Z'),
+        contested: false,
+      });
+    }
+    const first = reg.conflicts(2);
+    expect(first.pending.map((p) => p.id)).toEqual(['c-0', 'c-1']);
+    expect(first.next).toBe('c-1');
+    const second = reg.conflicts(2, first.next);
+    expect(second.pending.map((p) => p.id)).toEqual(['c-2', 'c-3']);
+    const last = reg.conflicts(2, second.next);
+    expect(last.pending.map((p) => p.id)).toEqual(['c-4']);
+    expect(last.next).toBeUndefined();
+    expect(reg.conflicts(5).next).toBeUndefined();
+    expect(() => reg.conflicts(2, 'c-unknown')).toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
+  });
+});
