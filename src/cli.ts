@@ -47,7 +47,7 @@ export const EXIT = { found: 0, notFound: 1, badInput: 2, failure: 3 } as const;
 const USAGE = `usage:
   mimi serve --zones DIR [--only ID ...] [--resolver HOST:PORT] [--root URL] [--max-negative-ttl S]
              [--dns-port PORT] [--resolver-dns HOST:PORT] [--dns-apex NAME]
-             [--keys DIR] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
+             [--keys DIR] [--new-key] [--trust-anchor FILE] [--require-secure] [--otp-outbox DIR]
              [--register-zone-mappings] [--data DIR] [--admin-token-file FILE] [--dns-check-server HOST:PORT]
              [--tls] [--pki DIR] [--cert FILE --key FILE] [--ca FILE] [--client-ca FILE] [--limits FILE]
   mimi serve --resolver HOST:PORT --root URL
@@ -146,6 +146,7 @@ async function serve(args: string[]): Promise<number> {
       'resolver-dns': { type: 'string' },
       'dns-apex': { type: 'string' },
       keys: { type: 'string' },
+      'new-key': { type: 'boolean' },
       'trust-anchor': { type: 'string' },
       'require-secure': { type: 'boolean' },
       'otp-outbox': { type: 'string' },
@@ -191,6 +192,8 @@ async function serve(args: string[]): Promise<number> {
     resolverDns,
     dnsApex,
     keysDir: values.keys,
+    // PROTOCOL.md §16: a server whose records are signed by another key starts only when asked to.
+    newKey: values['new-key'],
     trustAnchorFile: values['trust-anchor'],
     requireSecure: values['require-secure'],
     otpOutbox: values['otp-outbox'],

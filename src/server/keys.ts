@@ -2,11 +2,15 @@
  * Key files (PROTOCOL.md §8): server `<id>` signs with the private JWK in
  * `DIR/<id>.jwk` (mode 0600), generated at first start unless the server's zone
  * file states its public key, in which case the file must exist and match. The
- * root's public key is written to `DIR/trust-anchor.jwk`.
+ * root's public key is written to `DIR/trust-anchor.jwk`. PROTOCOL.md §16: a
+ * server whose store holds records signed by its key never silently signs with
+ * another one: a missing key file, or one holding another key, stops the start
+ * unless a new key is asked for (`--new-key`).
  */
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import type { DpStore } from '../dp/store.ts';
 import { MimiError } from '../errors.ts';
 import { generateSigningKey, publicJwkSchema, signingKeyFromJwk, type PublicJwk, type SigningKey } from '../protocol/jws.ts';
 
@@ -26,6 +30,48 @@ export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJw
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(path, `${JSON.stringify(key.privateJwk)}\n`, { mode: 0o600, flag: 'wx' });
   return key;
+}
+
+/** The store meta key holding the thumbprint (`kid`) of the key a server signs its records with (PROTOCOL.md §16). */
+export const SIGNING_KID_META = 'signing_kid';
+
+/** What {@link loadSigningKey} needs of a server's store. */
+export type SigningKeyStore = Pick<DpStore, 'hasRecords' | 'meta' | 'setMeta'>;
+
+/** Options of {@link loadSigningKey}. */
+export interface SigningKeyOptions {
+  /** The public key the server's zone file states, which the file must hold. */
+  readonly stated?: PublicJwk | undefined;
+  /** The server's store: the key its records are signed with is recorded there. */
+  readonly store?: SigningKeyStore | undefined;
+  /** Sign with a new key even though the store's records are signed by another (`--new-key`). */
+  readonly newKey?: boolean | undefined;
+}
+
+/**
+ * Loads (or, when nothing is signed yet, creates) the signing key of server `id`
+ * and records its thumbprint in the store. A store holding records refuses a
+ * missing key file, and one holding a key other than the recorded one, with
+ * `invalid_config` naming the file (PROTOCOL.md §16), unless `newKey` is set.
+ */
+export async function loadSigningKey(dir: string, id: string, options: SigningKeyOptions = {}): Promise<{ key: SigningKey; replaced: string | undefined }> {
+  const { store, stated } = options;
+  const path = join(dir, `${id}.jwk`);
+  const recorded = store?.meta(SIGNING_KID_META);
+  const signed = store?.hasRecords() === true;
+  const existing = await loadKeyIfPresent(dir, id, stated);
+  if (signed && options.newKey !== true) {
+    const by = recorded === undefined ? 'its key' : `key ${recorded}`;
+    if (existing === undefined) {
+      throw new MimiError('invalid_config', `${path} is missing, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with a new key`);
+    }
+    if (recorded !== undefined && recorded !== existing.kid) {
+      throw new MimiError('invalid_config', `${path} holds key ${existing.kid}, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with this key`);
+    }
+  }
+  const key = existing ?? (await loadOrCreateKey(dir, id, stated));
+  if (store !== undefined && recorded !== key.kid) store.setMeta(SIGNING_KID_META, key.kid);
+  return { key, replaced: signed && recorded !== undefined && recorded !== key.kid ? recorded : undefined };
 }
 
 /** Reads a secret file (mode 0600 or stricter, at most 16 KiB); undefined when it does not exist. */

@@ -3,13 +3,16 @@
  * synchronous FULL, so a committed transaction survives kill -9 and power
  * loss; schema migrations versioned in code (`PRAGMA user_version`); an
  * integrity check at open, so a damaged file stops the start instead of being
- * served (or silently rebuilt).
+ * served (or silently rebuilt). PROTOCOL.md §16: a store that lost its main
+ * file beside a WAL stops the start too; one that cannot be opened for lack of
+ * permission (or on a read-only file system) says so; a write the disk cannot
+ * take (full, failing) is `store_unavailable` (503, Retry-After) while reads go on.
  */
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MimiError } from '../errors.ts';
-import type { DpStore, NamePrefix, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
+import type { DpStore, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Statement } from '../protocol/statement.ts';
 
@@ -18,6 +21,76 @@ import type { Statement } from '../protocol/statement.ts';
  * (one fsync). A few ms of latency buys the throughput of a batch under load.
  */
 const GROUP_COMMIT_WINDOW_MS = Number(process.env.MIMI_GROUP_COMMIT_MS ?? 2);
+
+/** Seconds a client is asked to wait (Retry-After) when the store cannot take a write. */
+const STORE_RETRY_AFTER_S = 5;
+
+/** Tells whether SQLite failed for lack of room or of working storage (SQLITE_FULL, SQLITE_IOERR_*), not because of the data. */
+function isStorageFault(err: unknown): boolean {
+  if (!(err instanceof Database.SqliteError)) return false;
+  return err.code === 'SQLITE_FULL' || err.code.startsWith('SQLITE_IOERR');
+}
+
+/** PROTOCOL.md §16: a write the storage cannot take is 503 `store_unavailable` with Retry-After; any other error is returned as it is. */
+function storeFault(err: unknown): unknown {
+  if (!isStorageFault(err)) return err;
+  return new MimiError('store_unavailable', 'the store cannot take writes at the moment; retry later', { retryAfter: STORE_RETRY_AFTER_S, cause: err });
+}
+
+/** Why the process may not write `path` (read-only file system, permission), or undefined when it may or cannot tell. */
+function writeProblem(path: string, mode: number): string | undefined {
+  try {
+    accessSync(path, mode);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return `${path} is on a read-only file system`;
+    if (code === 'EACCES' || code === 'EPERM') return `permission denied on ${path}`;
+    return undefined;
+  }
+}
+
+/** The error of a store that cannot be opened for writing: not damaged, so it says what to fix. */
+function accessError(file: string, problem: string, cause?: unknown): MimiError {
+  return new MimiError('invalid_config', `${file}: the store cannot be opened for writing: ${problem} (nothing is wrong with its data: give this process write access, or mount the file system read-write)`, {
+    cause,
+  });
+}
+
+/**
+ * Checks a store's directory before SQLite opens anything: it can be created
+ * and written, the files that exist can be written, and the store has not lost
+ * its main file (an empty or missing `<id>.sqlite` beside a non-empty WAL:
+ * opening it would silently start an empty store, PROTOCOL.md §16).
+ */
+function checkStoreFiles(dir: string, file: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const problem = code === 'EROFS' ? `${dir} is on a read-only file system` : code === 'EACCES' || code === 'EPERM' ? `permission denied creating ${dir}` : undefined;
+    if (problem !== undefined) throw accessError(file, problem, err);
+    throw new MimiError('invalid_config', `${dir}: cannot create the data directory (${code ?? String(err)})`, { cause: err });
+  }
+  const wal = `${file}-wal`;
+  const size = existsSync(file) ? statSync(file).size : undefined;
+  const walSize = existsSync(wal) ? statSync(wal).size : 0;
+  if ((size === undefined || size === 0) && walSize > 0) {
+    throw new MimiError(
+      'invalid_config',
+      `${file}: the store is ${size === undefined ? 'missing' : 'empty (0 bytes)'} but ${wal} holds ${walSize} bytes: the store existed and lost its main file; restore it from a backup (or move both files away to start an empty store)`,
+    );
+  }
+  const problem =
+    writeProblem(dir, constants.W_OK | constants.X_OK) ??
+    [file, wal, `${file}-shm`].filter((f) => existsSync(f)).reduce<string | undefined>((found, f) => found ?? writeProblem(f, constants.R_OK | constants.W_OK), undefined);
+  if (problem !== undefined) throw accessError(file, problem);
+}
+
+/** SQLite's codes for a file it may not write (permission, read-only file system), as opposed to one it cannot read as a database. */
+function isAccessFault(err: unknown): boolean {
+  return err instanceof Database.SqliteError && /^SQLITE_(READONLY|PERM|AUTH|CANTOPEN)/.test(err.code);
+}
 
 /** Schema migrations, applied in order; `user_version` is the number applied. Never edit one that shipped. */
 const MIGRATIONS: readonly string[] = [
@@ -100,11 +173,6 @@ function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
   return [m.csi, m.msp, m.preference, m.created, m.holder, JSON.stringify(m.holderJwk), m.level, m.attestationIat, JSON.stringify(m.proof), m.registeredAt, hkey];
 }
 
-/** The smallest string greater than every string starting with `prefix`. */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
   /** The e-mail hash key of a canonical CSI (`<domain>\t<hash>`), undefined for phone numbers. */
@@ -113,12 +181,13 @@ export interface SqliteStoreOptions {
 
 /**
  * Opens (creating when absent) `<dir>/<id>.sqlite`, or an in-memory database
- * when `dir` is undefined (tests that need no durability). A damaged file is
- * `invalid_config` naming it.
+ * when `dir` is undefined (tests that need no durability). A damaged file, one
+ * that lost its main file beside a WAL, one this process may not write, or a
+ * full disk is `invalid_config` naming the file and saying which.
  */
 export function openSqliteStore(dir: string | undefined, id: string, options: SqliteStoreOptions): DpStore {
   const file = dir === undefined ? ':memory:' : join(dir, `${id}.sqlite`);
-  if (dir !== undefined) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (dir !== undefined) checkStoreFiles(dir, file);
   let db: Database.Database | undefined;
   try {
     db = new Database(file);
@@ -133,6 +202,8 @@ export function openSqliteStore(dir: string | undefined, id: string, options: Sq
     migrate(db);
   } catch (err) {
     db?.close();
+    if (isAccessFault(err)) throw accessError(file, `${(err as Error).message} (permission denied or a read-only file system)`, err);
+    if (isStorageFault(err)) throw new MimiError('invalid_config', `${file}: the store cannot be written (${(err as Error).message}): is the disk full?`, { cause: err });
     throw new MimiError('invalid_config', `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`, { cause: err });
   }
   return new SqliteStore(db, options);
@@ -163,8 +234,6 @@ class SqliteStore implements DpStore {
     this.#s = {
       active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
       byHash: p<{ csi: string }>('SELECT csi FROM mappings WHERE hkey = ? LIMIT 1'),
-      phoneBelow: p<{ one: number }>('SELECT 1 AS one FROM mappings WHERE csi >= ? AND csi < ? LIMIT 1'),
-      domainBelow: p<{ one: number }>('SELECT 1 AS one FROM mappings WHERE hkey >= ? AND hkey < ? LIMIT 1'),
       put: p('INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
       remove: p('DELETE FROM mappings WHERE csi = ? AND msp = ?'),
       issuedBefore: p<{ csi: string; msp: string }>('SELECT csi, msp FROM mappings WHERE att_iat < ? ORDER BY att_iat LIMIT ?'),
@@ -200,15 +269,6 @@ class SqliteStore implements DpStore {
 
   csiByHash(hash: string, domain: string): string | undefined {
     return this.#s.byHash.get(`${domain}\t${hash}`)?.csi;
-  }
-
-  hasBelow(prefix: NamePrefix): boolean {
-    if (prefix.kind === 'phone') {
-      const start = `tel:+${prefix.digits}`;
-      return this.#s.phoneBelow.get(start, prefixEnd(start)) !== undefined;
-    }
-    const start = `${prefix.domain}\t`;
-    return this.#s.domainBelow.get(start, prefixEnd(start)) !== undefined;
   }
 
   putActive(mapping: StoredMapping): void {
@@ -313,7 +373,11 @@ class SqliteStore implements DpStore {
   }
 
   transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } catch (error) {
+      throw storeFault(error);
+    }
   }
 
   commit<T>(fn: () => T): Promise<T> {
@@ -331,18 +395,29 @@ class SqliteStore implements DpStore {
     this.#queue = [];
     if (batch.length === 0) return;
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    // A storage fault (full disk, I/O error) may have rolled the whole transaction back: no job after it runs
+    // (it would commit on its own), and every job of the batch fails with it unless the commit still succeeds.
+    let fault: unknown;
     try {
       this.#db.transaction(() => {
         for (const job of batch) {
+          if (fault !== undefined) {
+            outcomes.push({ ok: false, error: fault });
+            continue;
+          }
           try {
             outcomes.push({ ok: true, value: this.#db.transaction(job.fn)() }); // nested: a savepoint
           } catch (error) {
-            outcomes.push({ ok: false, error });
+            const mapped = storeFault(error);
+            if (mapped !== error) fault = mapped;
+            outcomes.push({ ok: false, error: mapped });
           }
         }
       })();
     } catch (error) {
-      for (const job of batch) job.reject(error);
+      const mapped = storeFault(error);
+      const reason = mapped !== error || fault === undefined ? mapped : fault;
+      for (const job of batch) job.reject(reason);
       return;
     }
     batch.forEach((job, i) => {
