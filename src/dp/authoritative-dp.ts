@@ -11,7 +11,7 @@ import { ZoneTable } from '../zone/zone-table.ts';
 import type { DiscoveryProvider } from './provider.ts';
 import { Registrar } from './registrar.ts';
 import { toProviders } from './root-dp.ts';
-import type { MappingStore, NamePrefix, StoredMapping } from './store.ts';
+import type { MappingStore, StoredMapping } from './store.ts';
 
 /** The e-mail hash key of a canonical CSI as stores index it (`<domain>\t<hash>`); undefined for phone numbers. */
 export function emailHashKey(canonical: string): string | undefined {
@@ -102,11 +102,6 @@ export class AuthoritativeDp implements DiscoveryProvider {
   canonicalOf(subject: Subject): string | undefined {
     if (subject.kind !== 'email-hash') return subject.canonical;
     return this.#byHash.get(`${subject.hash}@${subject.domain}`) ?? this.#store.csiByHash(subject.hash, subject.domain);
-  }
-
-  /** Tells whether a registered mapping lies below a name prefix (DNS empty non-terminals). */
-  hasRegisteredBelow(prefix: NamePrefix): boolean {
-    return this.#store.hasBelow(prefix);
   }
 
   /** Zone-file mappings of a CSI, overridden per MSP by registered ones. */

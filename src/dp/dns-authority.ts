@@ -1,8 +1,10 @@
 /**
  * A DP's authoritative DNS view (PROTOCOL.md §6): SOA and NS at each zone apex,
  * A/AAAA for its own NS names, referrals (NS + glue) at delegation points,
- * NAPTR at mapped names, NODATA at empty non-terminals (RFC 8020) and NXDOMAIN
- * below them, REFUSED outside its zones. Mapped data comes from the DP's own
+ * NAPTR at mapped names, REFUSED outside its zones. PROTOCOL.md §16: inside its
+ * zones every denial is NODATA (NOERROR, no answer, the SOA), never NXDOMAIN,
+ * so names with mappings below them (RFC 8020 empty non-terminals) cannot be
+ * told from names with nothing below: a walk learns nothing from the tree. Mapped data comes from the DP's own
  * `lookup`, so DNS serves exactly what HTTP serves.
  */
 import type { Answer } from 'dns-packet';
@@ -73,9 +75,6 @@ export class DnsAuthority {
   readonly #zones = new Map<string, ZoneKey>();
   /** Delegation point name -> its providers with their DNS addresses. */
   readonly #cuts = new Map<string, Cut>();
-  /** Every name that exists in this server's zones (with data or as an empty non-terminal). */
-  readonly #names = new Set<string>();
-
   constructor(zone: DpZone, dp: DiscoveryProvider, apex: string) {
     this.#zone = zone;
     this.#dp = dp;
@@ -87,22 +86,6 @@ export class DnsAuthority {
       const providers = d.providers.map((id) => ({ id, dns: registry.get(id)?.dns ?? [] }));
       const name = zoneName(d.zone, apex);
       this.#cuts.set(name, { zone: d.zone, providers });
-      this.#addWithAncestors(name);
-    }
-    for (const name of this.#zones.keys()) this.#addWithAncestors(`${zone.id}._ns.${name}`);
-    if (zone.role === 'authoritative') for (const m of zone.mappings) this.#addWithAncestors(ownerName(parseCsi(m.csi), apex));
-  }
-
-  /** Adds a name and its ancestors up to (and including) its zone apex. */
-  #addWithAncestors(name: string): void {
-    let current = name;
-    for (;;) {
-      if (this.#names.has(current)) return;
-      this.#names.add(current);
-      if (this.#zones.has(current)) return;
-      const dot = current.indexOf('.');
-      if (dot < 0) return;
-      current = current.slice(dot + 1);
     }
   }
 
@@ -159,23 +142,7 @@ export class DnsAuthority {
         return { ...nodata, answers: naptrAnswers(name, response.mappings, response.ttl), authorities: [] };
       }
     }
-    if (this.#names.has(name) || this.#registeredBelow(name)) return nodata; // an empty non-terminal (RFC 8020) or a name of another type
-    return { ...nodata, rcode: RCODE.NXDOMAIN };
-  }
-
-  /** Tells whether registered mappings lie below a name that is not in the zone file (their empty non-terminals). */
-  #registeredBelow(name: string): boolean {
-    const dp = this.#dp;
-    if (dp.hasRegisteredBelow === undefined) return false;
-    const e164 = `.e164.${this.#apex}`;
-    if (name.endsWith(e164)) {
-      const labels = name.slice(0, -e164.length).split('.');
-      if (!labels.every((l) => /^\d$/.test(l))) return false;
-      return dp.hasRegisteredBelow({ kind: 'phone', digits: labels.reverse().join('') });
-    }
-    const email = `.email.${this.#apex}`;
-    if (name.startsWith('_mimi.') && name.endsWith(email)) return dp.hasRegisteredBelow({ kind: 'email-domain', domain: name.slice(6, -email.length) });
-    return false;
+    return nodata;
   }
 
   #lookup(subject: Parameters<DiscoveryProvider['lookup']>[0]): LookupResponse | undefined {

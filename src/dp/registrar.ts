@@ -45,8 +45,8 @@ export function levelRank(level: string): number {
   return LEVELS[level] ?? 0;
 }
 
-/** How many pending conflicts the admin API lists at most. */
-export const MAX_LISTED_CONFLICTS = 1000;
+/** How many pending conflicts one page of the admin API lists at most (PROTOCOL.md §16: paged, at most 500). */
+export const MAX_LISTED_CONFLICTS = 500;
 
 /** The registration lifecycle of one DP over its store. */
 export class Registrar {
@@ -83,6 +83,10 @@ export class Registrar {
    */
   register(mapping: StoredMapping, payloadHash: string): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
     return this.#store.commit(() => {
+      const deactivated = this.#store.deactivatedAt(mapping.csi);
+      if (deactivated !== undefined && mapping.attestationIat < deactivated) {
+        throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');
+      }
       if (this.#store.seenStatement(payloadHash)) {
         const active = this.#store.active(mapping.csi).find((m) => m.msp === mapping.msp && m.holder === mapping.holder);
         if (active?.proof.payload === mapping.proof.payload) return { outcome: { status: 'unchanged' }, notices: [] };
@@ -93,10 +97,6 @@ export class Registrar {
         throw new MimiError('replayed', "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof");
       }
       this.#store.markSeen(payloadHash, this.#now());
-      const deactivated = this.#store.deactivatedAt(mapping.csi);
-      if (deactivated !== undefined && mapping.attestationIat < deactivated) {
-        throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');
-      }
       const notices: Notice[] = [];
       const others = this.activeOf(mapping.csi).filter((m) => m.holder !== mapping.holder);
       if (others.length > 0 && levelRank(mapping.level) <= Math.max(...others.map((m) => levelRank(m.level)))) {
@@ -197,15 +197,27 @@ export class Registrar {
     });
   }
 
-  /** Pending conflicts, oldest first, with whether each awaits review (contested or timed out). */
-  conflicts(): ConflictView[] {
+  /**
+   * One page of pending conflicts, oldest first, with whether each awaits review
+   * (contested or timed out): up to `limit` (at most {@link MAX_LISTED_CONFLICTS})
+   * after the conflict `after`; `next` is the `after` of the following page,
+   * absent on the last. A cursor no longer pending is `invalid_request`.
+   */
+  conflicts(limit = 100, after?: string): { pending: ConflictView[]; next?: string } {
+    if (after !== undefined && this.#store.pendingById(after) === undefined) {
+      throw new MimiError('invalid_request', 'after: no such pending conflict (decided since?): start from the first page');
+    }
+    const size = Math.max(1, Math.min(limit, MAX_LISTED_CONFLICTS));
+    const rows = this.#store.pendingList(size + 1, after);
     const now = this.#now();
-    return this.#store.pendingList(MAX_LISTED_CONFLICTS).map((p) => ({
+    const pending = rows.slice(0, size).map((p) => ({
       id: p.id,
       csi: p.csi,
       since: new Date(p.since).toISOString(),
       review: p.contested || now - p.since >= this.#zone.conflictTimeout * 1000,
     }));
+    const last = pending[pending.length - 1];
+    return { pending, ...(rows.length > size && last !== undefined ? { next: last.id } : {}) };
   }
 
   /**

@@ -38,9 +38,6 @@ export interface PendingMapping extends StoredMapping {
   readonly contested: boolean;
 }
 
-/** Where names exist below a prefix, for DNS empty non-terminals (RFC 8020). */
-export type NamePrefix = { readonly kind: 'phone'; readonly digits: string } | { readonly kind: 'email-domain'; readonly domain: string };
-
 /** A delegation registered at the root (PROTOCOL.md §9). */
 export interface StoredDelegation {
   readonly id: string;
@@ -59,8 +56,6 @@ export interface MappingStore {
   active(csi: string): StoredMapping[];
   /** The canonical CSI whose e-mail local-part hash and domain are these, if registered. */
   csiByHash(hash: string, domain: string): string | undefined;
-  /** Tells whether any registered mapping lies below a name prefix. */
-  hasBelow(prefix: NamePrefix): boolean;
   /** Inserts or replaces the mapping of (csi, msp). */
   putActive(mapping: StoredMapping): void;
   /** Removes the active mapping of (csi, msp); tells whether there was one. */

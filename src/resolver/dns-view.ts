@@ -1,8 +1,10 @@
 /**
  * The resolver's DNS view (PROTOCOL.md §6): NAPTR answers for both trees from
- * the same engine and caches as the HTTP path. `not_found` is NXDOMAIN with the
- * SOA of the zone that said so (TTL: the remaining negative TTL); failures are
- * SERVFAIL with an RFC 8914 extended error; stale answers carry EDE 3.
+ * the same engine and caches as the HTTP path. `not_found` is NODATA (NOERROR,
+ * no answer) with the SOA of the zone that said so (TTL: the remaining negative
+ * TTL), never NXDOMAIN: PROTOCOL.md §16, as an NXDOMAIN for one number would
+ * deny every longer number below it to resolvers that follow RFC 8020.
+ * Failures are SERVFAIL with an RFC 8914 extended error; stale answers carry EDE 3.
  */
 import { apexOf, type ZoneKey } from '../csi/zone-key.ts';
 import { naptrAnswers, QTYPE, soaRecord, type DnsPlan } from '../dp/dns-authority.ts';
@@ -65,7 +67,7 @@ export class ResolverDnsView {
     const errors = resolution.stale ? [{ code: EDE.STALE_ANSWER }] : [];
     const validUntil = ttlStableUntil(resolution.expiresAt, now);
     if (resolution.mappings.length === 0) {
-      const denial = this.#denial(resolution.negativeZone ?? apexOf(meaning.kind === 'csi' ? 'e164' : 'email'), resolution.expiresAt, RCODE.NXDOMAIN);
+      const denial = this.#denial(resolution.negativeZone ?? apexOf(meaning.kind === 'csi' ? 'e164' : 'email'), resolution.expiresAt, RCODE.NOERROR);
       return { ...denial, errors, validUntil };
     }
     const ttl = remainingSeconds(resolution.expiresAt, now);

@@ -152,29 +152,6 @@ export class ClientLimiter {
   }
 }
 
-/** A limiter with one bucket per key (a DP's limit per resolver). */
-export class KeyedLimiter {
-  readonly #rate: number;
-  readonly #burst: number;
-  readonly #buckets = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_CLIENTS });
-
-  constructor(rate: number, burst: number) {
-    this.#rate = rate;
-    this.#burst = burst;
-  }
-
-  /** Takes one token for `key` or throws `rate_limited`. */
-  take(key: string, now: number): void {
-    let bucket = this.#buckets.get(key);
-    if (bucket === undefined) {
-      bucket = new TokenBucket(this.#rate, this.#burst, now);
-      this.#buckets.set(key, bucket);
-    }
-    const wait = bucket.take(1, now);
-    if (wait > 0) throw rateLimited(wait, 'too many requests from this resolver');
-  }
-}
-
 /**
  * Paces requests to DPs that state a `qps` (PROTOCOL.md §10: a bucket with
  * rate = burst = qps per resolver): a request waits for its token within the

@@ -53,11 +53,16 @@ export interface DnsResponderOptions {
 
 /** Per-source limits of a DNS front-end. */
 export interface DnsGuard {
-  /** False when the source is over its limits: it gets TC over UDP (retry over TCP), REFUSED over TCP. */
+  /** False when the source is over its limits: it gets REFUSED over TCP, and over UDP what {@link limitedUdp} says. */
   admit(source: string, transport: 'udp' | 'tcp'): boolean;
-  /** Hears of every answer that told the source "nothing here" (NXDOMAIN, or no answer records). */
-  denied(source: string, transport: 'udp' | 'tcp'): void;
+  /** What a limited UDP query gets: TC (the client retries over TCP, where its address is proven) or nothing. Default: TC. */
+  limitedUdp?(source: string): 'truncate' | 'drop';
+  /** Settles an admitted query: `denial` when its answer said nothing is here (NXDOMAIN, or no answer and no referral). */
+  settle(source: string, transport: 'udp' | 'tcp', denial: boolean): void;
 }
+
+/** What {@link DnsResponder.cached} returns for "send nothing" (a dropped, rate-limited UDP query). */
+export const SEND_NOTHING: Buffer = Buffer.alloc(0);
 
 interface CachedAnswer {
   readonly bytes: Buffer;
@@ -68,9 +73,9 @@ interface CachedAnswer {
   readonly name: string;
 }
 
-/** Tells whether an encoded response is a denial: NXDOMAIN, or NOERROR without answer records. */
-function isDenial(bytes: Buffer): boolean {
-  return bytes.length >= 12 && ((bytes.readUInt16BE(2) & 0xf) === 3 || bytes.readUInt16BE(6) === 0);
+/** Tells whether an answer is a denial: NXDOMAIN, or NOERROR without answer records and without a referral (NS). */
+function isDenial(plan: DnsPlan): boolean {
+  return plan.rcode === 3 || (plan.rcode === 0 && plan.answers.length === 0 && !plan.authorities.some((a) => a.type === 'NS'));
 }
 
 const TYPE_NUMBERS: Readonly<Record<string, number>> = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, ANY: 255 };
@@ -118,17 +123,21 @@ export class DnsResponder {
 
   /**
    * The answer from the encoded-answer cache, synchronously, or undefined on a
-   * miss; with a guard, a limited reply for a source over its limits. Never throws.
+   * miss; with a guard, a limited reply for a source over its limits
+   * ({@link SEND_NOTHING} when it is to be dropped). Never throws.
    */
   cached(query: Buffer, transport: 'udp' | 'tcp', source = ''): Buffer | undefined {
     try {
       const scan = scanQuery(query, transport === 'tcp');
       if (scan === undefined) return undefined;
       const guard = this.#options.guard;
-      if (guard !== undefined && !guard.admit(source, transport)) return limitedReply(query, scan, transport === 'tcp', this.#options.recursive);
+      if (guard !== undefined && !guard.admit(source, transport)) {
+        if (transport === 'udp' && guard.limitedUdp?.(source) === 'drop') return SEND_NOTHING;
+        return limitedReply(query, scan, transport === 'tcp', this.#options.recursive);
+      }
       const hit = this.#cache.get(scan.key);
       if (hit === undefined || hit.validUntil <= this.#options.now()) return undefined;
-      if (hit.denial) guard?.denied(source, transport);
+      guard?.settle(source, transport, hit.denial);
       return patchAnswer(hit.bytes, query, scan);
     } catch {
       return undefined;
@@ -146,20 +155,25 @@ export class DnsResponder {
       const guard = this.#options.guard;
       // A query the fast scan cannot read is decoded in full; it is still admitted and counted here.
       if (guard !== undefined && scan === undefined && !guard.admit(source, transport)) return errorReply(query, 5, this.#options.recursive);
-      const hit = scan === undefined || afterCacheMiss ? undefined : this.cached(query, transport, source);
-      if (hit !== undefined) return hit;
+      if (scan !== undefined && !afterCacheMiss) {
+        const hit = this.cached(query, transport, source);
+        if (hit !== undefined) return hit.length === 0 ? undefined : hit;
+      }
       const reply = await this.#slow(query, transport, scan?.key);
-      if (guard !== undefined && reply !== undefined && isDenial(reply)) guard.denied(source, transport);
-      return reply;
+      guard?.settle(source, transport, reply?.denial ?? false);
+      return reply?.bytes;
     } catch (err) {
       this.#options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'DNS query failed');
       return errorReply(query, 2, this.#options.recursive);
     }
   }
 
-  async #slow(query: Buffer, transport: 'udp' | 'tcp', key: string | undefined): Promise<Buffer | undefined> {
+  async #slow(query: Buffer, transport: 'udp' | 'tcp', key: string | undefined): Promise<{ bytes: Buffer; denial: boolean } | undefined> {
     const decoded = decodeQuery(query);
-    if (!decoded.ok) return decoded.rcode < 0 ? undefined : errorReply(query, decoded.rcode, this.#options.recursive);
+    if (!decoded.ok) {
+      const bytes = decoded.rcode < 0 ? undefined : errorReply(query, decoded.rcode, this.#options.recursive);
+      return bytes === undefined ? undefined : { bytes, denial: false };
+    }
     const { packet, question } = decoded;
     const opt = (packet.additionals ?? []).find((r) => r.type === 'OPT') as { udpPayloadSize?: number; ednsVersion?: number } | undefined;
     const limit = transport === 'tcp' ? MAX_MESSAGE : udpLimit(opt?.udpPayloadSize);
@@ -168,10 +182,10 @@ export class DnsResponder {
     if (opt !== undefined && (opt.ednsVersion ?? 0) > 0) {
       // RFC 6891 §6.1.3: BADVERS (extended RCODE 1 << 4) for an EDNS version we do not speak.
       const badvers = { ...optRecord(), extendedRcode: 1 } as unknown as NonNullable<Packet['additionals']>[number];
-      return encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base, questions: [question], additionals: [badvers] }, limit);
+      return { bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base, questions: [question], additionals: [badvers] }, limit), denial: false };
     }
     if (question.class !== 'IN' && (question.class as unknown) !== 1) {
-      return encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base | 5, questions: [question], additionals: opt ? [optRecord()] : [] }, limit);
+      return { bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base | 5, questions: [question], additionals: opt ? [optRecord()] : [] }, limit), denial: false };
     }
     const answer = await this.#backend(normaliseName(question.name), typeNumber(question));
     const { plan } = answer;
@@ -185,9 +199,10 @@ export class DnsResponder {
       additionals: opt !== undefined ? [...plan.additionals, optRecord(answer.errors ?? [])] : plan.additionals,
     };
     const bytes = encodeResponse(response, limit);
+    const denial = isDenial(plan);
     if (key !== undefined && answer.validUntil > this.#options.now()) {
       const name = normaliseName(question.name);
-      this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial: isDenial(bytes), name });
+      this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial, name });
       let keys = this.#byName.get(name);
       if (keys === undefined) {
         keys = new Set();
@@ -195,7 +210,7 @@ export class DnsResponder {
       }
       keys.add(key);
     }
-    return bytes;
+    return { bytes, denial };
   }
 }
 
@@ -227,7 +242,7 @@ export async function listenDns(responder: DnsResponder, address: string, port: 
     // The hot path: a cache hit is answered without a promise or a full decode.
     const hit = responder.cached(msg, 'udp', rinfo.address);
     if (hit !== undefined) {
-      udp.send(hit, rinfo.port, rinfo.address);
+      if (hit.length > 0) udp.send(hit, rinfo.port, rinfo.address); // empty: SEND_NOTHING (dropped by a rate limit)
       return;
     }
     responder.respond(msg, 'udp', rinfo.address, true).then(
@@ -331,8 +346,15 @@ function serveTcp(socket: TcpSocket, responder: DnsResponder, limits: Connection
       inFlight += 1;
       responder.respond(message, 'tcp', source).then(send, () => socket.destroy());
     }
-    if (inFlight >= MAX_TCP_IN_FLIGHT || socket.writableNeedDrain) socket.pause();
-    else if (socket.isPaused()) socket.resume();
+    if (inFlight >= MAX_TCP_IN_FLIGHT || socket.writableNeedDrain) {
+      // Not read, so not the client's time: the rest of a message may be waiting in our own buffers.
+      socket.pause();
+      clearTimeout(deadline);
+      deadline = undefined;
+    } else if (socket.isPaused()) {
+      socket.resume();
+      if (boundary < buffered.length) startDeadline();
+    }
   }
   socket.on('drain', pump);
   socket.on('data', (chunk: Buffer) => {

@@ -1,7 +1,7 @@
 /**
  * The HTTP front-end of a root or authoritative DP (PROTOCOL.md §3).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { MimiError } from '../errors.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
@@ -14,7 +14,9 @@ import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } from './http-common.ts';
 import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
 import { clientCertificateHash } from './client-identity.ts';
-import type { KeyedLimiter } from '../resolver/rate-limit.ts';
+import type { DpClientLimits } from '../limits/dp-clients.ts';
+import { DEFAULT_LIMITS, disclosedLimits, type DelegationLimits, type Limits } from '../zone/limits-file.ts';
+import type { ClientIdentity } from '../resolver/rate-limit.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {
@@ -27,8 +29,8 @@ export interface DpHolder {
   registries?: (() => Promise<Registries>) | undefined;
   /** Called when `current` is replaced (the root after a delegation change). */
   readonly replaced: (() => void)[];
-  /** The limit per resolver on lookups and zone fetches (PROTOCOL.md §10: `perResolver`). */
-  perResolver?: { readonly limiter: KeyedLimiter; readonly rate: number; readonly burst: number } | undefined;
+  /** The DP's own budgets on lookups and zone fetches (PROTOCOL.md §10 `perResolver`, §16): none when absent. */
+  clients?: DpClientLimits | undefined;
 }
 
 /** The registries a DP checks registrations against (PROTOCOL.md §8: from the root zone). */
@@ -47,8 +49,13 @@ export interface DpStats {
   zoneNotModified: number;
 }
 
-/** What `/.well-known/mimi-discovery` discloses for a DP. */
-export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, perResolver?: { rate: number; burst: number }): Record<string, unknown> {
+/**
+ * What `/.well-known/mimi-discovery` discloses for a DP: its limits when it has
+ * any (never a client name or key), and at the root the bounds on delegation
+ * requests (PROTOCOL.md §16).
+ */
+export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, limits?: Limits): Record<string, unknown> {
+  const delegations: DelegationLimits = (limits ?? DEFAULT_LIMITS).delegations;
   return {
     role: dp.role,
     id: dp.id,
@@ -57,7 +64,12 @@ export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, perResol
     formats: signer === undefined ? ['json'] : ['jose'],
     ...(signer !== undefined ? { jwk: signer.publicJwk } : {}),
     federation: { default: 'iterative', modes: ['iterative'] },
-    limits: { maxRequestBody: MAX_REQUEST_BODY, registrationDelay: 0, ...(perResolver !== undefined ? { perResolver: { rate: perResolver.rate, burst: perResolver.burst } } : {}) },
+    limits: {
+      maxRequestBody: MAX_REQUEST_BODY,
+      registrationDelay: 0,
+      ...(limits !== undefined ? disclosedLimits(limits) : {}),
+      ...(dp.role === 'root' ? { delegations: { ...delegations } } : {}),
+    },
   };
 }
 
@@ -68,19 +80,32 @@ function serving(holder: DpHolder): DiscoveryProvider {
 
 /** Creates the fastify app of a DP. */
 export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX, tls?: TlsServerOptions): FastifyInstance {
-  const app = createHttpApp(logger, { tls });
-  // PROTOCOL.md §10: each resolver (by client certificate, else address) has its own bucket for lookups and zone fetches.
-  app.addHook('onRequest', async (request) => {
-    const limit = holder.perResolver;
-    if (limit === undefined || (request.url !== '/v1/lookup' && request.url !== '/v1/zone')) return;
-    const cert = clientCertificateHash(request.raw);
-    limit.limiter.take(cert !== undefined ? `cert:${cert}` : `addr:${request.raw.socket.remoteAddress ?? ''}`, Date.now());
-  });
+  const app = createHttpApp(logger, { tls, connections: lifecycle.limits?.connections });
+  // PROTOCOL.md §10, §16: a resolver (by client certificate) or anyone else (by network prefix) draws from its
+  // query and not-found budgets for lookups and zone fetches; the reserved not-found token is settled on the answer.
+  const clientOf = (request: FastifyRequest): ClientIdentity | undefined => {
+    const clients = holder.clients;
+    if (clients === undefined) return undefined;
+    const client = clients.identify(clientCertificateHash(request.raw), request.raw.socket.remoteAddress ?? '');
+    clients.admit(client, Date.now());
+    return client;
+  };
+  const settle = (client: ClientIdentity | undefined, denial: boolean): void => {
+    if (client !== undefined) holder.clients?.settle(client, denial, Date.now());
+  };
   app.post('/v1/lookup', async (request, reply) => {
     holder.stats.lookups += 1;
-    const dp = serving(holder);
-    const body = parseBody(lookupRequestSchema, request.body);
-    const response = dp.lookup(subjectOf(body, apex));
+    const client = clientOf(request);
+    let response: ReturnType<DiscoveryProvider['lookup']>;
+    let body: ReturnType<typeof lookupRequestSchema.parse>;
+    try {
+      body = parseBody(lookupRequestSchema, request.body);
+      response = serving(holder).lookup(subjectOf(body, apex));
+    } catch (err) {
+      settle(client, false);
+      throw err;
+    }
+    settle(client, response.kind === 'not_found');
     if (holder.signer === undefined) return reply.type('application/json').send(JSON.stringify(response));
     // PROTOCOL.md §8: the response plus the question and iat, so it proves nothing about another CSI.
     const question = body.csi !== undefined ? { csi: subjectOf(body, apex).canonical } : { name: body.name };
@@ -91,6 +116,7 @@ export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: Lifecyc
   addLifecycleRoutes(app, holder, lifecycle);
   app.get('/v1/zone', async (request, reply) => {
     holder.stats.zoneFetches += 1;
+    settle(clientOf(request), false);
     const dp = serving(holder);
     if (!(dp instanceof RootDp)) throw new MimiError('invalid_request', 'only the root serves its zone', { status: 404 });
     const doc = holder.signer === undefined ? dp.zoneDocument() : await dp.signedZoneDocument(holder.signer);
@@ -103,7 +129,7 @@ export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: Lifecyc
     return reply.type(holder.signer === undefined ? 'application/json' : JOSE_CONTENT_TYPE).send(doc.body);
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
-  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder), holder.signer, holder.perResolver))));
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(dpWellKnown(serving(holder), holder.signer, holder.clients?.limits))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
   return app;
 }

@@ -11,12 +11,14 @@ import { z } from 'zod';
 import { parseCsi } from '../csi/parse.ts';
 import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
-import type { DelegationRegistrar, TxtLookup } from '../dp/delegations.ts';
+import { pageQuerySchema, type DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
 import type { Notice } from '../dp/registrar.ts';
 import { checkStatement } from '../dp/registration.ts';
 import { MimiError } from '../errors.ts';
 import { addSignature, statementSchema } from '../protocol/statement.ts';
 import { contestPayloadSchema, delegationPayloadSchema, readSignedRequest, revokePayloadSchema, signatureVerifies } from '../protocol/signed-request.ts';
+import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
+import { identifyClient } from './client-identity.ts';
 import type { DpHolder } from './dp-http.ts';
 import { parseBody, refuseOtherMethods } from './http-common.ts';
 
@@ -30,6 +32,8 @@ export interface LifecycleOptions {
   readonly delegations?: DelegationRegistrar | undefined;
   /** Where the root reads `_mimi-dp` TXT records (`--dns-check-server`). */
   readonly txt?: TxtLookup | undefined;
+  /** Identifies clients (API keys, certificates, prefix aggregation) for the delegation bucket (PROTOCOL.md §16); the defaults when absent. */
+  readonly limits?: Limits | undefined;
   readonly now: () => number;
 }
 
@@ -141,7 +145,9 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
 
   app.get('/v1/admin/conflicts', async (request, reply) => {
     requireAdmin(request, options.adminToken);
-    return reply.type('application/json').send(json({ pending: authoritative(holder).registrar.conflicts() }));
+    // PROTOCOL.md §16: paged, ?limit=N&after=ID, with a `next` cursor.
+    const page = parseBody(pageQuerySchema, request.query);
+    return reply.type('application/json').send(json(authoritative(holder).registrar.conflicts(page.limit, page.after)));
   });
   refuseOtherMethods(app, '/v1/admin/conflicts', ['GET']);
 
@@ -161,6 +167,9 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
 
   app.post('/v1/delegations', async (request, reply) => {
     const delegations = registry();
+    // PROTOCOL.md §16: a bucket per client (API key, certificate, else network prefix) before any signature is checked.
+    const client = identifyClient(request.raw, options.limits ?? DEFAULT_LIMITS);
+    delegations.admit(client.limitKey ?? client.identity);
     const signed = readSignedRequest(request.body, delegationPayloadSchema);
     const txt = options.txt ?? (() => Promise.resolve([]));
     const outcome = await delegations.request(signed, txt);
@@ -170,7 +179,8 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
 
   app.get('/v1/admin/delegations', async (request, reply) => {
     requireAdmin(request, options.adminToken);
-    return reply.type('application/json').send(json({ pending: registry().pending() }));
+    const page = parseBody(pageQuerySchema, request.query);
+    return reply.type('application/json').send(json(registry().pending(page.limit, page.after)));
   });
   refuseOtherMethods(app, '/v1/admin/delegations', ['GET']);
 

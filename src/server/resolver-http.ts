@@ -28,7 +28,11 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
       maxTtl: p.maxTtl,
       maxNegativeTtl: p.maxNegativeTtl,
       staleTtl: p.staleTtl,
-      ...(resolver.limits !== undefined ? { tiers: resolver.limits.tiers, costs: DISCLOSED_COSTS } : {}),
+      // PROTOCOL.md §16: the fan-out bounds, and with client limits the prefix aggregation and connection limits.
+      fanout: resolver.fanout,
+      ...(resolver.limits !== undefined
+        ? { tiers: resolver.limits.tiers, costs: DISCLOSED_COSTS, aggregate: resolver.limits.aggregate, connections: resolver.limits.connections }
+        : {}),
     },
   };
 }
@@ -62,7 +66,7 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
 
 /** Creates the fastify app of a resolver. */
 export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsServerOptions): FastifyInstance {
-  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger), tls });
+  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger), tls, connections: resolver.limits?.connections });
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body, identifyClient(request.raw, resolver.limits));

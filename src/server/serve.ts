@@ -20,9 +20,11 @@ import { DnsAuthority } from '../dp/dns-authority.ts';
 import { DEFAULT_DNS_APEX, normaliseApex, ownerName } from '../protocol/enum-name.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { ResolverDnsView } from '../resolver/dns-view.ts';
-import { DnsResponder, listenDns, type DnsListener } from './dns-server.ts';
+import { DnsResponder, listenDns, type DnsGuard, type DnsListener } from './dns-server.ts';
+import { addressPrefix } from '../limits/prefix.ts';
+import { ResponseRateLimiter } from '../limits/dns-rrl.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
-import { loadKeyIfPresent, loadOrCreateKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
+import { loadKeyIfPresent, loadOrCreateKey, loadSigningKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
 import { IdentityProver } from '../dp/idprover.ts';
 import { createIdproverApp, type ProverHolder } from './idprover-http.ts';
 import { appendJsonLine, readCodeFromOutbox } from './outbox.ts';
@@ -41,8 +43,9 @@ import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../resolver/transport.ts';
 import { useTls } from '../stub/http.ts';
-import type { Limits } from '../zone/limits-file.ts';
-import { KeyedLimiter, type ClientIdentity } from '../resolver/rate-limit.ts';
+import { DEFAULT_LIMITS, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
+import type { ClientIdentity } from '../resolver/rate-limit.ts';
+import { DpClientLimits } from '../limits/dp-clients.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -70,6 +73,12 @@ export interface HierarchyOptions {
   readonly dnsApex?: string | undefined;
   /** Sign with the keys in this directory (PROTOCOL.md §8: `--keys DIR`). */
   readonly keysDir?: string | undefined;
+  /**
+   * Sign with a new key (created when the key file is missing) even though the
+   * store's records are signed by another (`--new-key`, PROTOCOL.md §16);
+   * without it such a start is refused.
+   */
+  readonly newKey?: boolean | undefined;
   /** The resolver validates from this trust anchor file (read after the keys are in place). */
   readonly trustAnchorFile?: string | undefined;
   /** The resolver refuses insecure answers. */
@@ -95,6 +104,13 @@ export interface HierarchyOptions {
   readonly tls?: HierarchyTls | undefined;
   /** Rate limits (PROTOCOL.md §10: `--limits FILE`); none when absent. */
   readonly limits?: Limits | undefined;
+  /**
+   * The limits the DPs and identity provers of this process apply to their own
+   * clients (PROTOCOL.md §16), when they differ from the resolver's `limits`
+   * (tests whose in-process resolver talks to its DPs over plain HTTP, where it
+   * has no client certificate to be known by).
+   */
+  readonly serverLimits?: Limits | undefined;
   /** The DPs' clock (ms): lapses, conflict timeouts, `iat` checks. */
   readonly now?: (() => number) | undefined;
   /** Resolver settings other than the root hints. */
@@ -126,10 +142,16 @@ interface TlsMaterial {
 
 async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial | undefined> {
   if (tls === undefined) return undefined;
+  // DPs ask every client for a certificate (optional unless --client-ca makes TLS mutual): a resolver that presents
+  // one gets its `perResolver` budgets instead of the anonymous per-prefix ones (PROTOCOL.md §16).
+  const clientAuth = (mutual: boolean, fallbackCa: string | undefined): Pick<TlsServerOptions, 'clientCa' | 'requireClientCert'> => {
+    const clientCa = tls.clientCa ?? fallbackCa;
+    return clientCa === undefined ? {} : { clientCa, requireClientCert: mutual && tls.clientCa !== undefined };
+  };
   if (tls.cert !== undefined && tls.key !== undefined) {
     const { cert, key } = tls;
     return {
-      server: (_id, _host, mutual) => Promise.resolve({ cert, key, ...(mutual && tls.clientCa !== undefined ? { clientCa: tls.clientCa, requireClientCert: true } : {}) }),
+      server: (_id, _host, mutual) => Promise.resolve({ cert, key, ...clientAuth(mutual, tls.ca) }),
       client: { ca: tls.ca, cert, key },
       clientIdentityCa: tls.clientCa ?? tls.ca,
     };
@@ -138,7 +160,7 @@ async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial |
   const pki = await openDevPki(tls.pkiDir);
   const resolverIdentity = await pki.identity('resolver', []);
   return {
-    server: async (id, host, mutual) => ({ ...(await pki.identity(id, [host])), ...(mutual && tls.clientCa !== undefined ? { clientCa: tls.clientCa, requireClientCert: true } : {}) }),
+    server: async (id, host, mutual) => ({ ...(await pki.identity(id, [host])), ...clientAuth(mutual, pki.ca) }),
     client: { ca: tls.ca ?? pki.ca, ...resolverIdentity },
     clientIdentityCa: tls.clientCa ?? pki.ca,
   };
@@ -165,6 +187,19 @@ export interface RunningHierarchy {
   close(): Promise<void>;
 }
 
+/**
+ * An embedded hierarchy without limits (tests, benchmarks) keeps the identity
+ * prover's memory bounds but not its challenge rates; `mimi serve` always has limits.
+ */
+const NO_CHALLENGE_RATE_LIMITS: IdproverLimits = {
+  ...DEFAULT_LIMITS.idprover,
+  perCsiPer10Minutes: 1_000_000,
+  perCsiPerDay: 1_000_000,
+  clientRate: 1_000_000,
+  clientBurst: 1_000_000,
+  wrongCodesPerDay: 1_000_000,
+};
+
 /** How often lapsed mappings (`maxMappingAge`) are swept from the stores. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -172,12 +207,12 @@ const SWEEP_INTERVAL_MS = 60_000;
  * Builds the DP object for a zone over its store: an authoritative DP, or the
  * root with its delegation registry (which replaces the served root on each change).
  */
-function createProvider(zone: DpZone, store: DpStore, holder: DpHolder, now: () => number): { dp: DiscoveryProvider; delegations?: DelegationRegistrar } {
+function createProvider(zone: DpZone, store: DpStore, holder: DpHolder, now: () => number, limits: Limits | undefined): { dp: DiscoveryProvider; delegations?: DelegationRegistrar } {
   if (zone.role === 'authoritative') return { dp: new AuthoritativeDp(zone, store, now) };
   const delegations = new DelegationRegistrar(zone, store, now, (next: RootZone) => {
     holder.current = new RootDp(next);
     for (const listener of holder.replaced) listener();
-  });
+  }, limits?.delegations);
   return { dp: new RootDp(delegations.zone), delegations };
 }
 
@@ -192,15 +227,28 @@ function urlOf(app: FastifyInstance, scheme: string): string {
   return `${scheme}//${host}:${address.port}`;
 }
 
+/** What {@link applyKeys} checks the servers' keys against. */
+interface KeyContext {
+  /** The stores of the servers started here, by id: a store's records bind its server to the key they are signed with. */
+  readonly stores: ReadonlyMap<string, DpStore>;
+  /** `--new-key`: a server may sign with a key other than its records'. */
+  readonly newKey: boolean;
+  readonly logger: Logger;
+}
+
 /**
- * Loads (or creates) the signing key of every server started here, fills the
+ * Loads (or creates) the signing key of every server started here, refusing
+ * one that does not sign its store's records (PROTOCOL.md §16), fills the
  * public keys the zone files leave out (registry and glue entries whose key file
  * is in the directory; the demo's MSP keys are created there too), and writes the
  * root's public key as the trust anchor.
  */
-async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<string>, dir: string, keys: Map<string, SigningKey>): Promise<LoadedZone[]> {
+async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<string>, dir: string, keys: Map<string, SigningKey>, context: KeyContext): Promise<LoadedZone[]> {
   for (const { zone } of zones) {
-    if (started.has(zone.id)) keys.set(zone.id, await loadOrCreateKey(dir, zone.id, zone.jwk));
+    if (!started.has(zone.id)) continue;
+    const { key, replaced } = await loadSigningKey(dir, zone.id, { stated: zone.jwk, store: context.stores.get(zone.id), newKey: context.newKey });
+    if (replaced !== undefined) context.logger.warn({ server: zone.id, kid: key.kid, previous: replaced }, 'signing with a new key (--new-key): records signed by the previous key keep its signatures');
+    keys.set(zone.id, key);
   }
   const publicOf = async (id: string, stated: PublicJwk | undefined): Promise<PublicJwk | undefined> =>
     stated ?? keys.get(id)?.publicJwk ?? (await loadKeyIfPresent(dir, id))?.publicJwk;
@@ -287,13 +335,6 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
   logger.info({ count }, 'zone-file mappings registered with proofs');
 }
 
-/** A DNS name and its ancestors down to (not including) the apex. */
-function nameAndAncestors(name: string, apex: string): string[] {
-  const out: string[] = [];
-  for (let current = name; current !== apex && current.endsWith(`.${apex}`); current = current.slice(current.indexOf('.') + 1)) out.push(current);
-  return out;
-}
-
 /**
  * Starts the DNS front-end of every DP with a `dns` list: one port for the whole
  * hierarchy, one address per server (NS glue carries no port, PROTOCOL.md §6).
@@ -306,6 +347,7 @@ async function startDns(
   listeners: DnsListener[],
 ): Promise<Record<string, string[]>> {
   const { logger } = options;
+  const serverLimits = options.serverLimits ?? options.limits;
   const dns: Record<string, string[]> = {};
   let dnsPort = options.dnsPort;
   if (dnsPort === undefined) return dns;
@@ -317,15 +359,17 @@ async function startDns(
       recursive: false,
       now: Date.now,
       logger: logger.child({ server: zone.id }),
+      // PROTOCOL.md §16: DPs defend their DNS front-ends too (response-rate limiting per source prefix).
+      ...(serverLimits !== undefined ? { guard: new ResponseRateLimiter(serverLimits.dnsRrl, serverLimits.aggregate, Date.now) } : {}),
     });
-    // A changed CSI changes its own name's answers and, as an empty non-terminal may appear or vanish, its ancestors'.
-    if (holder.current instanceof AuthoritativeDp) holder.current.onChange((csi) => responder.invalidateNames(nameAndAncestors(ownerName(parseCsi(csi), apex), apex)));
+    // A changed CSI changes its own name's answers only (every denial is NODATA, PROTOCOL.md §16: no ancestor changes).
+    if (holder.current instanceof AuthoritativeDp) holder.current.onChange((csi) => responder.invalidateNames([ownerName(parseCsi(csi), apex)]));
     holder.replaced.push(() => {
       if (holder.current instanceof RootDp) authority = new DnsAuthority(holder.current.zone, holder.current, apex);
       responder.invalidate();
     });
     for (const address of zone.dns) {
-      const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }));
+      const listener = await listenDns(responder, address, dnsPort, logger.child({ server: zone.id }), serverLimits?.connections);
       listeners.push(listener);
       dnsPort = listener.port;
       (dns[zone.id] ??= []).push(`${address}:${listener.port}`);
@@ -366,18 +410,28 @@ async function startResolver(
   let dns: string | undefined;
   if (options.resolverDns !== undefined) {
     const view = new ResolverDnsView(resolver, apex, () => resolver.now());
-    // PROTOCOL.md §10 over DNS too: per source address, anonymous tier. UDP sources are unproven (spoofable),
-    // so they have buckets of their own and are sent TC when over them; over TCP they share the address's buckets.
-    const client = (source: string, transport: 'udp' | 'tcp'): ClientIdentity => ({ identity: `${transport === 'udp' ? 'udp' : 'addr'}:${source}`, tier: 'anonymous' });
+    // PROTOCOL.md §10 over DNS too: anonymous tier, per source prefix (§16). UDP sources are unproven (spoofable),
+    // so they have buckets of their own and are sent TC when over them; over TCP they share the prefix's buckets.
+    const aggregate = resolver.limits?.aggregate;
+    const client = (source: string, transport: 'udp' | 'tcp'): ClientIdentity => ({
+      identity: `addr:${source}`,
+      tier: 'anonymous',
+      limitKey: `${transport === 'udp' ? 'udp' : 'net'}:${aggregate === undefined ? source : addressPrefix(source, aggregate)}`,
+    });
     const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
       recursive: true,
       now: () => resolver.now(),
       logger: logger.child({ server: 'resolver' }),
       ...(resolver.limits !== undefined
-        ? { guard: { admit: (source, transport) => resolver.admit(client(source, transport)), denied: (source, transport) => resolver.countNotFound(client(source, transport)) } }
+        ? {
+            guard: {
+              admit: (source, transport) => resolver.admit(client(source, transport)),
+              settle: (source, transport, denial) => resolver.settle(client(source, transport), denial),
+            } satisfies DnsGuard,
+          }
         : {}),
     });
-    const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }));
+    const listener = await listenDns(responder, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }), resolver.limits?.connections);
     listeners.push(listener);
     dns = `${listener.address}:${listener.port}`;
   }
@@ -412,6 +466,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     for (const s of stores) s.close();
   };
   const now = options.now ?? Date.now;
+  const serverLimits = options.serverLimits ?? options.limits;
   const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
   const txt: TxtLookup = dnsTxtLookup(options.dnsCheckServer);
   const tls = await tlsMaterial(options.tls);
@@ -444,7 +499,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         }
         const app =
           zone.role === 'idprover'
-            ? createIdproverApp(prover, child, serverTls, options.limits)
+            ? createIdproverApp(prover, child, serverTls, serverLimits)
             : createDpApp(
                 holder,
                 child,
@@ -454,6 +509,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
                     return lifecycle.delegations;
                   },
                   adminToken: options.adminToken,
+                  limits: serverLimits,
                   txt,
                   now,
                 },
@@ -469,7 +525,9 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     }
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
     const keys = new Map<string, SigningKey>();
-    if (options.keysDir !== undefined) zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys);
+    if (options.keysDir !== undefined) {
+      zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys, { stores: storeOf, newKey: options.newKey === true, logger });
+    }
     const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
     const registries = await registriesFor(zones, options, trustAnchor, logger, tls?.client);
     // Seeded zone-file mappings are served as the registrations they become, not also as static data.
@@ -484,7 +542,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           continue;
         }
         const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
-        prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery), now, options.limits?.idprover);
+        prover.current = new IdentityProver(zone, key, (delivery) => appendJsonLine(outbox, 'outbox.jsonl', delivery), now, serverLimits?.idprover ?? NO_CHALLENGE_RATE_LIMITS);
         continue;
       }
       const holder = holders.get(zone.id);
@@ -492,13 +550,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const store = storeOf.get(zone.id);
       const lifecycle = lifecycles.get(zone.id);
       if (store === undefined || lifecycle === undefined) continue;
-      const { dp, delegations } = createProvider(zone, store, holder, now);
+      const { dp, delegations } = createProvider(zone, store, holder, now, serverLimits);
       holder.current = dp;
       holder.signer = keys.get(zone.id);
       holder.registries = registries;
-      if (options.limits !== undefined) {
-        const { rate, burst } = options.limits.perResolver;
-        holder.perResolver = { limiter: new KeyedLimiter(rate, burst), rate, burst };
+      if (serverLimits !== undefined) {
+        holder.clients = new DpClientLimits(serverLimits);
       }
       lifecycle.delegations = delegations;
       lifecycle.notify = (notices) => deliverNotices(notices, registries, outbox, logger.child({ server: zone.id }));

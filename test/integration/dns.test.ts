@@ -40,9 +40,10 @@ describe('an authoritative DP', () => {
     expect(dc.additional).toEqual(['dp-dc._ns.2.0.2.1.e164.mimi.arpa. 3600 IN A 127.0.1.13', 'dp-dc._ns.2.0.2.1.e164.mimi.arpa. 3600 IN A 127.0.1.23']);
   });
 
-  it('says NXDOMAIN with the zone SOA (minimum = negative TTL)', async () => {
+  it('says NODATA with the zone SOA (minimum = negative TTL) for a number without mappings, never NXDOMAIN (PROTOCOL.md §16)', async () => {
     const r = await dig(at('dp-dc'), ['NAPTR', name('+12025550100'), '+norec']);
-    expect(r.status).toBe('NXDOMAIN');
+    expect(r.status).toBe('NOERROR');
+    expect(r.answer).toEqual([]);
     expect(r.authority).toEqual([
       '2.0.2.1.e164.mimi.arpa. 60 IN SOA dp-dc._ns.2.0.2.1.e164.mimi.arpa. hostmaster.2.0.2.1.e164.mimi.arpa. 2026112301 3600 600 86400 60',
     ]);
@@ -128,9 +129,10 @@ describe('the resolver\'s DNS front-end', () => {
     expect(r.answer.map((l) => l.split(' ').at(-2))).toEqual(['"!^.*$!mimi:chat-a!"', '"!^.*$!mimi:chat-c!"']);
   });
 
-  it('says NXDOMAIN with the SOA of the zone that said so, TTL the remaining negative TTL', async () => {
+  it('says NODATA with the SOA of the zone that said so, TTL the remaining negative TTL (PROTOCOL.md §16: not NXDOMAIN)', async () => {
     const r = await dig(h.resolverDns ?? '', ['NAPTR', name('+12025550100')]);
-    expect(r.status).toBe('NXDOMAIN');
+    expect(r.status).toBe('NOERROR');
+    expect(r.answer).toEqual([]);
     expect(r.authority[0]).toMatch(/^2\.0\.2\.1\.e164\.mimi\.arpa\. 60 IN SOA .* 60$/);
     h.clock.advance(20);
     const later = await dig(h.resolverDns ?? '', ['NAPTR', name('+12025550100')]);

@@ -82,6 +82,8 @@ export async function bootHierarchy(
     tls?: HierarchyTls;
     /** Rate limits (none when absent). */
     limits?: Limits;
+    /** The DPs' and identity provers' own limits, when not `limits` (PROTOCOL.md §16). */
+    serverLimits?: Limits;
     /** The resolver runs on the real clock (load tests), not the test clock. */
     realClock?: boolean;
   } = {},
@@ -106,6 +108,7 @@ export async function bootHierarchy(
     now: options.dpNow,
     tls: options.tls,
     limits: options.limits,
+    serverLimits: options.serverLimits,
   });
   return {
     ...running,

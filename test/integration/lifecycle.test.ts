@@ -240,23 +240,24 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
 });
 
 describe('the DP\'s DNS view follows registrations at once', () => {
-  it('answers NAPTR after a registration and NXDOMAIN after its revocation; the new empty non-terminal appears and goes', async () => {
+  it('answers NAPTR after a registration and NODATA after its revocation; an empty non-terminal looks like any other name (PROTOCOL.md §16)', async () => {
     const server = h.dns['dp-uk']?.[0] ?? '';
     const name = '1.6.4.0.0.9.0.0.7.7.4.4.e164.mimi.arpa';
     const parent = '6.4.0.0.9.0.0.7.7.4.4.e164.mimi.arpa';
-    expect((await dig(server, ['NAPTR', name, '+norec'])).status).toBe('NXDOMAIN');
-    expect((await dig(server, ['NAPTR', parent, '+norec'])).status).toBe('NXDOMAIN');
+    const before = await dig(server, ['NAPTR', name, '+norec']);
+    const parentBefore = await dig(server, ['NAPTR', parent, '+norec']);
+    expect([before.status, before.answer]).toEqual(['NOERROR', []]);
     const holder = await generateSigningKey();
     expect((await register('tel:+447700900461', 'chat-a', holder)).status).toBe(201);
     const answered = await dig(server, ['NAPTR', name, '+norec']);
     expect(answered.status).toBe('NOERROR');
     expect(answered.answer.join('\n')).toContain('mimi:chat-a');
+    // The parent (now an empty non-terminal) answers exactly as it did before anything lay below it.
     const ent = await dig(server, ['NAPTR', parent, '+norec']);
-    expect(ent.status).toBe('NOERROR');
-    expect(ent.answer).toEqual([]);
+    expect([ent.status, ent.answer, ent.authority]).toEqual([parentBefore.status, [], parentBefore.authority]);
     await revoke('tel:+447700900461', '*', holder);
-    expect((await dig(server, ['NAPTR', name, '+norec'])).status).toBe('NXDOMAIN');
-    expect((await dig(server, ['NAPTR', parent, '+norec'])).status).toBe('NXDOMAIN');
+    const after = await dig(server, ['NAPTR', name, '+norec']);
+    expect([after.status, after.answer, after.authority]).toEqual([before.status, [], before.authority]);
   });
 });
 
@@ -288,7 +289,8 @@ describe('revocation by the holder', () => {
     await register('tel:+447700900413', 'chat-a', holder);
     const signed = await signFlattened({ csi: 'tel:+447700900413', msp: '*', iat: seconds() - 2 }, holder);
     expect((await postJson(`${dp()}/v1/mappings/revoke`, signed)).json).toMatchObject({ status: 'revoked' });
-    await register('tel:+447700900413', 'chat-a', holder);
+    // Dated after the revocation (PROTOCOL.md §16: one dated before it would be a replay).
+    await register('tel:+447700900413', 'chat-a', holder, { iat: seconds() });
     const replay = await postJson(`${dp()}/v1/mappings/revoke`, signed);
     expect(replay.status).toBe(200);
     expect(replay.json).toMatchObject({ status: 'unchanged' });

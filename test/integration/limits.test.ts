@@ -22,6 +22,8 @@ perResolver: { rate: 1000, burst: 1000 }
   'limits.yaml',
 );
 
+const roomyServers = parseLimits('tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } }\n', 'servers.yaml');
+
 /** POSTs to the resolver from a given loopback source address, optionally with an API key. */
 async function ask(h: TestHierarchy, body: unknown, from: Agent, key?: string) {
   const res = await request(`${h.resolverUrl}/v1/resolve`, {
@@ -51,7 +53,9 @@ beforeAll(async () => {
     dps: [...root.dps, { id: 'dp-fr', endpoints: [dp.url], qps: 5 }],
     delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-fr'] }],
   }));
-  h = await bootHierarchy({ zones, limits });
+  // The in-process resolver talks to its DPs over plain HTTP, without a client certificate: the DPs' own limits
+  // (PROTOCOL.md §16) would count it as one anonymous client, so they get a roomy anonymous tier here.
+  h = await bootHierarchy({ zones, limits, serverLimits: roomyServers });
 });
 afterAll(async () => {
   await h.close();
@@ -61,7 +65,7 @@ afterAll(async () => {
 
 describe('query costs and Retry-After (the test clock: no refill unless it moves)', () => {
   it('costs 1 per default query: the burst, then 429 rate_limited with Retry-After; honoured, it passes', async () => {
-    const me = from('127.0.0.11');
+    const me = from('127.0.11.1');
     for (let i = 0; i < 10; i++) expect((await ask(h, { csi: '+447700900123' }, me)).status).toBe(200);
     const refused = await ask(h, { csi: '+447700900123' }, me);
     expect(refused.status).toBe(429);
@@ -72,14 +76,14 @@ describe('query costs and Retry-After (the test clock: no refill unless it moves
   });
 
   it('costs the number of DPs asked for client-selected', async () => {
-    const me = from('127.0.0.12');
+    const me = from('127.0.12.1');
     const body = { csi: 'bob@example.com', federation: { mode: 'client-selected', dps: ['dp-mail-a', 'dp-mail-b'] } };
     for (let i = 0; i < 5; i++) expect((await ask(h, body, me)).status).toBe(200); // 5 x 2 = 10
     expect((await ask(h, { csi: '+447700900123' }, me)).status).toBe(429);
   });
 
   it('costs 10 per DP asked for all, charged after the walk (a debt repaid by waiting)', async () => {
-    const me = from('127.0.0.13');
+    const me = from('127.0.13.1');
     const all = await ask(h, { csi: 'bob@example.com', federation: { mode: 'all' } }, me);
     expect(all.status).toBe(200);
     const asked = new Set(all.json.path as string[]).size;
@@ -96,7 +100,7 @@ describe('query costs and Retry-After (the test clock: no refill unless it moves
   });
 
   it('refuses every query once the not-found budget is spent, found numbers included', async () => {
-    const me = from('127.0.0.14');
+    const me = from('127.0.14.1');
     for (const n of ['+447700900901', '+447700900902', '+447700900903']) expect((await ask(h, { csi: n }, me)).json.status).toBe('not_found');
     const found = await ask(h, { csi: '+447700900123' }, me);
     expect(found.status).toBe(429);
@@ -106,7 +110,7 @@ describe('query costs and Retry-After (the test clock: no refill unless it moves
   });
 
   it('gives a known API key its tier, and answers an unknown one 401 (never anonymous)', async () => {
-    const me = from('127.0.0.15');
+    const me = from('127.0.15.1');
     for (let i = 0; i < 30; i++) expect((await ask(h, { csi: '+447700900123' }, me, KEY)).status).toBe(200);
     const unknown = await ask(h, { csi: '+447700900123' }, me, 'not-a-key-we-know-0000000');
     expect(unknown.status).toBe(401);
@@ -120,7 +124,8 @@ describe('query costs and Retry-After (the test clock: no refill unless it moves
     expect(text).not.toContain('msp-a');
     expect(text).not.toContain(sha(KEY));
     const dpWk = (await (await fetch(`${h.servers['dp-uk']?.[0]}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> };
-    expect(dpWk.limits).toMatchObject({ perResolver: { rate: 1000, burst: 1000 } });
+    // A DP discloses its own limits (here the roomy ones of `serverLimits`: perResolver at the defaults).
+    expect(dpWk.limits).toMatchObject({ perResolver: { rate: 1000, burst: 2000 }, tiers: { anonymous: { rate: 100000 } }, aggregate: { ipv4: 24, ipv6: 56 } });
   });
 });
 
@@ -134,7 +139,7 @@ describe('upstream protection and privacy', () => {
       times.push(Date.now() - started);
       return original(...items);
     };
-    const burst = Array.from({ length: 20 }, (_, i) => ask(h, { csi: `+3319900${String(1000 + i)}` }, from('127.0.0.16'), KEY));
+    const burst = Array.from({ length: 20 }, (_, i) => ask(h, { csi: `+3319900${String(1000 + i)}` }, from('127.0.16.1'), KEY));
     const answers = await Promise.all(burst);
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect(times).toHaveLength(20);
@@ -144,8 +149,8 @@ describe('upstream protection and privacy', () => {
 
   it('sends a DP the client tag and nothing that identifies the client', async () => {
     dp.requests.length = 0;
-    await ask(h, { csi: '+33199009001' }, from('127.0.0.17'), KEY);
-    await ask(h, { csi: '+33199009002' }, from('127.0.0.17'), KEY);
+    await ask(h, { csi: '+33199009001' }, from('127.0.17.1'), KEY);
+    await ask(h, { csi: '+33199009002' }, from('127.0.17.1'), KEY);
     const [first, second] = dp.requests;
     expect(first?.headers['mimi-client-tag']).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(second?.headers['mimi-client-tag']).toBe(first?.headers['mimi-client-tag']); // stable within a day
@@ -156,10 +161,10 @@ describe('upstream protection and privacy', () => {
     expect(all).not.toContain('msp-a');
     expect(all).not.toContain('127.0.0.17');
     // Another client: another tag; the next UTC day: another tag for the same client.
-    await ask(h, { csi: '+33199009003' }, from('127.0.0.18'));
+    await ask(h, { csi: '+33199009003' }, from('127.0.18.1'));
     expect(dp.requests[2]?.headers['mimi-client-tag']).not.toBe(first?.headers['mimi-client-tag']);
     h.clock.advance(86_400);
-    await ask(h, { csi: '+33199009004' }, from('127.0.0.17'), KEY);
+    await ask(h, { csi: '+33199009004' }, from('127.0.17.1'), KEY);
     expect(dp.requests[3]?.headers['mimi-client-tag']).not.toBe(first?.headers['mimi-client-tag']);
   });
 });
@@ -168,8 +173,8 @@ describe('anti-enumeration under load (real clock)', () => {
   it('stops a client walking 10,000 numbers while a normal client keeps >= 99% success', async () => {
     const real = await bootHierarchy({ limits: parseLimits('tiers: { anonymous: { rate: 20, burst: 40, notFoundRate: 0.5, notFoundBurst: 20 } }\n', 'defaults'), realClock: true });
     try {
-      const walker = from('127.0.0.21');
-      const normal = from('127.0.0.22');
+      const walker = from('127.0.21.1');
+      const normal = from('127.0.22.1');
       let next = 0;
       let learned = 0;
       let refused = 0;
@@ -213,16 +218,16 @@ describe('limits on the DNS front-end', () => {
     const d = await bootHierarchy({ dns: { port: 0, resolverDns: { host: '127.0.1.53', port: 0 } }, limits: dnsLimits });
     try {
       const server = d.resolverDns ?? '';
-      // An unassigned +999 number per query: each NXDOMAIN draws one not-found token.
+      // An unassigned +999 number per query: each denial (NODATA, PROTOCOL.md §16) draws one not-found token.
       const ask = (n: number, ...extra: string[]) => dig(server, ['NAPTR', `${n}.0.0.0.0.0.0.0.0.9.9.9.e164.mimi.arpa`, '+ignore', ...extra]);
-      expect((await ask(1)).status).toBe('NXDOMAIN');
-      expect((await ask(2)).status).toBe('NXDOMAIN');
+      expect((await ask(1)).status).toBe('NOERROR');
+      expect((await ask(2)).status).toBe('NOERROR');
       const limited = await ask(3);
       expect(limited.flags).toContain('tc');
       expect(limited.answer).toEqual([]);
       // Over TCP the address is proven and has budgets of its own, until they run dry too.
-      expect((await ask(4, '+tcp')).status).toBe('NXDOMAIN');
-      expect((await ask(5, '+tcp')).status).toBe('NXDOMAIN');
+      expect((await ask(4, '+tcp')).status).toBe('NOERROR');
+      expect((await ask(5, '+tcp')).status).toBe('NOERROR');
       expect((await ask(6, '+tcp')).status).toBe('REFUSED');
     } finally {
       await d.close();

@@ -98,8 +98,9 @@ describe.skipIf(!available)('Unbound as a standard recursive resolver', () => {
     expect(h.lookups('dp-nanp')).toBe(before.nanp); // DNS path: the HTTP front-end saw nothing
   });
 
-  it('passes NXDOMAIN through', async () => {
+  it('passes a denial through as NODATA (PROTOCOL.md §16: never NXDOMAIN inside a DP zone)', async () => {
     const r = await dig(unboundAt, ['NAPTR', `${ownerName(parseCsi('+12025550100'))}.`]);
-    expect(r.status).toBe('NXDOMAIN');
+    expect(r.status).toBe('NOERROR');
+    expect(r.answer).toEqual([]);
   });
 });

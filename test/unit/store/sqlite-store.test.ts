@@ -3,6 +3,7 @@
  * its own, commits survive a reopen, and the e-mail hash and prefix indexes
  * answer what the DNS view asks.
  */
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,16 +58,25 @@ describe('SQLite store', () => {
     again.close();
   });
 
-  it('finds e-mail CSIs by hash and names below digit and domain prefixes (DNS empty non-terminals)', () => {
+  it('finds e-mail CSIs by hash', () => {
     const store = openSqliteStore(undefined, 'dp', { hashKey: emailHashKey });
     store.putActive(mapping('mailto:carol@example.com'));
     store.putActive(mapping('tel:+447700900005'));
     expect(store.csiByHash(hashLocalPart('carol'), 'example.com')).toBe('mailto:carol@example.com');
     expect(store.csiByHash(hashLocalPart('dave'), 'example.com')).toBeUndefined();
-    expect(store.hasBelow({ kind: 'phone', digits: '4477009' })).toBe(true);
-    expect(store.hasBelow({ kind: 'phone', digits: '4477008' })).toBe(false);
-    expect(store.hasBelow({ kind: 'email-domain', domain: 'example.com' })).toBe(true);
-    expect(store.hasBelow({ kind: 'email-domain', domain: 'example.co' })).toBe(false);
     store.close();
+  });
+
+  it('remembers seen statements across a reopen (PROTOCOL.md §16 replays)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mimi-store-seen-'));
+    const store = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
+    expect(store.seenStatement('h1')).toBe(false);
+    store.transaction(() => store.markSeen('h1', 1));
+    store.transaction(() => store.markSeen('h1', 2)); // idempotent
+    store.close();
+    const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
+    expect(again.seenStatement('h1')).toBe(true);
+    expect(again.seenStatement('h2')).toBe(false);
+    again.close();
   });
 });
