@@ -17,7 +17,12 @@ import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
 import { formatAnswer } from './stub/format-table.ts';
 import { createLogger } from './server/logger.ts';
 import { startHierarchy, type HierarchyTls, type RunningHierarchy } from './server/serve.ts';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateSigningKey } from './protocol/jws.ts';
+import { rotateSigningKey } from './dp/key-rotation.ts';
+import { openSqliteStore } from './store/sqlite-store.ts';
+import { emailHashKey } from './dp/authoritative-dp.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS_FILE_BYTES, parseLimits, type Limits } from './zone/limits-file.ts';
 import { useTls } from './stub/http.ts';
 import type { TlsClientOptions } from './resolver/transport.ts';
@@ -60,6 +65,7 @@ const USAGE = `usage:
   mimi admin approve|reject ID [--dp ID|URL] [--admin-token-file FILE] [--resolver URL]
   mimi delegate ZONE --id DP --endpoint URL ... [--dns ADDRESS ...] [--keys DIR] [--root URL] [--resolver URL]
   mimi zone check FILE...
+  mimi key rotate ID [--keys DIR] [--data DIR]   (server stopped: a new signing key, every stored proof re-signed)
 `;
 
 /** The demo's admin token, written by \`npm start\` (PROTOCOL.md §9: --admin-token-file). */
@@ -444,6 +450,39 @@ async function delegate(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `mimi key rotate ID` (PROTOCOL.md §16): with the server stopped, makes a new
+ * signing key for server ID, re-signs every proof its store holds, records the
+ * new key there, then puts the key file in place (the old one kept beside it as
+ * `ID.jwk.<old kid>.old`). Prints the new public JWK for the root's registry.
+ */
+async function key(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { keys: { type: 'string', default: '.mimi/keys' }, data: { type: 'string', default: DEFAULT_DATA_DIR } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals[0] !== 'rotate' || positionals.length !== 2) throw new UsageError('usage: mimi key rotate ID [--keys DIR] [--data DIR]');
+  const id = flag(idSchema, 'id', positionals[1]);
+  const file = join(values.keys, `${id}.jwk`);
+  const old = await loadKeyIfPresent(values.keys, id);
+  const store = openSqliteStore(values.data, id, { hashKey: emailHashKey, mustExist: true });
+  try {
+    const fresh = await generateSigningKey();
+    const pending = `${file}.new`;
+    await writeFile(pending, `${JSON.stringify(fresh.privateJwk)}\n`, { mode: 0o600, flag: 'w' });
+    const count = await rotateSigningKey(store, fresh);
+    if (old !== undefined) await rename(file, `${file}.${old.kid}.old`);
+    await rename(pending, file);
+    process.stderr.write(`mimi: ${id}: ${count} stored proofs re-signed; new key ${fresh.kid}${old !== undefined ? ` (the old one, ${old.kid}, is kept as ${file}.${old.kid}.old)` : ''}; give the root's registry entry of ${id} this public key:\n`);
+    process.stdout.write(`${JSON.stringify(fresh.publicJwk)}\n`);
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
 async function zoneCheck(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
   if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
@@ -472,6 +511,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await admin(rest);
       case 'delegate':
         return await delegate(rest);
+      case 'key':
+        return await key(rest);
       case undefined:
       case 'help':
       case '--help':

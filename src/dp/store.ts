@@ -77,6 +77,13 @@ export interface MappingStore {
   /** The latest `deactivated_at` (seconds) a CSIP stated for a CSI. */
   deactivatedAt(csi: string): number | undefined;
   setDeactivatedAt(csi: string, at: number): void;
+  /**
+   * Up to `limit` stored proofs (registered, then pending) whose row is after
+   * `after` (0: from the start), in row order: `mimi key rotate` re-signs them all.
+   */
+  proofsAfter(table: 'active' | 'pending', after: number, limit: number): { row: number; proof: Statement }[];
+  /** Replaces the proof of one row (`mimi key rotate`). */
+  setProof(table: 'active' | 'pending', row: number, proof: Statement): void;
   /** Tells whether a statement payload (its SHA-256, base64url) was submitted before (PROTOCOL.md §16: no replays). */
   seenStatement(hash: string): boolean;
   markSeen(hash: string, at: number): void;

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import type { DpStore } from '../dp/store.ts';
 import { MimiError } from '../errors.ts';
 import { generateSigningKey, publicJwkSchema, signingKeyFromJwk, type PublicJwk, type SigningKey } from '../protocol/jws.ts';
+import { SIGNING_KID_META } from '../dp/key-rotation.ts';
 
 /** The file name of the trust anchor in a key directory. */
 export const TRUST_ANCHOR_FILE = 'trust-anchor.jwk';
@@ -32,8 +33,7 @@ export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJw
   return key;
 }
 
-/** The store meta key holding the thumbprint (`kid`) of the key a server signs its records with (PROTOCOL.md §16). */
-export const SIGNING_KID_META = 'signing_kid';
+export { SIGNING_KID_META };
 
 /** What {@link loadSigningKey} needs of a server's store. */
 export type SigningKeyStore = Pick<DpStore, 'hasRecords' | 'meta' | 'setMeta'>;

@@ -177,6 +177,8 @@ function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
 export interface SqliteStoreOptions {
   /** The e-mail hash key of a canonical CSI (`<domain>\t<hash>`), undefined for phone numbers. */
   readonly hashKey: (csi: string) => string | undefined;
+  /** Refuse to create the file (tools that work on an existing store, such as `mimi key rotate`). */
+  readonly mustExist?: boolean | undefined;
 }
 
 /**
@@ -188,6 +190,7 @@ export interface SqliteStoreOptions {
 export function openSqliteStore(dir: string | undefined, id: string, options: SqliteStoreOptions): DpStore {
   const file = dir === undefined ? ':memory:' : join(dir, `${id}.sqlite`);
   if (dir !== undefined) checkStoreFiles(dir, file);
+  if (options.mustExist === true && (dir === undefined || !existsSync(file))) throw new MimiError('invalid_config', `${file}: no such store`);
   let db: Database.Database | undefined;
   try {
     db = new Database(file);
@@ -242,6 +245,10 @@ class SqliteStore implements DpStore {
       pendingList: p<PendingRow>('SELECT * FROM pending ORDER BY seq LIMIT ?'),
       pendingAfter: p<PendingRow>('SELECT * FROM pending WHERE seq > (SELECT seq FROM pending WHERE id = ?) ORDER BY seq LIMIT ?'),
       seen: p<{ one: number }>('SELECT 1 AS one FROM seen_statements WHERE hash = ?'),
+      proofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM mappings WHERE rowid > ? ORDER BY rowid LIMIT ?'),
+      pendingProofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM pending WHERE rowid > ? ORDER BY rowid LIMIT ?'),
+      setProof: p('UPDATE mappings SET proof = ? WHERE rowid = ?'),
+      setPendingProof: p('UPDATE pending SET proof = ? WHERE rowid = ?'),
       markSeen: p('INSERT OR IGNORE INTO seen_statements (hash, at) VALUES (?,?)'),
       anyRecord: p<{ one: number }>('SELECT 1 AS one FROM mappings UNION ALL SELECT 1 FROM pending UNION ALL SELECT 1 FROM delegations LIMIT 1'),
       nextSeq: p<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM pending'),
@@ -294,6 +301,15 @@ class SqliteStore implements DpStore {
 
   pendingList(limit: number, after?: string): PendingMapping[] {
     return (after === undefined ? this.#s.pendingList.all(limit) : this.#s.pendingAfter.all(after, limit)).map(pendingOf);
+  }
+
+  proofsAfter(table: 'active' | 'pending', after: number, limit: number): { row: number; proof: Statement }[] {
+    const rows = (table === 'active' ? this.#s.proofsAfter : this.#s.pendingProofsAfter).all(after, limit);
+    return rows.map((r) => ({ row: r.row, proof: JSON.parse(r.proof) as Statement }));
+  }
+
+  setProof(table: 'active' | 'pending', row: number, proof: Statement): void {
+    (table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(JSON.stringify(proof), row);
   }
 
   seenStatement(hash: string): boolean {

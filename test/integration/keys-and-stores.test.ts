@@ -22,6 +22,7 @@ import type { Statement } from '../../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../../src/server/keys.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { signStatement } from '../../src/stub/msp.ts';
+import { signedBy } from '../../src/protocol/proof.ts';
 import { freePort } from '../fixtures/free-port.ts';
 import { bootHierarchy, inlineZone, postJson, type TestHierarchy } from './harness.ts';
 
@@ -160,6 +161,47 @@ describe('a DP’s signing key and the records its store holds', () => {
     expect((await start(data)).ready).toBe(true);
     await stop();
   }, 120_000);
+});
+
+describe('mimi key rotate (PROTOCOL.md §16: a new key only by re-signing what the DP serves)', () => {
+  it('re-signs every stored proof with a new key (verifiable with the printed public key), which then starts without --new-key', async () => {
+    const data = join(dir, 'rotate-data');
+    expect((await start(data)).ready).toBe(true);
+    expect((await postJson(`${dpUrl}/v1/mappings`, await statement('tel:+447700900002'))).status).toBe(201);
+    await stop();
+    const before = await loadOrCreateKey(keysDir(), 'dp-uk');
+    const rotated = spawnSync(process.execPath, [MIMI, 'key', 'rotate', 'dp-uk', '--keys', keysDir(), '--data', data], { encoding: 'utf8', timeout: 60_000 });
+    expect(rotated.status).toBe(0);
+    const printed = JSON.parse(rotated.stdout) as { kid: string; x: string; d?: string };
+    expect(printed.d).toBeUndefined(); // the public key only
+    expect(printed.kid).not.toBe(before.kid);
+    expect(rotated.stderr).toContain('1 stored proofs re-signed');
+    expect((await stat(`${keyFile()}.${before.kid}.old`)).mode & 0o077).toBe(0);
+    // The store now holds proofs signed by the new key only, and records it: a plain start works.
+    const store = openSqliteStore(data, 'dp-uk', { hashKey: emailHashKey });
+    try {
+      const [proof] = store.active('tel:+447700900002').map((m) => m.proof);
+      const headers = (proof?.signatures ?? []).map((sig) => JSON.parse(Buffer.from(sig.protected, 'base64url').toString()) as { role: string; kid: string });
+      expect(headers.map((h) => h.role)).toEqual(['holder', 'msp', 'dp']);
+      expect(headers.find((h) => h.role === 'dp')?.kid).toBe(printed.kid);
+      expect(store.meta('signing_kid')).toBe(printed.kid);
+      if (proof === undefined) throw new Error('no proof');
+      expect(await signedBy(proof, 'dp', { kty: 'OKP', crv: 'Ed25519', x: printed.x })).toBe(true);
+      expect(await signedBy(proof, 'dp', before.publicJwk)).toBe(false);
+    } finally {
+      store.close();
+    }
+    expect((await start(data, ['--trust-anchor', join(keysDir(), 'trust-anchor.jwk')])).ready).toBe(true);
+    const lookup = await postJson(`${dpUrl}/v1/lookup`, { csi: '+447700900002' });
+    expect(JSON.parse(Buffer.from(String(lookup.json.payload), 'base64url').toString())).toMatchObject({ kind: 'answer' });
+    await stop();
+  }, 120_000);
+
+  it('refuses a server id without a store', () => {
+    const res = spawnSync(process.execPath, [MIMI, 'key', 'rotate', 'dp-none', '--keys', keysDir(), '--data', join(dir, 'no-such-data')], { encoding: 'utf8', timeout: 60_000 });
+    expect(res.status).toBe(3);
+    expect(res.stderr).toContain('no such store');
+  });
 });
 
 describe('a store that lost its main file', () => {
