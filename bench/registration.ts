@@ -10,17 +10,16 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import { emailHashKey } from '../src/dp/authoritative-dp.ts';
 import type { StoredMapping } from '../src/dp/store.ts';
 import { generateSigningKey, type SigningKey } from '../src/protocol/jws.ts';
 import type { Statement } from '../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../src/server/keys.ts';
 import { openSqliteStore } from '../src/store/sqlite-store.ts';
-import { signStatement } from '../src/stub/msp.ts';
 import { load, spawnReady, type LoadFigures } from './lib/run.ts';
 import { benchDigits } from './lib/zones.ts';
 import { freePort } from '../test/fixtures/free-port.ts';
+import { attestedStatement } from '../test/fixtures/statements.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 1_000_000);
@@ -61,16 +60,8 @@ const serve = (data: string) =>
     profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
   );
 
-async function statement(i: number, holder: SigningKey, now: number): Promise<Statement> {
-  const csi = csiOf(i);
-  const attestation = await new SignJWT({ cnf: { jwk: holder.publicJwk }, level: 'otp' })
-    .setProtectedHeader({ alg: 'EdDSA', kid: csip.kid })
-    .setIssuer('csip-bench')
-    .setSubject(csi)
-    .setIssuedAt(now - 5)
-    .setExpirationTime(now + 3600)
-    .sign(csip.key);
-  return signStatement({ csi, msp: 'chat-a', preference: 1, created: new Date(now * 1000).toISOString(), dp: 'dp-bench', attestation }, holder, msp);
+function statement(i: number, holder: SigningKey, now: number): Promise<Statement> {
+  return attestedStatement(csiOf(i), { csip, csipId: 'csip-bench', holder, msp, mspId: 'chat-a', dp: 'dp-bench' }, now);
 }
 
 /** Fills a store with `count` registered mappings carrying a real proof (bulk, as a restore would). */

@@ -5,58 +5,31 @@
  * 2xx is served. A damaged or truncated store stops the start with an error
  * naming the file.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { SignJWT } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import type { Statement } from '../../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../../src/server/keys.ts';
-import { signStatement } from '../../src/stub/msp.ts';
 import { freePort } from '../fixtures/free-port.ts';
+import { ServeProcess, type StartResult } from '../fixtures/serve-process.ts';
+import { attestedStatement } from '../fixtures/statements.ts';
 
-const MIMI = 'src/mimi.js';
 const TOTAL = 5000;
 const CONCURRENCY = 16;
 
 let dir: string;
 let dpUrl: string;
-let child: ChildProcess | undefined;
 
 function serveArgs(): string[] {
   return ['serve', '--zones', join(dir, 'zones'), '--keys', join(dir, 'keys'), '--data', join(dir, 'data'), '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', '--limits', join(dir, 'limits.yaml')];
 }
 
-/** Starts `mimi serve` and waits for its ready line (or its exit). */
-async function start(): Promise<{ ready: boolean; code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [MIMI, ...serveArgs()], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child = proc;
-  let stderr = '';
-  proc.stderr?.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-  return new Promise((resolve) => {
-    lines.on('line', (line) => {
-      if (line.includes('"event":"ready"')) resolve({ ready: true, code: null, stderr });
-    });
-    proc.on('exit', (code) => resolve({ ready: false, code, stderr }));
-  });
-}
-
-async function stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  const proc = child;
-  child = undefined;
-  if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill(signal);
-  await exited;
-}
+const serve = new ServeProcess();
+const start = (): Promise<StartResult> => serve.start(serveArgs());
+const stop = (signal?: NodeJS.Signals): Promise<void> => serve.stop(signal);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mimi-durable-'));
@@ -81,20 +54,12 @@ afterAll(async () => {
 
 /** 5,000 statements for distinct numbers, each attested by csip-uk and signed by holder and MSP. */
 async function statements(csip: SigningKey, msp: SigningKey): Promise<{ csi: string; statement: Statement }[]> {
-  const holder = await generateSigningKey();
+  const signers = { csip, csipId: 'csip-uk', holder: await generateSigningKey(), msp, mspId: 'chat-a', dp: 'dp-uk' };
   const now = Math.floor(Date.now() / 1000);
-  const created = new Date(now * 1000).toISOString();
   const out: { csi: string; statement: Statement }[] = [];
   for (let i = 0; i < TOTAL; i++) {
     const csi = `tel:+4477009${String(i).padStart(5, '0')}`;
-    const attestation = await new SignJWT({ cnf: { jwk: holder.publicJwk }, level: 'otp' })
-      .setProtectedHeader({ alg: 'EdDSA', kid: csip.kid })
-      .setIssuer('csip-uk')
-      .setSubject(csi)
-      .setIssuedAt(now - 5)
-      .setExpirationTime(now + 3600)
-      .sign(csip.key);
-    out.push({ csi, statement: await signStatement({ csi, msp: 'chat-a', preference: 1, created, dp: 'dp-uk', attestation }, holder, msp) });
+    out.push({ csi, statement: await attestedStatement(csi, signers, now) });
   }
   return out;
 }

@@ -7,32 +7,28 @@
  * Retry-After while lookups go on; a read-only store is refused saying so, not
  * "damaged"; an empty `<id>.sqlite` beside a non-empty WAL stops the start.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
 import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import type { Statement } from '../../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../../src/server/keys.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
-import { signStatement } from '../../src/stub/msp.ts';
 import { signedBy } from '../../src/protocol/proof.ts';
 import { freePort } from '../fixtures/free-port.ts';
+import { MIMI, ServeProcess, type StartResult } from '../fixtures/serve-process.ts';
+import { attestedStatement } from '../fixtures/statements.ts';
 import { bootHierarchy, inlineZone, postJson, type TestHierarchy } from './harness.ts';
 
-const MIMI = 'src/mimi.js';
 /** Mounting a tmpfs needs root; CI runs as root, so there the tests must run (and fail loudly if they cannot). */
 const CAN_MOUNT = process.getuid?.() === 0 || process.env.CI !== undefined;
 
 let dir: string;
 let dpUrl: string;
-let child: ChildProcess | undefined;
 let csip: SigningKey;
 let msp: SigningKey;
 let holder: SigningKey;
@@ -54,54 +50,13 @@ function dpYaml(dp: string): string {
 }
 
 /** A statement for `csi` at dp-uk: attested by csip-uk, signed by the holder and chat-a. */
-async function statement(csi: string): Promise<Statement> {
-  const now = Math.floor(Date.now() / 1000);
-  const attestation = await new SignJWT({ cnf: { jwk: holder.publicJwk }, level: 'otp' })
-    .setProtectedHeader({ alg: 'EdDSA', kid: csip.kid })
-    .setIssuer('csip-uk')
-    .setSubject(csi)
-    .setIssuedAt(now - 5)
-    .setExpirationTime(now + 3600)
-    .sign(csip.key);
-  return signStatement({ csi, msp: 'chat-a', preference: 1, created: new Date(now * 1000).toISOString(), dp: 'dp-uk', attestation }, holder, msp);
-}
+const statement = (csi: string): Promise<Statement> => attestedStatement(csi, { csip, csipId: 'csip-uk', holder, msp, mspId: 'chat-a', dp: 'dp-uk' });
 
+const serve = new ServeProcess();
 /** Starts `mimi serve` and waits (at most 60 s) for its ready line or its exit. */
-async function start(data: string, extra: readonly string[] = []): Promise<{ ready: boolean; code: number | null; stderr: string }> {
-  const args = ['serve', '--zones', join(dir, 'zones'), '--keys', keysDir(), '--data', data, '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', ...extra];
-  const proc = spawn(process.execPath, [MIMI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child = proc;
-  let stderr = '';
-  proc.stderr?.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      resolve({ ready: false, code: null, stderr: `${stderr}\n(timed out)` });
-    }, 60_000);
-    lines.on('line', (line) => {
-      if (line.includes('"event":"ready"')) {
-        clearTimeout(timer);
-        resolve({ ready: true, code: null, stderr });
-      }
-    });
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ ready: false, code, stderr });
-    });
-  });
-}
-
-async function stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  const proc = child;
-  child = undefined;
-  if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill(signal);
-  await exited;
-}
+const start = (data: string, extra: readonly string[] = []): Promise<StartResult> =>
+  serve.start(['serve', '--zones', join(dir, 'zones'), '--keys', keysDir(), '--data', data, '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', ...extra]);
+const stop = (signal?: NodeJS.Signals): Promise<void> => serve.stop(signal);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mimi-keys-stores-'));
