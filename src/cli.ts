@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { basename, dirname } from 'node:path';
-import { loadKeyIfPresent, loadOrCreateKey, loadOrCreateSecret, readSecret, readTrustAnchor } from './server/keys.ts';
+import { loadKeyIfPresent, loadOrCreateKey, readSecret, readTrustAnchor } from './server/keys.ts';
 import { readCodeFromOutbox } from './server/outbox.ts';
 import { registerThroughFlow } from './stub/register.ts';
 import { adminRequest, requestDelegation, revokeMappings } from './stub/lifecycle.ts';
@@ -15,19 +15,18 @@ import { z } from 'zod';
 import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
 import { formatAnswer } from './stub/format-table.ts';
-import { createLogger } from './server/logger.ts';
-import { startHierarchy, type HierarchyTls, type RunningHierarchy } from './server/serve.ts';
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSigningKey } from './protocol/jws.ts';
 import { rotateSigningKey } from './dp/key-rotation.ts';
 import { openSqliteStore } from './store/sqlite-store.ts';
 import { emailHashKey } from './dp/authoritative-dp.ts';
-import { DEFAULT_LIMITS, MAX_LIMITS_FILE_BYTES, parseLimits, type Limits } from './zone/limits-file.ts';
 import { useTls } from './stub/http.ts';
 import type { TlsClientOptions } from './resolver/transport.ts';
-import { loadZoneDir, loadZoneFiles } from './zone/load.ts';
+import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
+import { flag, httpUrlFlag, UsageError } from './cli/common.ts';
+import { configCommand, serveCommand } from './cli/serve-command.ts';
 
 /** Where `mimi serve --tls` keeps its development PKI unless `--pki` says otherwise (PROTOCOL.md §10). */
 const DEFAULT_PKI_DIR = '.mimi/pki';
@@ -73,24 +72,7 @@ const DEMO_ADMIN_TOKEN = '.mimi/admin-token';
 /** The demo's holder key, used by \`mimi register\` and \`mimi revoke\` unless --holder-key says otherwise. */
 const DEMO_HOLDER_KEY = '.mimi/holder.jwk';
 
-class UsageError extends Error {}
-
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/, 'HOST:PORT, such as 127.0.0.1:8053')
-  .transform((s) => {
-    const colon = s.lastIndexOf(':');
-    const host = s.slice(0, colon).replace(/^\[|\]$/g, '');
-    return { host, port: Number(s.slice(colon + 1)) };
-  })
-  .refine((a) => a.port <= 65535, 'port must be 0-65535');
-const httpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
-
-function flag<T>(schema: z.ZodType<T>, name: string, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new UsageError(`--${name}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-  return parsed.data;
-}
+const httpUrl = httpUrlFlag;
 
 /** Reads a PEM file given on the command line (at most 1 MiB). */
 async function readPem(flagName: string, path: string): Promise<string> {
@@ -99,27 +81,6 @@ async function readPem(flagName: string, path: string): Promise<string> {
   });
   if (text.length > 1024 * 1024 || !text.includes('-----BEGIN ')) throw new MimiError('invalid_config', `--${flagName} ${path}: not a PEM file`);
   return text;
-}
-
-/** Reads `--limits FILE` (PROTOCOL.md §10). */
-async function readLimits(path: string): Promise<Limits> {
-  const info = await stat(path).catch(() => {
-    throw new MimiError('invalid_config', `--limits ${path}: cannot be read`);
-  });
-  if (info.size > MAX_LIMITS_FILE_BYTES) throw new MimiError('invalid_config', `--limits ${path}: larger than ${MAX_LIMITS_FILE_BYTES} bytes`);
-  return parseLimits(await readFile(path, 'utf8'), path);
-}
-
-/** The TLS settings of `mimi serve` (PROTOCOL.md §10). */
-async function serveTls(values: { tls?: boolean | undefined; pki?: string | undefined; cert?: string | undefined; key?: string | undefined; ca?: string | undefined; 'client-ca'?: string | undefined }): Promise<HierarchyTls | undefined> {
-  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
-  const any = values.tls === true || values.cert !== undefined || values.pki !== undefined || values.ca !== undefined || values['client-ca'] !== undefined;
-  if (!any) return undefined;
-  return {
-    ...(values.cert !== undefined && values.key !== undefined ? { cert: await readPem('cert', values.cert), key: await readPem('key', values.key) } : { pkiDir: values.pki ?? DEFAULT_PKI_DIR }),
-    ...(values.ca !== undefined ? { ca: await readPem('ca', values.ca) } : {}),
-    ...(values['client-ca'] !== undefined ? { clientCa: await readPem('client-ca', values['client-ca']) } : {}),
-  };
 }
 
 /**
@@ -137,98 +98,6 @@ async function useClientTls(ca: string | undefined): Promise<TlsClientOptions | 
 /** The resolver a client command asks by default: the demo's, over HTTPS once the demo made its CA. */
 function defaultResolverUrl(): string {
   return existsSync(DEMO_CA) ? DEFAULT_RESOLVER_URL.replace('http:', 'https:') : DEFAULT_RESOLVER_URL;
-}
-
-async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      zones: { type: 'string' },
-      only: { type: 'string', multiple: true },
-      resolver: { type: 'string' },
-      root: { type: 'string' },
-      'max-negative-ttl': { type: 'string' },
-      'dns-port': { type: 'string' },
-      'resolver-dns': { type: 'string' },
-      'dns-apex': { type: 'string' },
-      keys: { type: 'string' },
-      'new-key': { type: 'boolean' },
-      'trust-anchor': { type: 'string' },
-      'require-secure': { type: 'boolean' },
-      'otp-outbox': { type: 'string' },
-      'register-zone-mappings': { type: 'boolean' },
-      data: { type: 'string' },
-      'admin-token-file': { type: 'string' },
-      'dns-check-server': { type: 'string' },
-      tls: { type: 'boolean' },
-      pki: { type: 'string' },
-      cert: { type: 'string' },
-      key: { type: 'string' },
-      ca: { type: 'string' },
-      'client-ca': { type: 'string' },
-      limits: { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  const resolverAddress = values.resolver !== undefined ? flag(hostPort, 'resolver', values.resolver) : undefined;
-  const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : undefined;
-  const maxNegativeTtl =
-    values['max-negative-ttl'] !== undefined ? flag(z.coerce.number().int().min(0).max(86_400), 'max-negative-ttl', values['max-negative-ttl']) : undefined;
-  for (const id of values.only ?? []) flag(idSchema, 'only', id);
-  const dnsPort = values['dns-port'] !== undefined ? flag(z.coerce.number().int().min(0).max(65_535), 'dns-port', values['dns-port']) : undefined;
-  const resolverDns = values['resolver-dns'] !== undefined ? flag(hostPort, 'resolver-dns', values['resolver-dns']) : undefined;
-  const dnsApex = values['dns-apex'] !== undefined ? flag(z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'a DNS name such as mimi.arpa'), 'dns-apex', values['dns-apex']) : undefined;
-  if (values.zones === undefined && (resolverAddress === undefined || rootUrl === undefined)) {
-    throw new UsageError('give --zones DIR, or --resolver HOST:PORT with --root URL for a resolver alone');
-  }
-  const dnsCheckServer = values['dns-check-server'] !== undefined ? flag(hostPort, 'dns-check-server', values['dns-check-server']) : undefined;
-  const logger = createLogger();
-  const zones = values.zones !== undefined ? await loadZoneDir(values.zones) : [];
-  const adminToken = values['admin-token-file'] !== undefined ? await loadOrCreateSecret(values['admin-token-file']) : undefined;
-  // With --only and no --resolver, this process runs just those servers (no resolver to collide with another's).
-  const resolver = resolverAddress ?? (values.only === undefined ? { host: '127.0.0.1', port: 8053 } : undefined);
-  const running: RunningHierarchy = await startHierarchy({
-    zones,
-    only: values.only,
-    resolver,
-    rootUrl,
-    logger,
-    dnsPort,
-    resolverDns,
-    dnsApex,
-    keysDir: values.keys,
-    // PROTOCOL.md §16: a server whose records are signed by another key starts only when asked to.
-    newKey: values['new-key'],
-    trustAnchorFile: values['trust-anchor'],
-    requireSecure: values['require-secure'],
-    otpOutbox: values['otp-outbox'],
-    registerZoneMappings: values['register-zone-mappings'],
-    dataDir: values.data ?? DEFAULT_DATA_DIR,
-    tls: await serveTls(values),
-    limits: values.limits !== undefined ? await readLimits(values.limits) : DEFAULT_LIMITS,
-    adminToken,
-    dnsCheckServer: dnsCheckServer === undefined ? undefined : dnsCheckServer.host.includes(':') ? `[${dnsCheckServer.host}]:${dnsCheckServer.port}` : `${dnsCheckServer.host}:${dnsCheckServer.port}`,
-    resolverOptions: maxNegativeTtl !== undefined ? { ttl: { maxNegativeTtl } } : {},
-  });
-  const ready = {
-    event: 'ready',
-    resolver: running.resolverUrl ?? null,
-    servers: running.servers,
-    ...(running.resolverDns !== undefined ? { resolverDns: running.resolverDns } : {}),
-    ...(Object.keys(running.dns).length > 0 ? { dns: running.dns } : {}),
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'stopping: finishing in-flight requests');
-      running.close().then(resolve, resolve);
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  logger.flush();
-  return 0;
 }
 
 async function lookup(args: string[]): Promise<number> {
@@ -498,7 +367,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     switch (command) {
       case 'serve':
-        return await serve(rest);
+        return await serveCommand(rest);
+      case 'config':
+        return await configCommand(rest);
       case 'lookup':
         return await lookup(rest);
       case 'zone':
@@ -534,7 +405,7 @@ function reportFailure(err: unknown): number {
     return EXIT.badInput;
   }
   if (isMimiError(err)) {
-    const bad = err.code === 'invalid_csi' || err.code === 'invalid_request' || err.code === 'invalid_zone';
+    const bad = err.code === 'invalid_csi' || err.code === 'invalid_request' || err.code === 'invalid_zone' || err.code === 'invalid_config';
     process.stderr.write(`mimi: ${err.code}: ${message.join('\n')}\n`);
     return bad ? EXIT.badInput : EXIT.failure;
   }

@@ -31,8 +31,13 @@ export const PROBLEM_CODES = [
 /** A stable problem code. */
 export type ProblemCode = (typeof PROBLEM_CODES)[number];
 
-/** Codes of failures that never reach the wire: configuration refused at start-up. */
-export type ConfigErrorCode = 'invalid_zone' | 'invalid_config';
+/**
+ * Codes of failures that never reach the wire: a zone or configuration file
+ * refused at start-up (`invalid_zone`, `invalid_config`: exit 2), or what a
+ * start found on disk that it must not serve from (`start_refused`: a key
+ * file or store that is missing, damaged, another's, or not writable; exit 3).
+ */
+export type ConfigErrorCode = 'invalid_zone' | 'invalid_config' | 'start_refused';
 
 /** Every stable error code. */
 export type ErrorCode = ProblemCode | ConfigErrorCode;
@@ -62,6 +67,7 @@ export const DEFAULT_STATUS: Readonly<Record<ErrorCode, number>> = {
   internal: 500,
   invalid_zone: 500,
   invalid_config: 500,
+  start_refused: 500,
 };
 
 /** Options of a {@link MimiError}. */

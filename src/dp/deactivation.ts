@@ -11,6 +11,7 @@ import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import { publicCryptoKey } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
+import { assertCompactJwsStrict } from '../protocol/strict-json.ts';
 
 /** The body of `POST /v1/deactivations`. */
 export const deactivationBodySchema = z.strictObject({ jwt: z.string().min(1).max(8192) });
@@ -32,6 +33,7 @@ export async function checkDeactivation(
   jwt: string,
   ctx: { readonly csips: readonly CsipRef[]; readonly serves: (csi: Csi) => boolean; readonly now: number },
 ): Promise<Deactivation> {
+  assertCompactJwsStrict(jwt, 'jwt');
   let unverified: { iss?: unknown; sub?: unknown };
   try {
     unverified = decodeJwt(jwt);

@@ -153,6 +153,11 @@ export class DelegationRegistrar {
       at: this.#now(),
     };
     if (tree === 'e164') return { status: 'pending', id: this.#pend(stored) };
+    // One key proves domains by DNS without an operator: bound how many zones it may hold so the root zone cannot be grown at will.
+    const held = this.#store.delegations().filter((d) => d.status === 'active' && d.zone !== zone && sameKey(d.dp.jwk, dp.jwk));
+    if (held.length >= this.#limits.activePerKey) {
+      throw rateLimited(`at most ${this.#limits.activePerKey} delegations registered per key: ask the root's operator for more`, PENDING_FULL_RETRY_AFTER);
+    }
     const records = await txt(`_mimi-dp.${name}`);
     if (!records.some((r) => r.trim() === `mimi-dp=${kid}`)) {
       throw new MimiError('forbidden', `no TXT record "mimi-dp=${kid}" at _mimi-dp.${name}: publish it to prove control of the domain`);

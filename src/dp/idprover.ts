@@ -190,16 +190,16 @@ export class IdentityProver {
     }
     const now = this.#now();
     this.#admitClient(client, now);
+    this.#pending.sweep(now);
+    // PROTOCOL.md §16: nobody's pending challenge is ever evicted. A full store, or a CSI with `pendingPerCsi`
+    // challenges pending, refuses the new one until the oldest expires; the CSI's counters are not even touched.
+    if (this.#pending.size >= this.#limits.maxPending) throw rateLimited('too many pending challenges', (this.#pending.firstExpiry() ?? now) - now);
     const counters = this.#countersOf(csi.canonical, now);
     this.#admitCsi(counters, now);
-    this.#pending.sweep(now);
-    // PROTOCOL.md §16: a CSI's 4th pending challenge replaces its oldest; a full store refuses, evicting nobody.
-    const ids = this.#pending.idsOf(csi.canonical);
-    const replaces = ids.slice(0, Math.max(0, ids.length - this.#limits.pendingPerCsi + 1));
-    if (replaces.length === 0 && this.#pending.size >= this.#limits.maxPending) {
-      throw rateLimited('too many pending challenges', (this.#pending.firstExpiry() ?? now) - now);
+    const mine = this.#pending.idsOf(csi.canonical);
+    if (mine.length >= this.#limits.pendingPerCsi) {
+      throw rateLimited('too many pending challenges for this CSI', (this.#pending.get(mine[0] ?? '')?.expiresAt ?? now) - now);
     }
-    for (const old of replaces) this.#pending.delete(old);
     counters.challenges += 1;
     counters.recent.push(now);
     const id = randomBytes(16).toString('base64url');

@@ -42,7 +42,11 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
   const shape = statementSchema.safeParse(input);
   if (!shape.success) throw new MimiError('invalid_request', 'the body must be a General JSON JWS: { payload, signatures: [ { protected, signature } ] }');
   // PROTOCOL.md §16: the submitter signs as holder and MSP, once each; the DP's signature is added here, never taken.
-  for (const signature of shape.data.signatures) parseStrictBase64urlJson(signature.protected, 'a signature\'s protected header');
+  for (const signature of shape.data.signatures) {
+    // Everything that is served is signed: an unprotected header would ride along in every answer unsigned.
+    if (signature.header !== undefined) throw new MimiError('invalid_request', 'signatures: unprotected headers are not accepted (put every header parameter in protected)');
+    parseStrictBase64urlJson(signature.protected, 'a signature\'s protected header');
+  }
   const roles = signatureRolesProblem(shape.data, ['holder', 'msp']);
   if (roles !== undefined) throw new MimiError('invalid_request', `signatures: ${roles}`);
   const parsed = statementPayloadSchema.safeParse(parseStrictBase64urlJson(shape.data.payload, 'the statement payload'));

@@ -66,6 +66,8 @@ export interface MappingStore {
   pendingOf(csi: string): PendingMapping[];
   /** One pending registration by conflict id. */
   pendingById(id: string): PendingMapping | undefined;
+  /** How many registrations are pending (a gauge of the operations listener). */
+  pendingCount(): number;
   /** Up to `limit` pending registrations, oldest first; after the one with id `after` when given (paging). */
   pendingList(limit: number, after?: string): PendingMapping[];
   addPending(pending: PendingMapping): void;

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { dnsListSchema, endpointsSchema, idSchema } from '../zone/schema.ts';
 import { flattenedJwsSchema, publicCryptoKey, publicJwkSchema, type PublicJwk } from './jws.ts';
+import { parseStrictBase64urlJson } from './strict-json.ts';
 
 const iatSchema = z.number().int().min(0).max(2 ** 40);
 
@@ -45,14 +46,9 @@ function describe(issues: readonly z.core.$ZodIssue[]): string {
 export function readSignedRequest<T>(body: unknown, schema: z.ZodType<T>): SignedRequest<T> {
   const shape = flattenedJwsSchema.safeParse(body);
   if (!shape.success) throw new MimiError('invalid_request', 'the body must be a flattened JWS: { protected, payload, signature }');
-  let header: unknown;
-  let json: unknown;
-  try {
-    header = JSON.parse(Buffer.from(shape.data.protected, 'base64url').toString('utf8'));
-    json = JSON.parse(Buffer.from(shape.data.payload, 'base64url').toString('utf8'));
-  } catch {
-    throw new MimiError('invalid_request', 'the protected header and payload must be base64url JSON');
-  }
+  // PROTOCOL.md §16 (I-JSON): a member named twice would let the signer and this server read different requests.
+  const header = parseStrictBase64urlJson(shape.data.protected, 'the protected header');
+  const json = parseStrictBase64urlJson(shape.data.payload, 'the payload');
   const payload = schema.safeParse(json);
   if (!payload.success) throw new MimiError('invalid_request', describe(payload.error.issues));
   const kid = typeof header === 'object' && header !== null && 'kid' in header && typeof header.kid === 'string' ? header.kid : undefined;

@@ -8,17 +8,21 @@
 import { parse as parseAst, type AnyNode } from '@humanwhocodes/momoa';
 import { MimiError } from '../errors.ts';
 
+/** Deepest nesting of arrays and objects taken (no message of this protocol nests past a handful). */
+export const MAX_JSON_DEPTH = 64;
+
 /** Counts the member names and the `:` characters inside strings (names and values) of a parsed value. */
-function tally(value: unknown, acc: { names: number; colons: number }): void {
+function tally(value: unknown, acc: { names: number; colons: number }, depth = 0): void {
+  if (depth > MAX_JSON_DEPTH) throw new MimiError('invalid_request', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   if (typeof value === 'string') {
     for (let i = value.indexOf(':'); i >= 0; i = value.indexOf(':', i + 1)) acc.colons += 1;
   } else if (Array.isArray(value)) {
-    for (const item of value) tally(item, acc);
+    for (const item of value) tally(item, acc, depth + 1);
   } else if (typeof value === 'object' && value !== null) {
     for (const [name, item] of Object.entries(value)) {
       acc.names += 1;
-      tally(name, acc);
-      tally(item, acc);
+      tally(name, acc, depth + 1);
+      tally(item, acc, depth + 1);
     }
   }
 }
@@ -54,12 +58,14 @@ function astHasDuplicate(node: AnyNode): boolean {
  */
 export function hasDuplicateMembers(text: string, parsed: unknown): boolean {
   if (typeof parsed !== 'object' || parsed === null) return false;
-  if (!text.includes('\\')) {
-    const acc = { names: 0, colons: 0 };
-    tally(parsed, acc);
-    if (countColons(text) - acc.colons === acc.names) return false;
+  const acc = { names: 0, colons: 0 };
+  tally(parsed, acc); // also bounds the depth before anything recursive runs on the text
+  if (!text.includes('\\') && countColons(text) - acc.colons === acc.names) return false;
+  try {
+    return astHasDuplicate(parseAst(text, { mode: 'json' }));
+  } catch {
+    throw new MimiError('invalid_request', 'the JSON could not be checked for duplicate member names');
   }
-  return astHasDuplicate(parseAst(text, { mode: 'json' }));
 }
 
 /**

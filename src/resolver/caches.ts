@@ -56,6 +56,18 @@ export class ExpiringCache<V extends Expiring> {
     return this.#lru.size;
   }
 
+  /** Drops the entries whose key `drop` accepts; returns how many. */
+  deleteWhere(drop: (key: string) => boolean): number {
+    let n = 0;
+    for (const key of [...this.#lru.keys()]) {
+      if (drop(key)) {
+        this.#lru.delete(key);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
   /** Drops everything. */
   clear(): void {
     this.#lru.clear();
@@ -132,6 +144,11 @@ export class ReferralCache {
   /** Number of cached cuts. */
   get size(): number {
     return this.#cache.size;
+  }
+
+  /** Drops the cuts whose zone `drop` accepts; returns how many. */
+  deleteWhere(drop: (zone: ZoneKey) => boolean): number {
+    return this.#cache.deleteWhere((key) => drop(key.slice(key.indexOf('\u0000') + 1)));
   }
 }
 

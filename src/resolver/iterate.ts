@@ -19,6 +19,7 @@ import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 import { CLIENT_TAG_HEADER } from './client-tag.ts';
 import type { UpstreamPacer } from './rate-limit.ts';
 import type { FanoutLimits } from '../zone/limits-file.ts';
+import type { ResolverObserver } from './observer.ts';
 import type { DpRef } from '../zone/normalise.ts';
 
 /** What the walk needs. */
@@ -40,6 +41,8 @@ export interface IteratorDeps {
   readonly pacer: UpstreamPacer;
   /** Bounded fan-out (PROTOCOL.md §16, the NXNS attack CVE-2020-8616). */
   readonly fanout: FanoutLimits;
+  /** Hears of cache results and upstream lookups (metrics). */
+  readonly observer: ResolverObserver;
 }
 
 /** The referral chain that led to a provider, for loop detection. */
@@ -277,10 +280,17 @@ export class Iterator {
     const key = recordKey(provider.id, walk.csi.canonical);
     const now = this.#deps.now();
     const cached = this.#deps.records.getFresh(key, now);
-    if (cached !== undefined) return leaf(provider.id, cached, false);
+    if (cached !== undefined) {
+      this.#deps.observer.cache('records', 'hit');
+      return leaf(provider.id, cached, false);
+    }
     const inside = (zone: ZoneKey): boolean => start.bailiwick.some((b) => zoneStrictlyContains(b, zone));
     const cut = this.#deps.referrals.findFresh(provider.id, walk.csi, now, inside);
-    if (cut !== undefined) return this.#descend(walk, start, cut, { asked: false, stale: false });
+    if (cut !== undefined) {
+      this.#deps.observer.cache('referrals', 'hit');
+      return this.#descend(walk, start, cut, { asked: false, stale: false });
+    }
+    this.#deps.observer.cache('records', 'miss');
     if (!walk.context.network) throw new MimiError('not_cached', 'the answer is not in the resolver\'s cache');
 
     let reply: LookupReply;
@@ -304,6 +314,12 @@ export class Iterator {
       }
     }
     const jws = reply.jws;
+    // PROTOCOL.md §4.6, §16: a DP speaks only inside its bailiwick (asked directly: the zones the root delegates to it).
+    // An answer or denial for a CSI outside it is no share, however it is dated or signed.
+    if ((result.kind === 'answer' || result.kind === 'not_found') && !start.bailiwick.some((z) => csiInZone(walk.csi, z))) {
+      this.#deps.logger.warn({ dp: provider.id }, 'answer outside the provider\'s bailiwick ignored');
+      return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
+    }
     switch (result.kind) {
       case 'not_authoritative':
         if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
@@ -403,9 +419,15 @@ export class Iterator {
     const { provider, bailiwick } = start;
     const now = this.#deps.now();
     const stale = this.#deps.records.getStale(recordKey(provider.id, walk.csi.canonical), now);
-    if (stale !== undefined) return leaf(provider.id, { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 }, true, true);
+    if (stale !== undefined) {
+      this.#deps.observer.cache('records', 'stale');
+      return leaf(provider.id, { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 }, true, true);
+    }
     const cut = this.#deps.referrals.findStale(provider.id, walk.csi, now, (zone) => bailiwick.some((b) => zoneStrictlyContains(b, zone)));
-    if (cut !== undefined) return this.#descend(walk, start, cut, { asked: true, stale: true });
+    if (cut !== undefined) {
+      this.#deps.observer.cache('referrals', 'stale');
+      return this.#descend(walk, start, cut, { asked: true, stale: true });
+    }
     return failedBranch(provider.id);
   }
 
@@ -448,7 +470,12 @@ export class Iterator {
       walk.upstream.left -= 1;
       try {
         if (provider.qps !== undefined) await this.#deps.pacer.acquire(provider.id, provider.qps, context.deadline);
-        const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs), headers);
+        const started = performance.now();
+        const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs), headers).catch((err: unknown) => {
+          this.#deps.observer.upstream(provider.id, 'error', (performance.now() - started) / 1000);
+          throw err;
+        });
+        this.#deps.observer.upstream(provider.id, reply.response.kind, (performance.now() - started) / 1000);
         return reply.response.kind === 'not_authoritative' ? { response: { kind: 'not_authoritative', dp: provider.id }, jws: undefined } : reply;
       } catch (err) {
         last = err;

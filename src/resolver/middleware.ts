@@ -4,6 +4,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Middleware, Outcome, Resolve } from './chain.ts';
 import { questionKey } from './chain.ts';
+import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
 
 /**
  * `local` federation (PROTOCOL.md §4.6): the same walk with the network turned
@@ -19,13 +20,21 @@ export const localMode: Middleware = (next) => (question, context) =>
  * expires. Incomplete answers are not kept (the record cache keeps their good
  * shares, so the next question re-asks only the failed provider).
  */
-export function answerCache(maxEntries: number, now: () => number): Middleware {
-  const cache = new LRUCache<string, Outcome>({ max: Math.max(1, maxEntries) });
+export function answerCache(
+  maxEntries: number,
+  now: () => number,
+  observer: ResolverObserver = SILENT_OBSERVER,
+  cache: LRUCache<string, Outcome> = new LRUCache<string, Outcome>({ max: Math.max(1, maxEntries) }),
+): Middleware {
   return (next: Resolve): Resolve =>
     async (question, context) => {
       const key = questionKey(question);
       const hit = cache.get(key);
-      if (hit !== undefined && hit.resolution.expiresAt > now()) return hit.cached ? hit : { resolution: hit.resolution, cached: true };
+      if (hit !== undefined && hit.resolution.expiresAt > now()) {
+        observer.cache('answers', 'hit');
+        return hit.cached ? hit : { resolution: hit.resolution, cached: true };
+      }
+      observer.cache('answers', 'miss');
       const outcome = await next(question, context);
       if (outcome.resolution.incomplete.length === 0) cache.set(key, outcome.cached ? outcome : { resolution: outcome.resolution, cached: true });
       return outcome;

@@ -8,6 +8,9 @@ import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import type { Federation, Format } from '../protocol/messages.ts';
 import { ExpiringCache, ReferralCache, type RecordEntry } from './caches.ts';
 import { compose, type Outcome, type Resolve } from './chain.ts';
+import { LRUCache } from 'lru-cache';
+import { parseCsi } from '../csi/parse.ts';
+import { csiInZone, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
 import { Iterator } from './iterate.ts';
 import { answerCache, coalesce, localMode } from './middleware.ts';
 import { AnswerEncoder, renderAnswer, type Answer } from './render.ts';
@@ -18,6 +21,7 @@ import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
 import { DEFAULT_FANOUT, type FanoutLimits, type Limits } from '../zone/limits-file.ts';
 import { ALL_COST_PER_DP, ClientLimiter, UpstreamPacer, upfrontCost, type ClientIdentity } from './rate-limit.ts';
 import { ClientTagger } from './client-tag.ts';
+import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
 
 /** Resolver settings; everything but `rootHints` has a default. */
 export interface ResolverOptions {
@@ -48,6 +52,8 @@ export interface ResolverOptions {
   readonly tagSecret?: Buffer | undefined;
   /** Bounded fan-out (PROTOCOL.md §16); the limits' `fanout`, else the contract's defaults. */
   readonly fanout?: Partial<FanoutLimits> | undefined;
+  /** Hears of outcomes, cache results and upstream lookups (the operations listener's metrics). */
+  readonly observer?: ResolverObserver | undefined;
 }
 
 /** Failures that tell a walker as much as `not_found` does, so they cost a not-found token (PROTOCOL.md §16). */
@@ -77,13 +83,17 @@ export class Resolver {
   readonly #apex: string;
   readonly #validating: boolean;
   readonly #requireSecure: boolean;
-  readonly #limiter: ClientLimiter | undefined;
+  #limiter: ClientLimiter | undefined;
   readonly #tagger: ClientTagger;
-  readonly #limits: Limits | undefined;
+  #limits: Limits | undefined;
   readonly #fanout: FanoutLimits;
+  readonly #observer: ResolverObserver;
+  readonly #records: ExpiringCache<RecordEntry>;
+  readonly #answers: LRUCache<string, Outcome>;
 
   constructor(options: ResolverOptions) {
     this.#now = options.now ?? Date.now;
+    this.#observer = options.observer ?? SILENT_OBSERVER;
     this.#apex = options.dnsApex ?? DEFAULT_DNS_APEX;
     const logger = options.logger ?? pino({ level: 'silent' });
     this.#transport = options.transport ?? new HttpTransport();
@@ -102,12 +112,14 @@ export class Resolver {
       trustAnchor: options.trustAnchor,
     });
     const staleWindowMs = this.#policy.staleWindow * 1000;
+    this.#records = new ExpiringCache<RecordEntry>(options.cacheSize?.records ?? 100_000, staleWindowMs);
+    this.#answers = new LRUCache<string, Outcome>({ max: Math.max(1, options.cacheSize?.answers ?? 100_000) });
     this.#referrals = new ReferralCache(options.cacheSize?.referrals ?? 10_000, staleWindowMs);
     const iterator = new Iterator({
       root: this.#root,
       transport: this.#transport,
       referrals: this.#referrals,
-      records: new ExpiringCache<RecordEntry>(options.cacheSize?.records ?? 100_000, staleWindowMs),
+      records: this.#records,
       policy: this.#policy,
       now: this.#now,
       logger,
@@ -116,6 +128,7 @@ export class Resolver {
       validating: this.#validating,
       pacer: new UpstreamPacer(),
       fanout: { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout },
+      observer: this.#observer,
     });
     this.#fanout = { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout };
     this.#limits = options.limits;
@@ -124,9 +137,23 @@ export class Resolver {
     // Order matters: each middleware sees the effects of those after it.
     this.#resolve = compose(
       localMode, // first: `local` is the default walk with the network off, so every layer below sees one shape of question
-      answerCache(options.cacheSize?.answers ?? 100_000, this.#now), // a hit needs no coalescing and no walk
+      answerCache(options.cacheSize?.answers ?? 100_000, this.#now, this.#observer, this.#answers), // a hit needs no coalescing and no walk
       coalesce, // identical questions in flight share one walk and one set of upstream requests
     )(iterator.resolve);
+  }
+
+  /**
+   * Puts new client limits in force (a reload, PROTOCOL.md §11); the buckets
+   * start afresh. The fan-out bounds stay as they were at start.
+   */
+  setLimits(limits: Limits): void {
+    this.#limits = limits;
+    this.#limiter = new ClientLimiter(limits);
+  }
+
+  /** Fetches the root zone again now (conditional GET): after the root in this process reloaded. */
+  refreshRoot(): Promise<void> {
+    return this.#root.refresh();
   }
 
   /** Loads the root zone; resolves once the resolver can answer. */
@@ -220,6 +247,7 @@ export class Resolver {
       const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
       outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true, tag });
     } catch (err) {
+      this.#observer.outcome(isMimiError(err) ? err.code : 'internal');
       // PROTOCOL.md §16: failures a walker learns from (and `local` misses, which probe the cache) keep the reserved token.
       if (limiter !== undefined && client !== undefined) limiter.settle(client, isMimiError(err) && DENIAL_FAILURES.has(err.code), this.#now());
       throw err;
@@ -230,7 +258,12 @@ export class Resolver {
       const msps = input.msps;
       limiter.settle(client, !outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp)), now);
     }
-    if (this.#requireSecure && !outcome.resolution.secure) throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
+    if (this.#requireSecure && !outcome.resolution.secure) {
+      this.#observer.outcome('bogus');
+      throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
+    }
+    const msps = input.msps;
+    this.#observer.outcome(outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp)) ? 'found' : 'not_found');
     return outcome;
   }
 
@@ -242,6 +275,40 @@ export class Resolver {
   /** The signed root zone as received, which a validating resolver serves unchanged (PROTOCOL.md §8). */
   async signedRootZone(): Promise<FlattenedJws | undefined> {
     return (await this.#root.current()).jws;
+  }
+
+  /**
+   * Drops cached answers, records and referrals (`POST /cache/flush`, as
+   * `unbound-control flush`): all of them, or those of one zone and below.
+   * Returns how many entries went.
+   */
+  flush(zone?: ZoneKey): number {
+    if (zone === undefined) {
+      const n = this.#answers.size + this.#records.size + this.#referrals.size;
+      this.#answers.clear();
+      this.#records.clear();
+      this.#referrals.deleteWhere(() => true);
+      return n;
+    }
+    // A key whose CSI cannot be read (a hashed e-mail name) goes too: flushing more than asked is harmless.
+    const inZone = (csi: string): boolean => {
+      try {
+        return csiInZone(parseCsi(csi), zone);
+      } catch {
+        return true;
+      }
+    };
+    const tail = (key: string): string => key.slice(key.lastIndexOf('\u0000') + 1);
+    let n = 0;
+    for (const key of [...this.#answers.keys()]) {
+      if (inZone(tail(key))) {
+        this.#answers.delete(key);
+        n += 1;
+      }
+    }
+    n += this.#records.deleteWhere((key) => inZone(tail(key)));
+    n += this.#referrals.deleteWhere((cut) => cut === zone || zoneStrictlyContains(zone, cut));
+    return n;
   }
 
   /** Closes upstream connections. */

@@ -49,6 +49,10 @@ export interface DnsResponderOptions {
   readonly cacheSize?: number;
   /** Client limits (PROTOCOL.md §10): consulted before every answer, cached or not. */
   readonly guard?: DnsGuard | undefined;
+  /** Hears the RCODE of every answer sent (metrics). */
+  readonly onAnswer?: ((rcode: number) => void) | undefined;
+  /** Hears of every query refused by the guard (metrics). */
+  readonly onLimited?: (() => void) | undefined;
 }
 
 /** Per-source limits of a DNS front-end. */
@@ -73,9 +77,13 @@ interface CachedAnswer {
   readonly name: string;
 }
 
-/** Tells whether an answer is a denial: NXDOMAIN, or NOERROR without answer records and without a referral (NS). */
+/**
+ * Tells whether an answer told the client as much as "nothing here": NXDOMAIN,
+ * SERVFAIL (PROTOCOL.md §16: a failed resolution costs a not-found token too),
+ * or NOERROR without answer records and without a referral (NS).
+ */
 function isDenial(plan: DnsPlan): boolean {
-  return plan.rcode === 3 || (plan.rcode === 0 && plan.answers.length === 0 && !plan.authorities.some((a) => a.type === 'NS'));
+  return plan.rcode === 3 || plan.rcode === 2 || (plan.rcode === 0 && plan.answers.length === 0 && !plan.authorities.some((a) => a.type === 'NS'));
 }
 
 const TYPE_NUMBERS: Readonly<Record<string, number>> = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, ANY: 255 };
@@ -132,12 +140,14 @@ export class DnsResponder {
       if (scan === undefined) return undefined;
       const guard = this.#options.guard;
       if (guard !== undefined && !guard.admit(source, transport)) {
+        this.#options.onLimited?.();
         if (transport === 'udp' && guard.limitedUdp?.(source) === 'drop') return SEND_NOTHING;
         return limitedReply(query, scan, transport === 'tcp', this.#options.recursive);
       }
       const hit = this.#cache.get(scan.key);
       if (hit === undefined || hit.validUntil <= this.#options.now()) return undefined;
       guard?.settle(source, transport, hit.denial);
+      this.#options.onAnswer?.((hit.bytes[3] ?? 0) & 0xf);
       return patchAnswer(hit.bytes, query, scan);
     } catch {
       return undefined;
@@ -161,6 +171,7 @@ export class DnsResponder {
       }
       const reply = await this.#slow(query, transport, scan?.key);
       guard?.settle(source, transport, reply?.denial ?? false);
+      if (reply !== undefined) this.#options.onAnswer?.((reply.bytes[3] ?? 0) & 0xf);
       return reply?.bytes;
     } catch (err) {
       this.#options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'DNS query failed');
@@ -221,8 +232,6 @@ export interface DnsListener {
   close(): Promise<void>;
 }
 
-/** Largest number of TCP connections one listener holds at once. */
-const MAX_TCP_CONNECTIONS = 1024;
 /** Idle time (no query being read or answered) before a TCP connection is closed (RFC 7766 §6.2.3 recommends seconds). */
 const TCP_IDLE_MS = 10_000;
 /**
@@ -275,7 +284,7 @@ export async function listenDns(responder: DnsResponder, address: string, port: 
     });
     serveTcp(socket, responder, limits);
   });
-  tcp.maxConnections = MAX_TCP_CONNECTIONS;
+  tcp.maxConnections = limits.dnsTcpMax;
   tcp.on('error', (err) => logger.warn({ err: err.message }, 'DNS TCP server error'));
   tcp.listen(boundPort, address);
   try {

@@ -3,7 +3,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { MimiError } from '../errors.ts';
+import { isMimiError, MimiError } from '../errors.ts';
+import type { Metrics } from './metrics.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import { RootDp } from '../dp/root-dp.ts';
 import type { CsipRef } from '../zone/normalise.ts';
@@ -15,7 +16,7 @@ import { createHttpApp, parseBody, refuseOtherMethods, type TlsServerOptions } f
 import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
 import { clientCertificateHash } from './client-identity.ts';
 import type { DpClientLimits } from '../limits/dp-clients.ts';
-import { DEFAULT_LIMITS, disclosedLimits, type DelegationLimits, type Limits } from '../zone/limits-file.ts';
+import { DEFAULT_LIMITS, type DelegationLimits, type Limits } from '../zone/limits-file.ts';
 import type { ClientIdentity } from '../resolver/rate-limit.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
@@ -27,8 +28,12 @@ export interface DpHolder {
   readonly stats: DpStats;
   /** The root's MSP and CSIP registries, which registrations are checked against. */
   registries?: (() => Promise<Registries>) | undefined;
-  /** Called when `current` is replaced (the root after a delegation change). */
+  /** Called when `current` is replaced (the root after a delegation change, any DP on a reload). */
   readonly replaced: (() => void)[];
+  /** Called with the CSI of every change to the registered mappings `current` publishes. */
+  readonly changed: ((csi: string) => void)[];
+  /** The process's metrics (PROTOCOL.md §11), when it has an operations listener. */
+  metrics?: Metrics | undefined;
   /** The DP's own budgets on lookups and zone fetches (PROTOCOL.md §10 `perResolver`, §16): none when absent. */
   clients?: DpClientLimits | undefined;
 }
@@ -67,7 +72,8 @@ export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, limits?:
     limits: {
       maxRequestBody: MAX_REQUEST_BODY,
       registrationDelay: 0,
-      ...(limits !== undefined ? disclosedLimits(limits) : {}),
+      // What bounds this DP's clients (PROTOCOL.md §16); the delegation bounds at the root only.
+      ...(limits !== undefined ? { tiers: limits.tiers, perResolver: limits.perResolver, aggregate: limits.aggregate, dnsRrl: limits.dnsRrl, connections: limits.connections } : {}),
       ...(dp.role === 'root' ? { delegations: { ...delegations } } : {}),
     },
   };
@@ -80,7 +86,7 @@ function serving(holder: DpHolder): DiscoveryProvider {
 
 /** Creates the fastify app of a DP. */
 export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: LifecycleOptions, apex: string = DEFAULT_DNS_APEX, tls?: TlsServerOptions): FastifyInstance {
-  const app = createHttpApp(logger, { tls, connections: lifecycle.limits?.connections });
+  const app = createHttpApp(logger, { tls, connections: lifecycle.limits?.connections, onRateLimited: () => holder.metrics?.rateLimited.labels('http').inc() });
   // PROTOCOL.md §10, §16: a resolver (by client certificate) or anyone else (by network prefix) draws from its
   // query and not-found budgets for lookups and zone fetches; the reserved not-found token is settled on the answer.
   const clientOf = (request: FastifyRequest): ClientIdentity | undefined => {
@@ -103,9 +109,11 @@ export function createDpApp(holder: DpHolder, logger: Logger, lifecycle: Lifecyc
       response = serving(holder).lookup(subjectOf(body, apex));
     } catch (err) {
       settle(client, false);
+      holder.metrics?.dpLookups.labels(holder.current?.id ?? 'unknown', isMimiError(err) ? err.code : 'internal').inc();
       throw err;
     }
     settle(client, response.kind === 'not_found');
+    holder.metrics?.dpLookups.labels(response.dp, response.kind).inc();
     if (holder.signer === undefined) return reply.type('application/json').send(JSON.stringify(response));
     // PROTOCOL.md §8: the response plus the question and iat, so it proves nothing about another CSI.
     const question = body.csi !== undefined ? { csi: subjectOf(body, apex).canonical } : { name: body.name };

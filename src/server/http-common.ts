@@ -110,6 +110,8 @@ export interface HttpAppOptions {
   readonly tls?: TlsServerOptions | undefined;
   /** Connection limits (PROTOCOL.md §16); the contract's defaults when absent. */
   readonly connections?: ConnectionLimits | undefined;
+  /** Hears of every request refused `rate_limited` (metrics). */
+  readonly onRateLimited?: (() => void) | undefined;
 }
 
 /**
@@ -144,14 +146,21 @@ function limitConnections(server: NetServer, limits: ConnectionLimits, plain: bo
       else open.delete(source);
     });
   });
-  if (plain) {
-    server.on('request', (request: IncomingMessage) => {
-      const timer = firstRequest.get(request.socket);
-      if (timer === undefined) return;
-      clearTimeout(timer);
-      firstRequest.delete(request.socket);
+  if (!plain) {
+    // Over TLS the first request must follow the handshake within the same bound (an idle TLS connection is a held slot too).
+    server.on('secureConnection', (socket: Socket) => {
+      const timer = setTimeout(() => socket.destroy(), limits.tlsHandshakeMs);
+      timer.unref();
+      firstRequest.set(socket, timer);
+      socket.once('close', () => clearTimeout(timer));
     });
   }
+  server.on('request', (request: IncomingMessage) => {
+    const timer = firstRequest.get(request.socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    firstRequest.delete(request.socket);
+  });
 }
 
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
@@ -207,13 +216,21 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
       return;
     }
     parseJson(req, text, (err: Error | null, value?: unknown) => {
-      if (err !== null) done(err, undefined);
-      else if (hasDuplicateMembers(text, value)) done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
-      else done(null, value);
+      if (err !== null) {
+        done(err, undefined);
+        return;
+      }
+      try {
+        if (hasDuplicateMembers(text, value)) done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
+        else done(null, value);
+      } catch (checkErr) {
+        done(checkErr as Error, undefined);
+      }
     });
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const mapped = classify(err);
+    if (mapped.code === 'rate_limited') options.onRateLimited?.();
     if (mapped.code === 'internal') request.log.error({ reqId: request.id, err: { message: err.message, stack: err.stack } }, 'request failed');
     return sendProblem(reply, mapped);
   });

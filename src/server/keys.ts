@@ -26,7 +26,7 @@ export async function loadOrCreateKey(dir: string, id: string, stated?: PublicJw
   const existing = await loadKeyIfPresent(dir, id, stated);
   if (existing !== undefined) return existing;
   const path = join(dir, `${id}.jwk`);
-  if (stated !== undefined) throw new MimiError('invalid_config', `${path} is missing, but the zone file of ${id} states its public key`);
+  if (stated !== undefined) throw new MimiError('start_refused', `${path} is missing, but the zone file of ${id} states its public key`);
   const key = await generateSigningKey();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(path, `${JSON.stringify(key.privateJwk)}\n`, { mode: 0o600, flag: 'wx' });
@@ -52,7 +52,7 @@ export interface SigningKeyOptions {
  * Loads (or, when nothing is signed yet, creates) the signing key of server `id`
  * and records its thumbprint in the store. A store holding records refuses a
  * missing key file, and one holding a key other than the recorded one, with
- * `invalid_config` naming the file (PROTOCOL.md §16), unless `newKey` is set.
+ * `start_refused` naming the file (PROTOCOL.md §16), unless `newKey` is set.
  */
 export async function loadSigningKey(dir: string, id: string, options: SigningKeyOptions = {}): Promise<{ key: SigningKey; replaced: string | undefined }> {
   const { store, stated } = options;
@@ -63,10 +63,10 @@ export async function loadSigningKey(dir: string, id: string, options: SigningKe
   if (signed && options.newKey !== true) {
     const by = recorded === undefined ? 'its key' : `key ${recorded}`;
     if (existing === undefined) {
-      throw new MimiError('invalid_config', `${path} is missing, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with a new key`);
+      throw new MimiError('start_refused', `${path} is missing, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with a new key`);
     }
     if (recorded !== undefined && recorded !== existing.kid) {
-      throw new MimiError('invalid_config', `${path} holds key ${existing.kid}, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with this key`);
+      throw new MimiError('start_refused', `${path} holds key ${existing.kid}, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with this key`);
     }
   }
   const key = existing ?? (await loadOrCreateKey(dir, id, stated));
@@ -78,13 +78,13 @@ export async function loadSigningKey(dir: string, id: string, options: SigningKe
 async function readPrivateFile(path: string): Promise<string | undefined> {
   try {
     const info = await stat(path);
-    if ((info.mode & 0o077) !== 0) throw new MimiError('invalid_config', `${path}: a secret must not be readable by others (chmod 600)`);
-    if (info.size > MAX_KEY_FILE) throw new MimiError('invalid_config', `${path}: larger than ${MAX_KEY_FILE} bytes`);
+    if ((info.mode & 0o077) !== 0) throw new MimiError('start_refused', `${path}: a secret must not be readable by others (chmod 600)`);
+    if (info.size > MAX_KEY_FILE) throw new MimiError('start_refused', `${path}: larger than ${MAX_KEY_FILE} bytes`);
     return await readFile(path, 'utf8');
   } catch (err) {
     if (err instanceof MimiError) throw err;
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new MimiError('invalid_config', `${path}: cannot be read`, { cause: err });
+    throw new MimiError('start_refused', `${path}: cannot be read`, { cause: err });
   }
 }
 
@@ -103,14 +103,14 @@ export async function loadOrCreateSecret(path: string): Promise<string> {
 
 function tokenOf(text: string, path: string): string {
   const token = text.split('\n')[0]?.trim() ?? '';
-  if (token.length < 16) throw new MimiError('invalid_config', `${path}: the token must be at least 16 characters`);
+  if (token.length < 16) throw new MimiError('start_refused', `${path}: the token must be at least 16 characters`);
   return token;
 }
 
 /** Reads an existing token file (its first line). */
 export async function readSecret(path: string): Promise<string> {
   const text = await readPrivateFile(path);
-  if (text === undefined) throw new MimiError('invalid_config', `${path}: no such token file (give --admin-token-file)`);
+  if (text === undefined) throw new MimiError('start_refused', `${path}: no such token file (give --admin-token-file)`);
   return tokenOf(text, path);
 }
 
@@ -123,10 +123,10 @@ export async function loadKeyIfPresent(dir: string, id: string, stated?: PublicJ
   try {
     key = await signingKeyFromJwk(JSON.parse(text) as Record<string, unknown>);
   } catch (err) {
-    throw new MimiError('invalid_config', `${path}: not a private Ed25519 JWK`, { cause: err });
+    throw new MimiError('start_refused', `${path}: not a private Ed25519 JWK`, { cause: err });
   }
   if (stated !== undefined && stated.x !== key.publicJwk.x) {
-    throw new MimiError('invalid_config', `${path} does not match the public key stated in the zone file of ${id}`);
+    throw new MimiError('start_refused', `${path} does not match the public key stated in the zone file of ${id}`);
   }
   return key;
 }
@@ -144,9 +144,9 @@ export async function readTrustAnchor(path: string): Promise<PublicJwk> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new MimiError('invalid_config', `${path}: cannot read the trust anchor`, { cause: err });
+    throw new MimiError('start_refused', `${path}: cannot read the trust anchor`, { cause: err });
   }
   const parsed = publicJwkSchema.safeParse(JSON.parse(text.length > MAX_KEY_FILE ? '{}' : text));
-  if (!parsed.success) throw new MimiError('invalid_config', `${path}: not a public Ed25519 JWK`);
+  if (!parsed.success) throw new MimiError('start_refused', `${path}: not a public Ed25519 JWK`);
   return parsed.data;
 }

@@ -14,7 +14,7 @@ import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts
 import { pageQuerySchema, type DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
 import type { Notice } from '../dp/registrar.ts';
 import { checkStatement } from '../dp/registration.ts';
-import { MimiError } from '../errors.ts';
+import { isMimiError, MimiError } from '../errors.ts';
 import { addSignature, statementSchema } from '../protocol/statement.ts';
 import { contestPayloadSchema, delegationPayloadSchema, readSignedRequest, revokePayloadSchema, signatureVerifies } from '../protocol/signed-request.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
@@ -73,11 +73,13 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   const { notify, now } = options;
   const json = (value: unknown): string => JSON.stringify(value);
 
-  app.post('/v1/mappings', async (request, reply) => {
+  // mimi_registrations_total{dp,result}: created, pending, unchanged, or the refusal's code.
+  const counted = (result: string): void => holder.metrics?.registrations.labels(holder.current?.id ?? 'unknown', result).inc();
+  const register = async (body: unknown): Promise<{ status: 200 | 201 | 202; body: unknown }> => {
     const dp = authoritative(holder);
     const { msps, csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
-    const checked = await checkStatement(request.body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
-    const proof = await addSignature(statementSchema.parse(request.body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
+    const checked = await checkStatement(body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
+    const proof = await addSignature(statementSchema.parse(body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
     const { csi, msp, preference, created } = checked.payload;
     const { outcome, notices } = await dp.registrar.register({
       csi,
@@ -92,9 +94,19 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
       registeredAt: now(),
     }, checked.payloadHash);
     await notify(notices);
-    if (outcome.status === 'pending') return reply.code(202).type('application/json').send(json(outcome));
-    if (outcome.status === 'unchanged') return reply.code(200).type('application/json').send(json(outcome));
-    return reply.code(201).type('application/json').send(json({ mapping: { csi, msp, preference, created, proof, verified: true } }));
+    if (outcome.status === 'pending') return { status: 202, body: outcome };
+    if (outcome.status === 'unchanged') return { status: 200, body: outcome };
+    return { status: 201, body: { mapping: { csi, msp, preference, created, proof, verified: true } } };
+  };
+  app.post('/v1/mappings', async (request, reply) => {
+    try {
+      const { status, body } = await register(request.body);
+      counted(status === 201 ? 'created' : status === 202 ? 'pending' : 'unchanged');
+      return reply.code(status).type('application/json').send(json(body));
+    } catch (err) {
+      counted(isMimiError(err) ? err.code : 'internal');
+      throw err;
+    }
   });
   refuseOtherMethods(app, '/v1/mappings', ['POST']);
 

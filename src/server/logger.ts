@@ -5,6 +5,7 @@
  * §10: no CSI at info level or above), messages included.
  */
 import pino, { type Logger, type LoggerOptions } from 'pino';
+import pretty from 'pino-pretty';
 
 /** Field paths that may carry a CSI or a hashed-CSI name and are censored in every log line. */
 export const REDACTED_PATHS = ['csi', 'name', '*.csi', '*.name', 'req.body', 'body', 'request.body', 'mappings[*].csi', 'err.csi'];
@@ -53,7 +54,12 @@ export function loggerOptions(level: string): LoggerOptions {
   };
 }
 
-/** Creates the pino logger of a process, writing JSON lines to stderr. */
-export function createLogger(level: string = process.env.MIMI_LOG_LEVEL ?? 'info'): Logger {
+/**
+ * Creates the pino logger of a process on stderr: JSON lines, or for a person
+ * at a terminal (`pretty`, PROTOCOL.md §11) pino-pretty's colourised lines.
+ * The scrubbing hook runs before either.
+ */
+export function createLogger(level: string = process.env.MIMI_LOG_LEVEL ?? 'info', format: 'json' | 'pretty' = 'json'): Logger {
+  if (format === 'pretty') return pino(loggerOptions(level), pretty({ destination: 2, sync: false, colorize: process.stderr.isTTY }));
   return pino(loggerOptions(level), pino.destination({ fd: 2, sync: false }));
 }

@@ -45,7 +45,7 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
  * limits and problem documents as the fastify route (which still serves any
  * other spelling of the URL).
  */
-function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
+function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimited: (() => void) | undefined): FastPath {
   return (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/resolve') return false;
     readRequestBody(request)
@@ -56,6 +56,7 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
         response.end(bytes);
       })
       .catch((err: unknown) => {
+        if (err instanceof MimiError && err.code === 'rate_limited') onRateLimited?.();
         if (!(err instanceof MimiError)) logger.error({ err: err instanceof Error ? err.message : String(err) }, 'resolve failed');
         if (!response.headersSent) writeProblem(response, err);
         if (err instanceof MimiError && err.status === 413) request.destroy();
@@ -65,8 +66,8 @@ function resolveFastPath(resolver: Resolver, logger: Logger): FastPath {
 }
 
 /** Creates the fastify app of a resolver. */
-export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsServerOptions): FastifyInstance {
-  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger), tls, connections: resolver.limits?.connections });
+export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsServerOptions, onRateLimited?: () => void): FastifyInstance {
+  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger, onRateLimited), tls, connections: resolver.limits?.connections, onRateLimited });
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body, identifyClient(request.raw, resolver.limits));

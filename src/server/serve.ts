@@ -20,7 +20,9 @@ import { DnsAuthority } from '../dp/dns-authority.ts';
 import { DEFAULT_DNS_APEX, normaliseApex, ownerName } from '../protocol/enum-name.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { ResolverDnsView } from '../resolver/dns-view.ts';
-import { DnsResponder, listenDns, type DnsGuard, type DnsListener } from './dns-server.ts';
+import { DnsResponder, listenDns, type DnsGuard, type DnsListener, type DnsResponderOptions } from './dns-server.ts';
+import type { Metrics } from './metrics.ts';
+import { RCODE } from '../protocol/dns-wire.ts';
 import { addressPrefix } from '../limits/prefix.ts';
 import { ResponseRateLimiter } from '../limits/dns-rrl.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
@@ -43,7 +45,7 @@ import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../resolver/transport.ts';
 import { useTls } from '../stub/http.ts';
-import { DEFAULT_LIMITS, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
+import { DEFAULT_LIMITS, sameLimits, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
 import type { ClientIdentity } from '../resolver/rate-limit.ts';
 import { DpClientLimits } from '../limits/dp-clients.ts';
 
@@ -57,8 +59,21 @@ export interface HierarchyOptions {
   readonly only?: readonly string[] | undefined;
   /** Where the resolver listens; no resolver when absent. */
   readonly resolver?: { readonly host: string; readonly port: number } | undefined;
-  /** The root URL the resolver uses instead of the root zone's endpoints. */
+  /** The root URL the resolver uses instead of the root zone's endpoints, and where servers without the root here take their registries from. */
   readonly rootUrl?: string | undefined;
+  /** The resolver's root hints when they are not `rootUrl` nor the root zone's endpoints (PROTOCOL.md §11 `resolver.root`). */
+  readonly resolverRoot?: readonly string[] | undefined;
+  /** The trust anchor the resolver validates with, when not `trustAnchorFile` (PROTOCOL.md §11 `resolver.trustAnchor`). */
+  readonly resolverTrustAnchorFile?: string | undefined;
+  /**
+   * Which endpoints of a server's zone file this process serves, by server id
+   * (PROTOCOL.md §11: `serve: [ { id, endpoints } ]`; its replicas elsewhere serve the others). All when absent.
+   */
+  readonly endpointsOf?: ReadonlyMap<string, readonly string[]> | undefined;
+  /** Create the MSPs' keys that are missing from the key directory: the demo plays every MSP (PROTOCOL.md §11 `--demo`). */
+  readonly playMsps?: boolean | undefined;
+  /** The process's metrics (PROTOCOL.md §11 operations listener); nothing is counted when absent. */
+  readonly metrics?: Metrics | undefined;
   /**
    * Bind every endpoint on port 0 and rewrite the zones to the ports the system
    * chose (tests and benchmarks: nothing collides, glue stays right).
@@ -138,6 +153,8 @@ interface TlsMaterial {
   readonly client: TlsClientOptions;
   /** CAs whose client certificates identify the resolver's clients (PROTOCOL.md §10). */
   readonly clientIdentityCa: string | undefined;
+  /** False when only trust was given (`tls.ca`): servers here speak plain HTTP, clients verify their upstreams. */
+  readonly serves: boolean;
 }
 
 async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial | undefined> {
@@ -154,20 +171,32 @@ async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial |
       server: (_id, _host, mutual) => Promise.resolve({ cert, key, ...clientAuth(mutual, tls.ca) }),
       client: { ca: tls.ca, cert, key },
       clientIdentityCa: tls.clientCa ?? tls.ca,
+      serves: true,
     };
   }
-  if (tls.pkiDir === undefined) throw new MimiError('invalid_config', 'TLS needs --tls (a development PKI) or --cert and --key');
+  if (tls.pkiDir === undefined) {
+    // Trust only: nothing is created anywhere, and an https:// endpoint here is refused at start.
+    return {
+      server: (id) => Promise.reject(new MimiError('invalid_config', `${id}: an https:// endpoint needs a certificate (tls.cert and tls.key, or tls.pki / --tls for the development CA)`)),
+      client: { ca: tls.ca },
+      clientIdentityCa: tls.clientCa,
+      serves: false,
+    };
+  }
   const pki = await openDevPki(tls.pkiDir);
   const resolverIdentity = await pki.identity('resolver', []);
   return {
     server: async (id, host, mutual) => ({ ...(await pki.identity(id, [host])), ...clientAuth(mutual, pki.ca) }),
     client: { ca: tls.ca ?? pki.ca, ...resolverIdentity },
     clientIdentityCa: tls.clientCa ?? pki.ca,
+    serves: true,
   };
 }
 
 /** A running hierarchy. */
 export interface RunningHierarchy {
+  /** True once every server accepts queries and the resolver (if any) holds the root zone: it can answer (`/readyz`). */
+  ready(): boolean;
   /** URLs each server listens on, by server id. */
   readonly servers: Readonly<Record<string, readonly string[]>>;
   /** DNS listeners by server id, as `address:port`. */
@@ -181,6 +210,15 @@ export interface RunningHierarchy {
   readonly zones: readonly LoadedZone[];
   /** The DP objects serving, by id (tests swap or inspect them). */
   readonly holders: ReadonlyMap<string, DpHolder>;
+  /**
+   * Swaps in new zone files and limits (PROTOCOL.md §11 reload): each server
+   * whose file or limits changed gets a new DP object over the same store, its
+   * DNS encodings and the resolver's cached data for its zones are dropped;
+   * queries in flight finish on the old one. The servers and their listen
+   * addresses are fixed at start: a reload that changes them is refused
+   * (`invalid_config`) and nothing changes. Returns the ids of the servers that changed.
+   */
+  reload(next: { readonly zones: readonly LoadedZone[]; readonly limits?: Limits | undefined }): Promise<string[]>;
   /** Stops the server listening on one URL (tests: a replica going down). */
   stopEndpoint(url: string): Promise<void>;
   /** Stops accepting, finishes in-flight requests, closes everything. */
@@ -200,6 +238,21 @@ const NO_CHALLENGE_RATE_LIMITS: IdproverLimits = {
   wrongCodesPerDay: 1_000_000,
 };
 
+/** RCODE names for the DNS metrics' labels. */
+const RCODE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(RCODE).map(([name, n]) => [n, name]));
+
+/** The DNS responder's hooks that count answers by RCODE and refusals by the guard. */
+function dnsObservers(metrics: Metrics | undefined, server: string): Pick<DnsResponderOptions, 'onAnswer' | 'onLimited'> {
+  if (metrics === undefined) return {};
+  return {
+    onAnswer: (rcode) => metrics.dnsQueries.labels(server, RCODE_NAMES[rcode] ?? String(rcode)).inc(),
+    onLimited: () => metrics.rateLimited.labels('dns').inc(),
+  };
+}
+
+/** How long a shutdown waits for requests in flight (PROTOCOL.md §11: 10 s at most). */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 /** How often lapsed mappings (`maxMappingAge`) are swept from the stores. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -208,7 +261,13 @@ const SWEEP_INTERVAL_MS = 60_000;
  * root with its delegation registry (which replaces the served root on each change).
  */
 function createProvider(zone: DpZone, store: DpStore, holder: DpHolder, now: () => number, limits: Limits | undefined): { dp: DiscoveryProvider; delegations?: DelegationRegistrar } {
-  if (zone.role === 'authoritative') return { dp: new AuthoritativeDp(zone, store, now) };
+  if (zone.role === 'authoritative') {
+    const dp = new AuthoritativeDp(zone, store, now);
+    dp.onChange((csi) => {
+      for (const listener of holder.changed) listener(csi);
+    });
+    return { dp };
+  }
   const delegations = new DelegationRegistrar(zone, store, now, (next: RootZone) => {
     holder.current = new RootDp(next);
     for (const listener of holder.replaced) listener();
@@ -233,6 +292,8 @@ interface KeyContext {
   readonly stores: ReadonlyMap<string, DpStore>;
   /** `--new-key`: a server may sign with a key other than its records'. */
   readonly newKey: boolean;
+  /** Create missing MSP keys (the demo plays every MSP). */
+  readonly playMsps: boolean;
   readonly logger: Logger;
 }
 
@@ -263,7 +324,12 @@ async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<stri
     const dps = await Promise.all(zone.dps.map(withKey));
     if (zone.role === 'root') {
       // The demo plays every MSP: their keys live beside the servers' (an MSP keeps its own in production).
-      const msps = await Promise.all(zone.msps.map(async (m) => ({ ...m, jwk: m.jwk ?? (await loadOrCreateKey(dir, m.id)).publicJwk })));
+      const msps = await Promise.all(
+        zone.msps.map(async (m) => {
+          const jwk = m.jwk ?? (context.playMsps ? (await loadOrCreateKey(dir, m.id)).publicJwk : (await loadKeyIfPresent(dir, m.id))?.publicJwk);
+          return jwk === undefined ? m : { ...m, jwk };
+        }),
+      );
       const csips = await Promise.all(zone.csips.map(withKey));
       out.push({ ...loaded, zone: { ...zone, ...(own ? { jwk: own } : {}), dps, msps, csips } });
       const rootKey = keys.get(zone.id);
@@ -359,13 +425,14 @@ async function startDns(
       recursive: false,
       now: Date.now,
       logger: logger.child({ server: zone.id }),
+      ...dnsObservers(options.metrics, zone.id),
       // PROTOCOL.md §16: DPs defend their DNS front-ends too (response-rate limiting per source prefix).
       ...(serverLimits !== undefined ? { guard: new ResponseRateLimiter(serverLimits.dnsRrl, serverLimits.aggregate, Date.now) } : {}),
     });
     // A changed CSI changes its own name's answers only (every denial is NODATA, PROTOCOL.md §16: no ancestor changes).
-    if (holder.current instanceof AuthoritativeDp) holder.current.onChange((csi) => responder.invalidateNames([ownerName(parseCsi(csi), apex)]));
+    holder.changed.push((csi) => responder.invalidateNames([ownerName(parseCsi(csi), apex)]));
     holder.replaced.push(() => {
-      if (holder.current instanceof RootDp) authority = new DnsAuthority(holder.current.zone, holder.current, apex);
+      if (holder.current instanceof RootDp || holder.current instanceof AuthoritativeDp) authority = new DnsAuthority(holder.current.zone, holder.current, apex);
       responder.invalidate();
     });
     for (const address of zone.dns) {
@@ -391,9 +458,10 @@ async function startResolver(
   const { logger } = options;
   const at = options.resolver ?? { host: '127.0.0.1', port: 0 };
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
-  const hints = options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []);
+  const hints = options.resolverRoot ?? (options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []));
   if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
   const resolver = new Resolver({
+    ...(options.metrics !== undefined ? { observer: options.metrics.resolverObserver() } : {}),
     ...options.resolverOptions,
     rootHints: hints,
     dnsApex: apex,
@@ -403,8 +471,8 @@ async function startResolver(
     ...(tls !== undefined ? { transport: new HttpTransport({ tls: tls.client }) } : {}),
     ...(options.limits !== undefined ? { limits: options.limits } : {}),
   });
-  const serverTls = tls === undefined ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
-  const app = createResolverApp(resolver, logger.child({ server: 'resolver' }), serverTls);
+  const serverTls = tls?.serves !== true ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
+  const app = createResolverApp(resolver, logger.child({ server: 'resolver' }), serverTls, () => options.metrics?.rateLimited.labels('http').inc());
   apps.push(app);
   await app.listen({ host: at.host, port: at.port });
   let dns: string | undefined;
@@ -419,6 +487,7 @@ async function startResolver(
       limitKey: `${transport === 'udp' ? 'udp' : 'net'}:${aggregate === undefined ? source : addressPrefix(source, aggregate)}`,
     });
     const responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
+      ...dnsObservers(options.metrics, 'resolver'),
       recursive: true,
       now: () => resolver.now(),
       logger: logger.child({ server: 'resolver' }),
@@ -438,7 +507,7 @@ async function startResolver(
   await resolver.start().catch((err: unknown) => {
     logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
   });
-  return { resolver, url: urlOf(app, tls === undefined ? 'http:' : 'https:'), dns };
+  return { resolver, url: urlOf(app, serverTls === undefined ? 'http:' : 'https:'), dns };
 }
 
 /** Starts the DPs and the resolver; rejects (after closing what started) if any cannot listen. */
@@ -461,7 +530,14 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const close = async (): Promise<void> => {
     for (const t of timers) clearInterval(t);
     await Promise.allSettled(dnsListeners.map((l) => l.close()));
+    // PROTOCOL.md §11: in-flight requests get SHUTDOWN_GRACE_MS to finish; idle keep-alive connections go at once.
+    const force = setTimeout(() => {
+      for (const a of apps) a.server.closeAllConnections();
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    for (const a of apps) a.server.closeIdleConnections();
     await Promise.allSettled(apps.map((a) => a.close()));
+    clearTimeout(force);
     await resolver?.close();
     for (const s of stores) s.close();
   };
@@ -478,18 +554,20 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const storeOf = new Map<string, DpStore>();
     for (const { zone } of selected) {
       if (zone.role === 'idprover') continue;
-      const store = openSqliteStore(options.dataDir, zone.id, { hashKey: emailHashKey });
+      const commits = options.metrics?.storeCommit.labels(zone.id);
+      const store = openSqliteStore(options.dataDir, zone.id, { hashKey: emailHashKey, ...(commits !== undefined ? { onCommit: (s: number) => commits.observe(s) } : {}) });
       stores.push(store);
       storeOf.set(zone.id, store);
     }
     for (const { zone } of selected) {
-      const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 }, replaced: [] };
+      const holder: DpHolder = { current: undefined, stats: { lookups: 0, zoneFetches: 0, zoneNotModified: 0 }, replaced: [], changed: [] };
       const lifecycle = { notify: (_: readonly Notice[]) => Promise.resolve(), delegations: undefined as DelegationRegistrar | undefined };
       lifecycles.set(zone.id, lifecycle);
       const prover: ProverHolder = { current: undefined };
       if (zone.role === 'idprover') provers.set(zone.id, prover);
       else holders.set(zone.id, holder);
-      for (const endpoint of zone.endpoints) {
+      const mine = options.endpointsOf?.get(zone.id);
+      for (const endpoint of zone.endpoints.filter((e) => mine === undefined || mine.includes(new URL(e).origin))) {
         const child = logger.child({ server: zone.id });
         const { host, port } = listenAddress(endpoint);
         let serverTls: TlsServerOptions | undefined;
@@ -526,7 +604,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let zones = options.ephemeral ? rewriteUrls(options.zones, urlMap) : options.zones;
     const keys = new Map<string, SigningKey>();
     if (options.keysDir !== undefined) {
-      zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys, { stores: storeOf, newKey: options.newKey === true, logger });
+      zones = await applyKeys(zones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys, { stores: storeOf, newKey: options.newKey === true, playMsps: options.playMsps === true || options.registerZoneMappings === true, logger });
     }
     const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
     const registries = await registriesFor(zones, options, trustAnchor, logger, tls?.client);
@@ -553,6 +631,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const { dp, delegations } = createProvider(zone, store, holder, now, serverLimits);
       holder.current = dp;
       holder.signer = keys.get(zone.id);
+      holder.metrics = options.metrics;
       holder.registries = registries;
       if (serverLimits !== undefined) {
         holder.clients = new DpClientLimits(serverLimits);
@@ -561,7 +640,10 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       lifecycle.notify = (notices) => deliverNotices(notices, registries, outbox, logger.child({ server: zone.id }));
       if (dp instanceof AuthoritativeDp) {
         const timer = setInterval(() => {
-          dp.registrar
+          // The DP serving now (a reload may have replaced it), over the same store.
+          const current = holder.current;
+          if (!(current instanceof AuthoritativeDp)) return;
+          current.registrar
             .sweep()
             .then(({ notices }) => lifecycle.notify(notices))
             .catch((err: unknown) => logger.error({ server: zone.id, fault: err instanceof Error ? err.message : String(err) }, 'sweeping lapsed mappings failed'));
@@ -575,7 +657,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
 
     const dns = await startDns(served, holders, options, apex, dnsListeners);
 
-    const front = options.resolver !== undefined ? await startResolver(zones, options, apex, trustAnchor, apps, dnsListeners, tls) : undefined;
+    const resolverAnchor = options.resolverTrustAnchorFile !== undefined ? await readTrustAnchor(options.resolverTrustAnchorFile) : trustAnchor;
+    const front = options.resolver !== undefined ? await startResolver(zones, options, apex, resolverAnchor, apps, dnsListeners, tls) : undefined;
     resolver = front?.resolver;
 
     const stopEndpoint = async (url: string): Promise<void> => {
@@ -584,7 +667,66 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       await entry.app.close();
     };
     if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger);
-    return { servers, dns, resolverUrl: front?.url, resolverDns: front?.dns, resolver, zones, holders, stopEndpoint, close };
+    const metrics = options.metrics;
+    if (metrics !== undefined) {
+      metrics.beforeScrape(() => {
+        for (const [id, holder] of holders) {
+          if (holder.current !== undefined) metrics.zoneSerial.labels(id).set(holder.current.serial);
+          const store = storeOf.get(id);
+          if (holder.current?.role === 'authoritative' && store !== undefined) metrics.conflictsPending.labels(id).set(store.pendingCount());
+        }
+        if (resolver?.rootSerial !== undefined) metrics.zoneSerial.labels('resolver').set(resolver.rootSerial);
+      });
+    }
+    // Reload (PROTOCOL.md §11): validate everything first, then swap; refusals change nothing.
+    let live = { zones, served, serverLimits };
+    const listenOf = (z: LoadedZone['zone']): string => {
+      const mine = options.endpointsOf?.get(z.id);
+      return JSON.stringify([z.endpoints.filter((e) => mine === undefined || mine.includes(new URL(e).origin)), z.dns ?? []]);
+    };
+    const reload = async (next: { readonly zones: readonly LoadedZone[]; readonly limits?: Limits | undefined }): Promise<string[]> => {
+      let nextZones = options.ephemeral ? rewriteUrls(next.zones, urlMap) : next.zones;
+      for (const { zone } of selected) {
+        const after = nextZones.find((z) => z.zone.id === zone.id)?.zone;
+        if (after === undefined || after.role !== zone.role) throw new MimiError('invalid_config', `${zone.id}: its zone file is gone or changed role; the servers a process runs are fixed at start`);
+        if (listenOf(after) !== listenOf(zone)) throw new MimiError('invalid_config', `${zone.id}: its endpoints or dns addresses changed; listen addresses are fixed at start (restart to change them)`);
+      }
+      if (options.keysDir !== undefined) {
+        nextZones = await applyKeys(nextZones, new Set(selected.map((z) => z.zone.id)), options.keysDir, keys, { stores: storeOf, newKey: options.newKey === true, playMsps: options.playMsps === true || options.registerZoneMappings === true, logger });
+      }
+      const nextLimits = options.serverLimits ?? next.limits ?? live.serverLimits;
+      const nextRegistries = await registriesFor(nextZones, options, trustAnchor, logger, tls?.client);
+      const nextServed = options.registerZoneMappings ? nextZones.map((z) => (z.zone.role === 'authoritative' ? { ...z, zone: { ...z.zone, mappings: [] } } : z)) : nextZones;
+      const limitsChanged = !sameLimits(nextLimits, live.serverLimits);
+      const changed: string[] = [];
+      for (const { zone } of nextServed) {
+        const holder = holders.get(zone.id);
+        const store = storeOf.get(zone.id);
+        const lifecycle = lifecycles.get(zone.id);
+        const before = live.served.find((z) => z.zone.id === zone.id)?.zone;
+        if (holder === undefined || store === undefined || lifecycle === undefined || zone.role === 'idprover') continue;
+        if (!limitsChanged && JSON.stringify(before) === JSON.stringify(zone)) continue;
+        const { dp, delegations } = createProvider(zone, store, holder, now, nextLimits);
+        holder.registries = nextRegistries;
+        holder.clients = nextLimits !== undefined ? new DpClientLimits(nextLimits) : undefined;
+        lifecycle.delegations = delegations;
+        lifecycle.notify = (notices) => deliverNotices(notices, nextRegistries, outbox, logger.child({ server: zone.id }));
+        holder.current = dp;
+        for (const listener of holder.replaced) listener();
+        changed.push(zone.id);
+        if (resolver !== undefined) {
+          if (zone.role === 'root') resolver.flush();
+          else for (const z of zone.zones) resolver.flush(z);
+        }
+      }
+      live = { zones: nextZones, served: nextServed, serverLimits: nextLimits };
+      if (resolver !== undefined && next.limits !== undefined && resolver.limits !== undefined && !sameLimits(next.limits, resolver.limits)) resolver.setLimits(next.limits);
+      if (resolver !== undefined && changed.some((id) => holders.get(id)?.current?.role === 'root')) await resolver.refreshRoot();
+      logger.info({ changed }, 'configuration reloaded');
+      return changed;
+    };
+    const ready = (): boolean => [...holders.values()].every((h) => h.current !== undefined) && (resolver === undefined || resolver.rootSerial !== undefined);
+    return { ready, reload, servers, dns, resolverUrl: front?.url, resolverDns: front?.dns, resolver, zones, holders, stopEndpoint, close };
   } catch (err) {
     await close();
     throw err;

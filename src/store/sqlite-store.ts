@@ -52,7 +52,7 @@ function writeProblem(path: string, mode: number): string | undefined {
 
 /** The error of a store that cannot be opened for writing: not damaged, so it says what to fix. */
 function accessError(file: string, problem: string, cause?: unknown): MimiError {
-  return new MimiError('invalid_config', `${file}: the store cannot be opened for writing: ${problem} (nothing is wrong with its data: give this process write access, or mount the file system read-write)`, {
+  return new MimiError('start_refused', `${file}: the store cannot be opened for writing: ${problem} (nothing is wrong with its data: give this process write access, or mount the file system read-write)`, {
     cause,
   });
 }
@@ -70,14 +70,14 @@ function checkStoreFiles(dir: string, file: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     const problem = code === 'EROFS' ? `${dir} is on a read-only file system` : code === 'EACCES' || code === 'EPERM' ? `permission denied creating ${dir}` : undefined;
     if (problem !== undefined) throw accessError(file, problem, err);
-    throw new MimiError('invalid_config', `${dir}: cannot create the data directory (${code ?? String(err)})`, { cause: err });
+    throw new MimiError('start_refused', `${dir}: cannot create the data directory (${code ?? String(err)})`, { cause: err });
   }
   const wal = `${file}-wal`;
   const size = existsSync(file) ? statSync(file).size : undefined;
   const walSize = existsSync(wal) ? statSync(wal).size : 0;
   if ((size === undefined || size === 0) && walSize > 0) {
     throw new MimiError(
-      'invalid_config',
+      'start_refused',
       `${file}: the store is ${size === undefined ? 'missing' : 'empty (0 bytes)'} but ${wal} holds ${walSize} bytes: the store existed and lost its main file; restore it from a backup (or move both files away to start an empty store)`,
     );
   }
@@ -177,6 +177,8 @@ function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
 export interface SqliteStoreOptions {
   /** The e-mail hash key of a canonical CSI (`<domain>\t<hash>`), undefined for phone numbers. */
   readonly hashKey: (csi: string) => string | undefined;
+  /** Hears how long each durable commit took, in seconds (a histogram of the operations listener). */
+  readonly onCommit?: ((seconds: number) => void) | undefined;
   /** Refuse to create the file (tools that work on an existing store, such as `mimi key rotate`). */
   readonly mustExist?: boolean | undefined;
 }
@@ -185,12 +187,12 @@ export interface SqliteStoreOptions {
  * Opens (creating when absent) `<dir>/<id>.sqlite`, or an in-memory database
  * when `dir` is undefined (tests that need no durability). A damaged file, one
  * that lost its main file beside a WAL, one this process may not write, or a
- * full disk is `invalid_config` naming the file and saying which.
+ * full disk is `start_refused` naming the file and saying which.
  */
 export function openSqliteStore(dir: string | undefined, id: string, options: SqliteStoreOptions): DpStore {
   const file = dir === undefined ? ':memory:' : join(dir, `${id}.sqlite`);
   if (dir !== undefined) checkStoreFiles(dir, file);
-  if (options.mustExist === true && (dir === undefined || !existsSync(file))) throw new MimiError('invalid_config', `${file}: no such store`);
+  if (options.mustExist === true && (dir === undefined || !existsSync(file))) throw new MimiError('start_refused', `${file}: no such store`);
   let db: Database.Database | undefined;
   try {
     db = new Database(file);
@@ -206,8 +208,8 @@ export function openSqliteStore(dir: string | undefined, id: string, options: Sq
   } catch (err) {
     db?.close();
     if (isAccessFault(err)) throw accessError(file, `${(err as Error).message} (permission denied or a read-only file system)`, err);
-    if (isStorageFault(err)) throw new MimiError('invalid_config', `${file}: the store cannot be written (${(err as Error).message}): is the disk full?`, { cause: err });
-    throw new MimiError('invalid_config', `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`, { cause: err });
+    if (isStorageFault(err)) throw new MimiError('start_refused', `${file}: the store cannot be written (${(err as Error).message}): is the disk full?`, { cause: err });
+    throw new MimiError('start_refused', `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`, { cause: err });
   }
   return new SqliteStore(db, options);
 }
@@ -226,6 +228,7 @@ function migrate(db: Database.Database): void {
 class SqliteStore implements DpStore {
   readonly #db: Database.Database;
   readonly #hashKey: (csi: string) => string | undefined;
+  readonly #onCommit: ((seconds: number) => void) | undefined;
   readonly #s;
   #queue: { fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -233,6 +236,7 @@ class SqliteStore implements DpStore {
   constructor(db: Database.Database, options: SqliteStoreOptions) {
     this.#db = db;
     this.#hashKey = options.hashKey;
+    this.#onCommit = options.onCommit;
     const p = <R>(sql: string) => db.prepare<unknown[], R>(sql);
     this.#s = {
       active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
@@ -245,6 +249,7 @@ class SqliteStore implements DpStore {
       pendingList: p<PendingRow>('SELECT * FROM pending ORDER BY seq LIMIT ?'),
       pendingAfter: p<PendingRow>('SELECT * FROM pending WHERE seq > (SELECT seq FROM pending WHERE id = ?) ORDER BY seq LIMIT ?'),
       seen: p<{ one: number }>('SELECT 1 AS one FROM seen_statements WHERE hash = ?'),
+      pendingCount: p<{ n: number }>('SELECT COUNT(*) AS n FROM pending'),
       proofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM mappings WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       pendingProofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM pending WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       setProof: p('UPDATE mappings SET proof = ? WHERE rowid = ?'),
@@ -310,6 +315,10 @@ class SqliteStore implements DpStore {
 
   setProof(table: 'active' | 'pending', row: number, proof: Statement): void {
     (table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(JSON.stringify(proof), row);
+  }
+
+  pendingCount(): number {
+    return this.#s.pendingCount.get()?.n ?? 0;
   }
 
   seenStatement(hash: string): boolean {
@@ -414,6 +423,7 @@ class SqliteStore implements DpStore {
     // A storage fault (full disk, I/O error) may have rolled the whole transaction back: no job after it runs
     // (it would commit on its own), and every job of the batch fails with it unless the commit still succeeds.
     let fault: unknown;
+    const started = performance.now();
     try {
       this.#db.transaction(() => {
         for (const job of batch) {
@@ -435,6 +445,8 @@ class SqliteStore implements DpStore {
       const reason = mapped !== error || fault === undefined ? mapped : fault;
       for (const job of batch) job.reject(reason);
       return;
+    } finally {
+      this.#onCommit?.((performance.now() - started) / 1000);
     }
     batch.forEach((job, i) => {
       const outcome = outcomes[i];

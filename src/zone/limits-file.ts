@@ -30,7 +30,13 @@ const idproverSchema = z.strictObject({
 });
 
 /** PROTOCOL.md §16: the root's bounds on delegation requests. */
-const delegationsSchema = z.strictObject({ clientRate: rate.optional(), clientBurst: rate.optional(), pendingPerKey: count.optional(), pendingTotal: count.optional() });
+const delegationsSchema = z.strictObject({
+  clientRate: rate.optional(),
+  clientBurst: rate.optional(),
+  pendingPerKey: count.optional(),
+  pendingTotal: count.optional(),
+  activePerKey: count.optional(),
+});
 
 /** PROTOCOL.md §16: connection limits of every listener. */
 const connectionsSchema = z.strictObject({
@@ -38,6 +44,7 @@ const connectionsSchema = z.strictObject({
   max: count.optional(),
   tlsHandshakeMs: millis.optional(),
   dnsTcpPerSource: count.optional(),
+  dnsTcpMax: count.optional(),
   dnsMessageMs: millis.optional(),
 });
 
@@ -117,6 +124,8 @@ export interface DelegationLimits {
   readonly clientBurst: number;
   readonly pendingPerKey: number;
   readonly pendingTotal: number;
+  /** Delegations one key may hold through DNS proof (`email:` zones) without an operator. */
+  readonly activePerKey: number;
 }
 
 /** Connection limits of every listener (PROTOCOL.md §16). */
@@ -129,6 +138,8 @@ export interface ConnectionLimits {
   readonly tlsHandshakeMs: number;
   /** DNS-over-TCP connections per source address. */
   readonly dnsTcpPerSource: number;
+  /** DNS-over-TCP connections per listener. */
+  readonly dnsTcpMax: number;
   /** A DNS message over TCP must be complete this long after its first byte (RFC 7766 §6.2.3). */
   readonly dnsMessageMs: number;
 }
@@ -161,7 +172,7 @@ export interface Limits {
 }
 
 /** PROTOCOL.md §16 defaults of the limits every role applies even without a limits file. */
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perSource: 256, max: 10_000, tlsHandshakeMs: 10_000, dnsTcpPerSource: 16, dnsMessageMs: 10_000 };
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perSource: 256, max: 10_000, tlsHandshakeMs: 10_000, dnsTcpPerSource: 16, dnsTcpMax: 1024, dnsMessageMs: 10_000 };
 /** PROTOCOL.md §16: at most 8 providers, 4 endpoints each, 32 upstream requests per resolution. */
 export const DEFAULT_FANOUT: FanoutLimits = { maxProviders: 8, maxEndpoints: 4, maxUpstreamPerResolution: 32 };
 
@@ -177,16 +188,17 @@ export const DEFAULT_LIMITS: Limits = {
   aggregate: { ipv4: 24, ipv6: 56 },
   dnsRrl: { rate: 20, slip: 2 },
   idprover: { perCsiPer10Minutes: 3, perCsiPerDay: 10, clientRate: 10 / 60, clientBurst: 10, wrongCodesPerDay: 10, pendingPerCsi: 3, maxPending: 100_000 },
-  delegations: { clientRate: 10 / 60, clientBurst: 10, pendingPerKey: 10, pendingTotal: 1000 },
+  delegations: { clientRate: 10 / 60, clientBurst: 10, pendingPerKey: 10, pendingTotal: 1000, activePerKey: 10 },
   connections: DEFAULT_CONNECTION_LIMITS,
   fanout: DEFAULT_FANOUT,
 };
 
-/** What `/.well-known/mimi-discovery` may show of the limits (requirement 11): never a client name or key. */
-export function disclosedLimits(limits: Limits): Record<string, unknown> {
-  const { tiers, perResolver, aggregate, dnsRrl, idprover, delegations, connections, fanout } = limits;
-  return { tiers, perResolver, aggregate, dnsRrl, idprover, delegations, connections, fanout };
+/** Tells whether two limits say the same (a reload keeps buckets when nothing changed). */
+export function sameLimits(a: Limits | undefined, b: Limits | undefined): boolean {
+  const text = (l: Limits | undefined): string => (l === undefined ? '' : JSON.stringify({ ...l, keys: [...l.keys], certs: [...l.certs] }));
+  return text(a) === text(b);
 }
+
 
 /** Largest limits file read. */
 export const MAX_LIMITS_FILE_BYTES = 16 * 1024 * 1024;

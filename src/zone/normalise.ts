@@ -131,12 +131,12 @@ function fieldPath(path: readonly PropertyKey[]): string {
 }
 
 /** Parses YAML text into a plain value, refusing aliases bombs and duplicate keys. */
-export function parseYaml(text: string, source: string): unknown {
+export function parseYaml(text: string, source: string, code: 'invalid_zone' | 'invalid_config' = 'invalid_zone'): unknown {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0];
     const where = first?.linePos?.[0] ? `line ${first.linePos[0].line}, column ${first.linePos[0].col}` : 'YAML';
-    throw new MimiError('invalid_zone', `${source}: ${where}: ${first?.message.split('\n')[0] ?? 'not valid YAML'}`);
+    throw new MimiError(code, `${source}: ${where}: ${first?.message.split('\n')[0] ?? 'not valid YAML'}`);
   }
   return doc.toJS({ maxAliasCount: 100 });
 }

@@ -134,7 +134,7 @@ describe('paged admin lists', () => {
 describe('well-known', () => {
   it('discloses the bounds on delegation requests on the root only', async () => {
     const rootLimits = ((await (await fetch(`${root()}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> }).limits;
-    expect(rootLimits.delegations).toEqual({ clientRate: 10 / 60, clientBurst: 10, pendingPerKey: 10, pendingTotal: 1000 });
+    expect(rootLimits.delegations).toEqual({ clientRate: 10 / 60, clientBurst: 10, pendingPerKey: 10, pendingTotal: 1000, activePerKey: 10 });
     const dpLimits = ((await (await fetch(`${h.servers['dp-uk']?.[0] ?? ''}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> }).limits;
     expect(dpLimits.delegations).toBeUndefined();
   });

@@ -109,6 +109,8 @@ export async function bootHierarchy(
     tls: options.tls,
     limits: options.limits,
     serverLimits: options.serverLimits,
+    // Tests play every MSP, as the demo does: their keys are made in the key directory.
+    playMsps: true,
   });
   return {
     ...running,

@@ -284,7 +284,7 @@ describe.skipIf(!CAN_MOUNT)(`stores on a real, small file system${CAN_MOUNT ? ''
 try { openSqliteStore(${JSON.stringify(data)}, 'dp-uk', { hashKey: () => undefined }); console.log('opened'); }
 catch (err) { console.log(err.code + ': ' + err.message); }`;
     const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOME: '/tmp' } });
-    expect(run.stdout).toMatch(/^invalid_config: /);
+    expect(run.stdout).toMatch(/^start_refused: /);
     expect(run.stdout).toContain(join(data, 'dp-uk.sqlite'));
     expect(run.stdout).toMatch(/permission denied/);
     expect(run.stdout).not.toMatch(/damaged/);

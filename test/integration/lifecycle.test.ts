@@ -284,6 +284,29 @@ describe('revocation by the holder', () => {
     expect(await published('tel:+447700900412')).toEqual(['chat-a']);
   });
 
+  it('refuses a revoke or a deactivation naming a member twice (PROTOCOL.md §16 I-JSON), changing nothing', async () => {
+    const holder = await generateSigningKey();
+    await register('tel:+447700900414', 'chat-a', holder);
+    const { FlattenedSign } = await import('jose');
+    const payload = `{"csi":"tel:+447700900414","msp":"chat-zz","msp":"chat-a","iat":${seconds()}}`;
+    const doubled = await new FlattenedSign(Buffer.from(payload)).setProtectedHeader({ alg: 'EdDSA', kid: holder.kid }).sign(holder.key);
+    const res = await postJson(`${dp()}/v1/mappings/revoke`, doubled);
+    expect(res.status).toBe(400);
+    expect(res.json.code).toBe('invalid_request');
+    expect(String(res.json.detail)).toMatch(/twice/);
+    const csip = await key('csip-uk');
+    const b64 = (x: string): string => Buffer.from(x).toString('base64url');
+    const header = b64(JSON.stringify({ alg: 'EdDSA' }));
+    const body = b64(`{"iss":"csip-uk","sub":"tel:+447700900999","sub":"tel:+447700900414","deactivated_at":${seconds()}}`);
+    // Signed by hand: jose would not produce a JWT naming a claim twice.
+    const { createPrivateKey, sign } = await import('node:crypto');
+    const signature = sign(null, Buffer.from(`${header}.${body}`), createPrivateKey({ key: csip.privateJwk as import('node:crypto').JsonWebKey, format: 'jwk' })).toString('base64url');
+    const deactivation = await postJson(`${dp()}/v1/deactivations`, { jwt: `${header}.${body}.${signature}` });
+    expect(deactivation.status).toBe(400);
+    expect(deactivation.json.code).toBe('invalid_request');
+    expect(await published('tel:+447700900414')).toEqual(['chat-a']);
+  });
+
   it('answers a replayed revoke "unchanged": a later registration survives it', async () => {
     const holder = await generateSigningKey();
     await register('tel:+447700900413', 'chat-a', holder);

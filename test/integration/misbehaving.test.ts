@@ -207,4 +207,35 @@ describe('attacks through the federation (PROTOCOL.md §16)', () => {
     expect(res.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-a', sources: ['dp-good'] }] });
     expect(res.json.incomplete).toEqual(expect.arrayContaining([expect.stringMatching(/^dp-loop/)]));
   });
+
+  it('ignores what a DP asked directly says outside its bailiwick (all and client-selected modes)', async () => {
+    const liar = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-far', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1, created: '1970-01-01T00:00:00Z' }] }]);
+    const root = inlineZone(`
+role: root
+id: root
+serial: 1
+ttl: 3600
+negativeTtl: 60
+endpoints: [ "http://127.0.0.1:1" ]
+msps: [ { id: chat-a, name: A, bit: 0 }, { id: chat-b, name: B, bit: 1 } ]
+dps:
+  - { id: dp-good, endpoints: [ "${s.good?.url}" ] }
+  - { id: dp-far, endpoints: [ "${liar.url}" ] }
+delegations:
+  - { zone: "e164:4477009001", providers: [ dp-good ] }
+  - { zone: "e164:999", providers: [ dp-far ] }
+`);
+    const d = await bootHierarchy({ zones: [root] });
+    try {
+      for (const federation of [{ mode: 'all' }, { mode: 'client-selected', dps: ['dp-good', 'dp-far'] }]) {
+        const res = await d.resolve({ csi: '+447700900101', federation });
+        expect(res.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-a', sources: ['dp-good'] }] });
+        expect((res.json.mappings as unknown[]).length).toBe(1);
+      }
+      expect(liar.requests.length).toBe(2); // asked (the contract's "every DP"), not believed
+    } finally {
+      await d.close();
+      await liar.close();
+    }
+  });
 });

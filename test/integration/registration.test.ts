@@ -260,6 +260,10 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
         const twice = { payload: Buffer.from(text).toString('base64url'), signatures: [] };
         return addSignature(await addSignature(twice, holder, 'holder'), msp, 'msp');
       }
+      case 'an unprotected header': {
+        const signed = await signStatement(good, holder, msp);
+        return { ...signed, signatures: signed.signatures.map((sig, i) => (i === 0 ? { ...sig, header: { role: 'dp', note: 'x'.repeat(1000) } } : sig)) };
+      }
       case 'attestation naming a member twice': {
         const [h64, p64, sig] = attestation.split('.');
         const claims = Buffer.from(p64 ?? '', 'base64url').toString();
@@ -281,6 +285,7 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
     ['statement without dp', 400, 'invalid_request', /payload\.dp/],
     ['payload naming a member twice', 400, 'invalid_request', /twice/],
     ['attestation naming a member twice', 400, 'invalid_request', /attestation.*twice/],
+    ['an unprotected header', 400, 'invalid_request', /unprotected/],
     ['holder key not the attested one', 400, 'bad_signature', /holder/],
     ['MSP signature by another key', 400, 'bad_signature', /msp/],
     ['attestation from a CSIP not trusted for +44', 403, 'untrusted_csip', /identity prover/],

@@ -54,6 +54,20 @@ describe('delegation requests', () => {
     expect(pendingRows(store)).toBe(4);
   });
 
+  it('bounds the e-mail zones one key holds through DNS proof (activePerKey): then 429, and the root zone stops growing', async () => {
+    const { r } = registrar({ activePerKey: 3 });
+    const key = await generateSigningKey();
+    const { thumbprint } = await import('../../../src/protocol/jws.ts');
+    const proof = [`mimi-dp=${await thumbprint(key.publicJwk)}`];
+    const txt = (): Promise<string[]> => Promise.resolve(proof);
+    for (let i = 0; i < 3; i++) expect((await r.request(await signed(`email:d${i}.example.net`, key), txt)).status).toBe('active');
+    const before = r.zone.delegations.length;
+    await expect(r.request(await signed('email:d3.example.net', key), txt)).rejects.toMatchObject({ code: 'rate_limited' });
+    expect(r.zone.delegations.length).toBe(before);
+    // Registering one of its zones again is no new zone: allowed.
+    expect((await r.request(await signed('email:d0.example.net', key), txt)).status).toBe('active');
+  });
+
   it('keeps at most pendingPerKey per key and pendingTotal in all: then 429 rate_limited with Retry-After', async () => {
     const { r } = registrar({ pendingPerKey: 2, pendingTotal: 3 });
     const a = await generateSigningKey();

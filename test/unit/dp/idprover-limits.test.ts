@@ -143,14 +143,18 @@ describe('wrong codes per CSI and UTC day', () => {
 });
 
 describe('the pending-challenge store', () => {
-  it('keeps 3 pending challenges per CSI: a 4th replaces that CSI oldest, no one else', async () => {
-    const { p, codeOf } = prover({ perCsiPer10Minutes: 10 });
+  it('keeps at most 3 pending challenges per CSI: a 4th is refused until the oldest expires, and none is evicted', async () => {
+    const { p, advance, codeOf } = prover({ perCsiPer10Minutes: 10 });
     const other = await p.challenge(number(9), holderKey.publicJwk, 'o');
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await p.challenge(number(10), holderKey.publicJwk, `c-${i}`)).id);
-    await expect(p.answer(ids[0] ?? '', codeOf(ids[0] ?? ''))).rejects.toMatchObject({ code: 'invalid_request', status: 404 });
-    for (const id of ids.slice(1)) await expect(p.answer(id, codeOf(id))).resolves.toHaveProperty('attestation');
+    for (let i = 0; i < 3; i++) ids.push((await p.challenge(number(10), holderKey.publicJwk, `c-${i}`)).id);
+    const fourth = await refusal(() => p.challenge(number(10), holderKey.publicJwk, 'c-3'));
+    expect(fourth).toMatchObject({ code: 'rate_limited', status: 429 });
+    expect(fourth.retryAfter).toBe(300); // when the oldest of the three expires
+    for (const id of ids) await expect(p.answer(id, codeOf(id))).resolves.toHaveProperty('attestation');
     await expect(p.answer(other.id, codeOf(other.id))).resolves.toHaveProperty('attestation');
+    advance(1);
+    await expect(p.challenge(number(10), holderKey.publicJwk, 'c-4')).resolves.toHaveProperty('id'); // the answered ones left
   });
 
   it('refuses new challenges when full (429) instead of evicting, and sweeps expired ones', async () => {

@@ -45,7 +45,7 @@ describe('loadSigningKey', () => {
   ])('refuses, naming the file, when the store has records and %s', async (_case, present) => {
     if (present) await writeKey();
     const store = memoryStore(true, { [SIGNING_KID_META]: 'the-old-kid' });
-    await expect(loadSigningKey(dir, 'dp-x', { store })).rejects.toMatchObject({ code: 'invalid_config', message: expect.stringContaining(join(dir, 'dp-x.jwk')) });
+    await expect(loadSigningKey(dir, 'dp-x', { store })).rejects.toMatchObject({ code: 'start_refused', message: expect.stringContaining(join(dir, 'dp-x.jwk')) });
     expect(store.values.get(SIGNING_KID_META)).toBe('the-old-kid');
     if (!present) await expect(stat(join(dir, 'dp-x.jwk'))).rejects.toThrow();
   });
@@ -72,6 +72,6 @@ describe('loadSigningKey', () => {
   });
 
   it('refuses a missing key file for a store with records even when no key was recorded', async () => {
-    await expect(loadSigningKey(dir, 'dp-x', { store: memoryStore(true) })).rejects.toMatchObject({ code: 'invalid_config' });
+    await expect(loadSigningKey(dir, 'dp-x', { store: memoryStore(true) })).rejects.toMatchObject({ code: 'start_refused' });
   });
 });

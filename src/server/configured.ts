@@ -1,0 +1,96 @@
+/**
+ * From a checked configuration (PROTOCOL.md §11) to what the runtime starts:
+ * reads the secrets and certificates it names (bounded, mode-checked) and maps
+ * every key onto the hierarchy's options. Nothing is created that the
+ * configuration does not name: the development CA only under `tls.pki`, the
+ * admin token only at `adminTokenFile`.
+ */
+import type { Logger } from 'pino';
+import type { CheckedConfig } from '../config/load.ts';
+import { readBoundedText } from '../config/load.ts';
+import { MimiError } from '../errors.ts';
+import { DEFAULT_LIMITS } from '../zone/limits-file.ts';
+import { loadOrCreateSecret } from './keys.ts';
+import type { HierarchyOptions, HierarchyTls } from './serve.ts';
+
+/** Largest PEM file read. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
+async function readPem(path: string, what: string): Promise<string> {
+  const text = await readBoundedText(path, MAX_PEM_BYTES, what);
+  if (!text.includes('-----BEGIN ')) throw new MimiError('invalid_config', `${path}: ${what} is not a PEM file`);
+  return text;
+}
+
+/** The TLS settings a configuration names. */
+async function tlsOf(config: CheckedConfig['config']): Promise<HierarchyTls | undefined> {
+  const t = config.tls;
+  if (t === undefined) return undefined;
+  return {
+    ...(t.cert !== undefined && t.key !== undefined ? { cert: await readPem(t.cert, 'tls.cert'), key: await readPem(t.key, 'tls.key') } : {}),
+    ...(t.pki !== undefined ? { pkiDir: t.pki } : {}),
+    ...(t.ca !== undefined ? { ca: await readPem(t.ca, 'tls.ca') } : {}),
+    ...(t.clientCa !== undefined ? { clientCa: await readPem(t.clientCa, 'tls.clientCa') } : {}),
+  };
+}
+
+/** How a process is started beyond its configuration. */
+export interface StartMode {
+  /** `--demo` (PROTOCOL.md §11): play every MSP, register the zone files' mappings through the real flow. */
+  readonly demo: boolean;
+  readonly logger: Logger;
+}
+
+/** The hierarchy options of a checked configuration. */
+export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode): Promise<HierarchyOptions> {
+  const { config, zones } = checked;
+  const r = config.resolver;
+  const servesDps = zones.some((z) => z.zone.role !== 'idprover' && (config.serve === undefined || config.serve.some((s) => s.id === z.zone.id)));
+  if (servesDps && config.dataDir === undefined) throw new MimiError('invalid_config', `${config.source}: data: required where this process runs a DP (the directory of its stores, PROTOCOL.md §9)`);
+  if (mode.demo && config.keysDir === undefined) throw new MimiError('invalid_config', `${config.source}: keys: the demo signs everything: give keys`);
+  const tagSecret = r?.clientTagSecretFile !== undefined ? Buffer.from(await loadOrCreateSecret(r.clientTagSecretFile)) : undefined;
+  const ttl = r?.ttl;
+  return {
+    zones,
+    only: config.serve?.map((s) => s.id),
+    endpointsOf: new Map((config.serve ?? []).flatMap((s) => (s.endpoints !== undefined ? [[s.id, s.endpoints] as const] : []))),
+    resolver: r?.listen,
+    rootUrl: config.rootUrl,
+    resolverRoot: r?.root,
+    logger: mode.logger,
+    dnsPort: config.dns.port,
+    resolverDns: r?.dns,
+    dnsApex: config.dns.apex,
+    keysDir: config.keysDir,
+    newKey: config.newKey,
+    trustAnchorFile: config.trustAnchorFile,
+    resolverTrustAnchorFile: r?.trustAnchorFile,
+    requireSecure: r?.requireSecure,
+    otpOutbox: config.outbox,
+    registerZoneMappings: mode.demo,
+    playMsps: mode.demo,
+    dataDir: config.dataDir,
+    adminToken: config.adminTokenFile !== undefined ? await loadOrCreateSecret(config.adminTokenFile) : undefined,
+    dnsCheckServer: config.dnsCheckServer,
+    tls: await tlsOf(config),
+    // `mimi serve` always applies limits: the file's, else the contract's example values.
+    limits: checked.limits ?? DEFAULT_LIMITS,
+    resolverOptions: {
+      ttl: {
+        ...(ttl?.min !== undefined ? { minTtl: ttl.min } : {}),
+        ...(ttl?.max !== undefined ? { maxTtl: ttl.max } : {}),
+        ...(ttl?.maxNegative !== undefined ? { maxNegativeTtl: ttl.maxNegative } : {}),
+        ...(ttl?.stale !== undefined ? { staleTtl: ttl.stale } : {}),
+        ...(ttl?.staleWindow !== undefined ? { staleWindow: ttl.staleWindow } : {}),
+      },
+      ...(r?.replicaTimeoutMs !== undefined ? { replicaTimeoutMs: r.replicaTimeoutMs } : {}),
+      ...(r?.resolutionTimeoutMs !== undefined ? { resolutionTimeoutMs: r.resolutionTimeoutMs } : {}),
+      ...(r?.maxReferrals !== undefined ? { maxReferrals: r.maxReferrals } : {}),
+      ...(r?.maxUpstreamPerResolution !== undefined ? { fanout: { maxUpstreamPerResolution: r.maxUpstreamPerResolution } } : {}),
+      ...(r?.cacheEntries !== undefined
+        ? { cacheSize: { answers: r.cacheEntries, records: r.cacheEntries, referrals: Math.max(1000, Math.ceil(r.cacheEntries / 10)) } }
+        : {}),
+      ...(tagSecret !== undefined ? { tagSecret } : {}),
+    },
+  };
+}

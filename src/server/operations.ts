@@ -1,0 +1,56 @@
+/**
+ * The operations listener (PROTOCOL.md §11, `operations: HOST:PORT`): plain
+ * HTTP for loopback or a management network. `GET /metrics` (Prometheus text,
+ * prom-client), `GET /healthz` (200 while the process runs), `GET /readyz` (200
+ * once every server accepts queries, 503 before and from the moment shutdown
+ * begins), `POST /reload` (as SIGHUP) and `POST /cache/flush[?zone=ZONE]` (as
+ * `unbound-control flush`). Nothing here takes a CSI or names a client.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { parseZoneKey, type ZoneKey } from '../csi/zone-key.ts';
+import { MimiError } from '../errors.ts';
+import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import type { Metrics } from './metrics.ts';
+
+/** What the operations listener controls. */
+export interface Operations {
+  readonly metrics: Metrics;
+  /** True when the process can answer (and is not shutting down). */
+  ready(): boolean;
+  /** Reloads the configuration and zone files; rejects with `invalid_config` (nothing changed) when they are bad. */
+  reload(): Promise<void>;
+  /** Drops the resolver's cached data, all of it or one zone's; how many entries went (undefined: no resolver here). */
+  flush(zone: ZoneKey | undefined): number | undefined;
+}
+
+const flushQuerySchema = z.strictObject({ zone: z.string().max(300).optional() });
+
+/** Creates the operations app (not listening yet). */
+export function createOperationsApp(ops: Operations, logger: Logger): FastifyInstance {
+  const app = createHttpApp(logger);
+  app.get('/metrics', async (_request, reply) => reply.type(ops.metrics.contentType).send(await ops.metrics.text()));
+  refuseOtherMethods(app, '/metrics', ['GET']);
+  app.get('/readyz', async (_request, reply) => (ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}')));
+  refuseOtherMethods(app, '/readyz', ['GET']);
+  app.post('/reload', async (_request, reply) => {
+    await ops.reload();
+    return reply.type('application/json').send('{"status":"reloaded"}');
+  });
+  refuseOtherMethods(app, '/reload', ['POST']);
+  app.post('/cache/flush', async (request, reply) => {
+    const { zone: raw } = parseBody(flushQuerySchema, request.query ?? {});
+    let zone: ZoneKey | undefined;
+    if (raw !== undefined) {
+      const parsed = parseZoneKey(raw);
+      if (!parsed.ok) throw new MimiError('invalid_request', `zone: ${parsed.reason}`);
+      zone = parsed.key;
+    }
+    const flushed = ops.flush(zone);
+    if (flushed === undefined) throw new MimiError('invalid_request', 'this process runs no resolver: there is no cache to flush', { status: 404 });
+    return reply.type('application/json').send(JSON.stringify({ status: 'flushed', ...(zone !== undefined ? { zone } : {}), entries: flushed }));
+  });
+  refuseOtherMethods(app, '/cache/flush', ['POST']);
+  return app;
+}

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { assertCompactJwsStrict, hasDuplicateMembers, parseStrictJson } from '../../../src/protocol/strict-json.ts';
+
+const dup = (text: string): boolean => hasDuplicateMembers(text, JSON.parse(text));
+
+describe('I-JSON member names (RFC 7493 §2.3, PROTOCOL.md §16)', () => {
+  it.each([
+    ['no duplicates', '{"csi":"tel:+447700900123","format":"verbose"}', false],
+    ['a duplicate at the top', '{"csi":"tel:+447700900123","csi":"tel:+447700900124"}', true],
+    ['a duplicate in a nested object', '{"federation":{"mode":"all","mode":"local"}}', true],
+    ['a duplicate inside an array', '{"msps":[{"a":1,"a":2}]}', true],
+    ['the same name in sibling objects', '{"a":{"x":1},"b":{"x":1}}', false],
+    ['an escaped spelling of the same name', '{"csi":"a","\\u0063si":"b"}', true],
+    ['colons inside strings, no duplicate', '{"csi":"mailto:a:b@example.com","x":"::"}', false],
+    ['a lost value holding colons', '{"a":"x:y","a":"z"}', true],
+    ['an escaped colon replacing a lost member', '{"a":"x","a":"\\u003a"}', true],
+    ['__proto__ twice', '{"__proto__":1,"__proto__":2}', true],
+    ['not an object', '"just a string"', false],
+  ])('%s', (_name, text, expected) => {
+    expect(dup(text)).toBe(expected);
+  });
+
+  it('refuses JSON nested deeper than it could mean anything, as invalid_request (no stack overflow)', () => {
+    const deep = `${'['.repeat(5000)}"\\\\"${']'.repeat(5000)}`;
+    expect(() => parseStrictJson(deep)).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+  });
+
+  it('parseStrictJson names the part that failed', () => {
+    expect(() => parseStrictJson('{"a":1,"a":2}', 'the payload')).toThrow(/the payload names a member twice/);
+    expect(() => parseStrictJson('{', 'the payload')).toThrow(/the payload is not valid JSON/);
+  });
+
+  it('checks both the header and the payload of a compact JWS', () => {
+    const b64 = (s: string): string => Buffer.from(s).toString('base64url');
+    expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a","sub":"b"}')}.sig`, 'jwt')).toThrow(/payload names a member twice/);
+    expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA","alg":"none"}')}.${b64('{}')}.sig`, 'jwt')).toThrow(/header names a member twice/);
+    expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a"}')}.sig`, 'jwt')).not.toThrow();
+  });
+});
