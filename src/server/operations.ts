@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseZoneKey, type ZoneKey } from '../csi/zone-key.ts';
-import { MimiError } from '../errors.ts';
+import { isMimiError, MimiError } from '../errors.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -35,7 +35,13 @@ export function createOperationsApp(ops: Operations, logger: Logger): FastifyIns
   app.get('/readyz', async (_request, reply) => (ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}')));
   refuseOtherMethods(app, '/readyz', ['GET']);
   app.post('/reload', async (_request, reply) => {
-    await ops.reload();
+    try {
+      await ops.reload();
+    } catch (err) {
+      // A refused file is the operator's to fix: 400 with what is wrong (file, field, reason); anything else stays internal.
+      if (isMimiError(err) && (err.code === 'invalid_config' || err.code === 'invalid_zone' || err.code === 'start_refused')) throw new MimiError('invalid_request', err.message, { status: 400, cause: err });
+      throw err;
+    }
     return reply.type('application/json').send('{"status":"reloaded"}');
   });
   refuseOtherMethods(app, '/reload', ['POST']);

@@ -1,0 +1,205 @@
+/**
+ * Operating a process from its configuration file (PROTOCOL.md §11): a
+ * hierarchy started by `mimi serve --config FILE`, its operations listener
+ * (metrics that count exactly and hold no CSI, readiness, cache flush), a
+ * reload under load with no failed request and the new answer visible, a bad
+ * reload that keeps the old data and sets the gauge to 0, SIGHUP not killing,
+ * SIGTERM exiting 0 at once with a keep-alive connection open, and two
+ * resolver processes with one tag secret giving a DP the same client tag.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../fixtures/free-port.ts';
+import { ServeProcess } from '../fixtures/serve-process.ts';
+import { bootHierarchy, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
+
+let dir: string;
+let ops: string;
+let resolverUrl: string;
+const serve = new ServeProcess();
+const agent = new Agent({ connections: 8 });
+
+const rootYaml = (rootPort: number, dpPort: number): string => `role: root
+id: root
+serial: 1
+ttl: 3600
+negativeTtl: 60
+endpoints: [ "http://127.0.0.1:${rootPort}" ]
+msps: [ { id: chat-a, name: "Chat A", bit: 0 }, { id: chat-b, name: "Chat B", bit: 1 } ]
+dps: [ { id: dp-uk, endpoints: [ "http://127.0.0.1:${dpPort}" ] } ]
+delegations: [ { zone: "e164:44", providers: [ dp-uk ] } ]
+`;
+const dpYaml = (dpPort: number, serial: number, msp: string): string => `role: authoritative
+id: dp-uk
+serial: ${serial}
+ttl: 3600
+negativeTtl: 60
+zones: [ "e164:44" ]
+endpoints: [ "http://127.0.0.1:${dpPort}" ]
+mappings:
+  - { csi: "tel:+447700900123", msp: ${msp}, preference: 1 }
+`;
+
+async function resolve(csi: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await request(`${resolverUrl}/v1/resolve`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csi }) });
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${ops}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+let dpPort: number;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mimi-ops-'));
+  const [rootPort, resolverPort, opsPort] = [await freePort(), await freePort(), await freePort()];
+  dpPort = await freePort();
+  await mkdir(join(dir, 'zones'));
+  await writeFile(join(dir, 'zones', 'root.yaml'), rootYaml(rootPort, dpPort));
+  await writeFile(join(dir, 'zones', 'dp-uk.yaml'), dpYaml(dpPort, 1, 'chat-a'));
+  // Paths relative to the file; generous limits so the load below is never refused.
+  await writeFile(
+    join(dir, 'mimi.yaml'),
+    `zones: ./zones\ndata: ./data\noperations: "127.0.0.1:${opsPort}"\n` +
+      `limits: { tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } } }\n` +
+      `resolver: { listen: "127.0.0.1:${resolverPort}", ttl: { max: 3600 } }\n`,
+  );
+  const started = await serve.start(['serve', '--config', join(dir, 'mimi.yaml')]);
+  expect(started.stderr).not.toMatch(/"level":(50|60)/);
+  expect(started.ready).toBe(true);
+  ops = `http://127.0.0.1:${opsPort}`;
+  resolverUrl = `http://127.0.0.1:${resolverPort}`;
+});
+afterAll(async () => {
+  await serve.stop('SIGKILL');
+  await agent.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the operations listener', () => {
+  it('is ready, and counts resolutions exactly by outcome, with no CSI in any label', async () => {
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
+    expect((await fetch(`${ops}/healthz`)).status).toBe(200);
+    const found = await metric('mimi_resolver_requests_total{outcome="found"}');
+    const notFound = await metric('mimi_resolver_requests_total{outcome="not_found"}');
+    for (let i = 0; i < 7; i++) expect((await resolve('+447700900123')).json.status).toBe('found');
+    for (let i = 0; i < 3; i++) expect((await resolve(`+44770090090${i}`)).json.status).toBe('not_found');
+    expect(await metric('mimi_resolver_requests_total{outcome="found"}')).toBe(found + 7);
+    expect(await metric('mimi_resolver_requests_total{outcome="not_found"}')).toBe(notFound + 3);
+    const text = await (await fetch(`${ops}/metrics`)).text();
+    expect(text).toContain('mimi_dp_lookups_total{dp="dp-uk",kind="answer"}');
+    expect(text).toContain('mimi_zone_serial{server="dp-uk"} 1');
+    expect(text).toContain('process_cpu_seconds_total');
+    expect(text).not.toMatch(/447700900|tel:|127\.0\.0\.1/);
+  });
+
+  it('flushes the resolver cache, for one zone or all', async () => {
+    await resolve('+447700900123');
+    const flushed = (await (await fetch(`${ops}/cache/flush?zone=e164:44`, { method: 'POST' })).json()) as { entries: number };
+    expect(flushed.entries).toBeGreaterThan(0);
+    expect((await resolve('+447700900123')).json.cached).toBe(false);
+    expect((await fetch(`${ops}/cache/flush?zone=nonsense`, { method: 'POST' })).status).toBe(400);
+  });
+});
+
+describe('reload (PROTOCOL.md §11)', () => {
+  it('swaps a changed zone file in under load with no failed request; the new answer is visible', async () => {
+    let stop = false;
+    const failures: number[] = [];
+    let done = 0;
+    const load = (async () => {
+      while (!stop && done < 20_000) {
+        const r = await resolve('+447700900123');
+        done += 1;
+        if (r.status !== 200) failures.push(r.status);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(join(dir, 'zones', 'dp-uk.yaml'), dpYaml(dpPort, 2, 'chat-b'));
+    const reloaded = await fetch(`${ops}/reload`, { method: 'POST' });
+    expect(await reloaded.json()).toEqual({ status: 'reloaded' });
+    await new Promise((r) => setTimeout(r, 200));
+    stop = true;
+    await load;
+    expect(done).toBeGreaterThan(10);
+    expect(failures).toEqual([]);
+    expect((await resolve('+447700900123')).json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b' }] });
+    expect(await metric('mimi_zone_serial{server="dp-uk"}')).toBe(2);
+    expect(await metric('mimi_config_last_reload_successful')).toBe(1);
+  });
+
+  it('refuses a bad zone file: 400 with the problem, the old data keeps serving, the gauge says 0', async () => {
+    const good = await readFile(join(dir, 'zones', 'dp-uk.yaml'), 'utf8');
+    await writeFile(join(dir, 'zones', 'dp-uk.yaml'), good.replace('preference: 1', 'preference: 900'));
+    const refused = await fetch(`${ops}/reload`, { method: 'POST' });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/dp-uk\.yaml[^]*preference/);
+    expect(await metric('mimi_config_last_reload_successful')).toBe(0);
+    expect((await resolve('+447700900123')).json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b' }] });
+    // A change to what is fixed at start (a listen address) is refused the same way.
+    await writeFile(join(dir, 'zones', 'dp-uk.yaml'), good.replace(`127.0.0.1:${dpPort}`, '127.0.0.1:1'));
+    expect((await fetch(`${ops}/reload`, { method: 'POST' })).status).toBe(400);
+    await writeFile(join(dir, 'zones', 'dp-uk.yaml'), good);
+    expect((await fetch(`${ops}/reload`, { method: 'POST' })).status).toBe(200);
+    expect(await metric('mimi_config_last_reload_successful')).toBe(1);
+  });
+
+  it('reloads on SIGHUP instead of dying', async () => {
+    const before = await metric('mimi_config_last_reload_success_timestamp_seconds');
+    await new Promise((r) => setTimeout(r, 20));
+    serve.signal('SIGHUP');
+    for (let i = 0; i < 50 && (await metric('mimi_config_last_reload_success_timestamp_seconds')) === before; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await metric('mimi_config_last_reload_success_timestamp_seconds')).toBeGreaterThan(before);
+    expect((await resolve('+447700900123')).status).toBe(200);
+  });
+});
+
+describe('two resolver processes with one tag secret (PROTOCOL.md §10, §11)', () => {
+  let spy: ScriptedServer;
+  let h: TestHierarchy;
+  const processes = [new ServeProcess(), new ServeProcess()];
+
+  beforeAll(async () => {
+    spy = await scriptedDp(() => [200, { kind: 'not_found', dp: 'dp-spy', zone: 'e164:33', ttl: 60 }]);
+    const { fixtureZones } = await import('./harness.ts');
+    h = await bootHierarchy({ zones: await fixtureZones((root) => ({ ...root, dps: [...root.dps, { id: 'dp-spy', endpoints: [spy.url] }], delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-spy'] }] })) });
+  });
+  afterAll(async () => {
+    for (const p of processes) await p.stop('SIGKILL');
+    await h.close();
+    await spy.close();
+  });
+
+  it('sends a DP the same Mimi-Client-Tag for the same client from either replica', async () => {
+    const secret = join(dir, 'tag-secret');
+    const urls: string[] = [];
+    for (const [i, p] of processes.entries()) {
+      const port = await freePort();
+      await writeFile(join(dir, `resolver-${i}.yaml`), `resolver: { listen: "127.0.0.1:${port}", root: [ "${h.servers.root?.[0] ?? ''}" ], clientTagSecretFile: ./tag-secret }\n`);
+      expect((await p.start(['serve', '--config', join(dir, `resolver-${i}.yaml`)])).ready).toBe(true);
+      urls.push(`http://127.0.0.1:${port}`);
+    }
+    expect((await readFile(secret, 'utf8')).trim().length).toBeGreaterThan(16);
+    for (const [i, url] of urls.entries()) await fetch(`${url}/v1/resolve`, { method: 'POST', body: JSON.stringify({ csi: `+3319900${1000 + i}` }) });
+    const tags = spy.requests.map((r) => r.headers['mimi-client-tag']);
+    expect(tags).toHaveLength(2);
+    expect(tags[0]).toBeDefined();
+    expect(tags[0]).toBe(tags[1]);
+  });
+});
+
+describe('shutdown', () => {
+  // Bounded by the test's timeout: waiting for the 72 s keep-alive timeout, as before, would fail it.
+  it('exits 0 on SIGTERM with a keep-alive connection open, without waiting for the keep-alive timeout', { timeout: 20_000 }, async () => {
+    await resolve('+447700900123'); // leaves a keep-alive connection in the agent
+    const exited = serve.exited();
+    serve.signal('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});
