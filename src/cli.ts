@@ -27,6 +27,7 @@ import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
 import { flag, httpUrlFlag, UsageError } from './cli/common.ts';
 import { configCommand, serveCommand } from './cli/serve-command.ts';
+import { keyCommand } from './cli/key-command.ts';
 
 /** Where `mimi serve --tls` keeps its development PKI unless `--pki` says otherwise (PROTOCOL.md §10). */
 const DEFAULT_PKI_DIR = '.mimi/pki';
@@ -64,7 +65,11 @@ const USAGE = `usage:
   mimi admin approve|reject ID [--dp ID|URL] [--admin-token-file FILE] [--resolver URL]
   mimi delegate ZONE --id DP --endpoint URL ... [--dns ADDRESS ...] [--keys DIR] [--root URL] [--resolver URL]
   mimi zone check FILE...
-  mimi key rotate ID [--keys DIR] [--data DIR]   (server stopped: a new signing key, every stored proof re-signed)
+  mimi key create|public FILE | mimi key rotate ID [--keys DIR] [--data DIR]
+  mimi config check FILE
+  mimi --version
+
+Each command takes --help for what its flags do and their defaults.
 `;
 
 /** The demo's admin token, written by \`npm start\` (PROTOCOL.md §9: --admin-token-file). */
@@ -319,39 +324,6 @@ async function delegate(args: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * `mimi key rotate ID` (PROTOCOL.md §16): with the server stopped, makes a new
- * signing key for server ID, re-signs every proof its store holds, records the
- * new key there, then puts the key file in place (the old one kept beside it as
- * `ID.jwk.<old kid>.old`). Prints the new public JWK for the root's registry.
- */
-async function key(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { keys: { type: 'string', default: '.mimi/keys' }, data: { type: 'string', default: DEFAULT_DATA_DIR } },
-    strict: true,
-    allowPositionals: true,
-  });
-  if (positionals[0] !== 'rotate' || positionals.length !== 2) throw new UsageError('usage: mimi key rotate ID [--keys DIR] [--data DIR]');
-  const id = flag(idSchema, 'id', positionals[1]);
-  const file = join(values.keys, `${id}.jwk`);
-  const old = await loadKeyIfPresent(values.keys, id);
-  const store = openSqliteStore(values.data, id, { hashKey: emailHashKey, mustExist: true });
-  try {
-    const fresh = await generateSigningKey();
-    const pending = `${file}.new`;
-    await writeFile(pending, `${JSON.stringify(fresh.privateJwk)}\n`, { mode: 0o600, flag: 'w' });
-    const count = await rotateSigningKey(store, fresh);
-    if (old !== undefined) await rename(file, `${file}.${old.kid}.old`);
-    await rename(pending, file);
-    process.stderr.write(`mimi: ${id}: ${count} stored proofs re-signed; new key ${fresh.kid}${old !== undefined ? ` (the old one, ${old.kid}, is kept as ${file}.${old.kid}.old)` : ''}; give the root's registry entry of ${id} this public key:\n`);
-    process.stdout.write(`${JSON.stringify(fresh.publicJwk)}\n`);
-  } finally {
-    store.close();
-  }
-  return 0;
-}
-
 async function zoneCheck(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, options: {}, strict: true, allowPositionals: true });
   if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
@@ -361,10 +333,33 @@ async function zoneCheck(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The package's version (`mimi --version`). */
+async function packageVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+/** The usage lines of one command, for `mimi COMMAND --help` (serve, config and key have their own fuller text). */
+function usageOf(command: string): string {
+  const out: string[] = [];
+  let inCommand = false;
+  for (const line of USAGE.split('\n')) {
+    const trimmed = line.trimStart();
+    if (trimmed.startsWith('mimi ')) inCommand = trimmed.startsWith(`mimi ${command} `) || trimmed === `mimi ${command}`;
+    else if (!line.startsWith('   ')) inCommand = false;
+    if (inCommand) out.push(line);
+  }
+  return out.length === 0 ? USAGE : `usage:\n${out.join('\n')}\n`;
+}
+
 /** Runs the CLI with arguments (without `node` and the script) and returns the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command !== undefined && !['serve', 'config', 'key'].includes(command) && (rest.includes('--help') || rest.includes('-h'))) {
+      process.stdout.write(usageOf(command));
+      return 0;
+    }
     switch (command) {
       case 'serve':
         return await serveCommand(rest);
@@ -383,7 +378,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'delegate':
         return await delegate(rest);
       case 'key':
-        return await key(rest);
+        return await keyCommand(rest);
+      case '--version':
+      case '-v':
+      case 'version':
+        process.stdout.write(`${await packageVersion()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
@@ -401,7 +401,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 function reportFailure(err: unknown): number {
   const message = (err instanceof Error ? err.message : String(err)).split('\n');
   if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-    process.stderr.write(`mimi: ${message.join('\n')}\n${USAGE}`);
+    process.stderr.write(`mimi: ${message.join('\n')}\n${err instanceof UsageError && err.usage !== undefined ? err.usage : USAGE}`);
     return EXIT.badInput;
   }
   if (isMimiError(err)) {
