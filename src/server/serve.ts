@@ -38,7 +38,7 @@ import type { DpStore } from '../dp/store.ts';
 import { emailHashKey } from '../dp/authoritative-dp.ts';
 import { DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
 import type { Notice } from '../dp/registrar.ts';
-import type { RootZone } from '../zone/normalise.ts';
+import type { AuthoritativeZone, RootZone } from '../zone/normalise.ts';
 import { deliverNotices } from './notices.ts';
 import { dnsTxtLookup } from './txt-lookup.ts';
 import { openDevPki } from './pki.ts';
@@ -365,19 +365,79 @@ async function registriesFor(
   };
 }
 
-/** Registers the zone-file mappings of the DPs started here through the real flow (the demo's seed). */
-async function registerZoneMappings(zones: readonly LoadedZone[], holders: ReadonlyMap<string, DpHolder>, options: HierarchyOptions, logger: Logger): Promise<void> {
+/** The demo's holder key file name for a CSI (one seeded holder per CSI). */
+function seedHolderId(csi: string): string {
+  return `h-${createHash('sha256').update(csi).digest('hex').slice(0, 16)}`;
+}
+
+/** The `kid` of a proof's holder signature. */
+function holderKidOf(proof: { signatures: readonly { protected: string }[] }): string | undefined {
+  for (const s of proof.signatures) {
+    try {
+      const header = JSON.parse(Buffer.from(s.protected, 'base64url').toString('utf8')) as { role?: unknown; kid?: unknown };
+      if (header.role === 'holder' && typeof header.kid === 'string') return header.kid;
+    } catch {
+      // not ours to judge here
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Revokes the demo's seeded registrations whose mapping has left its DP's zone
+ * file, so the served data matches the files after an edit (a restart or a
+ * reload): a registration counts as seeded when its holder is the seed holder
+ * of its CSI. Registrations of real holders are never touched.
+ */
+async function revokeUnseeded(zone: AuthoritativeZone, dp: AuthoritativeDp, store: DpStore, holdersDir: string): Promise<number> {
+  const wanted = new Set(zone.mappings.map((m) => `${m.csi}\u0000${m.msp}`));
+  const stale: { csi: string; msp: string; holder: string }[] = [];
+  for (let after = 0; ; ) {
+    const batch = store.proofsAfter('active', after, 1000);
+    if (batch.length === 0) break;
+    after = batch.at(-1)?.row ?? after;
+    for (const { proof } of batch) {
+      const payload = JSON.parse(Buffer.from(proof.payload, 'base64url').toString('utf8')) as { csi: string; msp: string };
+      if (wanted.has(`${payload.csi}\u0000${payload.msp}`)) continue;
+      const seed = await loadKeyIfPresent(holdersDir, seedHolderId(payload.csi));
+      const holder = holderKidOf(proof);
+      if (seed !== undefined && holder === seed.kid) stale.push({ csi: payload.csi, msp: payload.msp, holder });
+    }
+  }
+  // The revocation's iat only has to be newer than the seed holder's last one: kept low, so that the seed's
+  // registrations of the CSI's other MSPs (created now) stay later than it (PROTOCOL.md §16 replay rule).
+  for (const m of stale) await dp.registrar.revoke(m.holder, m.csi, m.msp, (store.lastRevoke(m.holder, m.csi)?.iat ?? 0) + 1);
+  return stale.length;
+}
+
+/**
+ * Registers the zone-file mappings of the DPs started here through the real
+ * flow (the demo's seed), after revoking seeded ones that left the files;
+ * `only` limits it to those DPs (a reload).
+ */
+async function registerZoneMappings(
+  zones: readonly LoadedZone[],
+  holders: ReadonlyMap<string, DpHolder>,
+  options: HierarchyOptions,
+  logger: Logger,
+  stores: ReadonlyMap<string, DpStore>,
+  only?: ReadonlySet<string>,
+): Promise<void> {
   const keysDir = options.keysDir;
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
   if (keysDir === undefined || root?.role !== 'root') throw new MimiError('invalid_config', 'registering zone mappings needs --keys and the root in this process');
   const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
   let count = 0;
+  let revoked = 0;
   for (const { zone } of zones) {
-    if (zone.role !== 'authoritative' || holders.get(zone.id)?.current === undefined) continue;
+    const dp = holders.get(zone.id)?.current;
+    const store = stores.get(zone.id);
+    if (zone.role !== 'authoritative' || !(dp instanceof AuthoritativeDp) || store === undefined || (only !== undefined && !only.has(zone.id))) continue;
+    revoked += await revokeUnseeded(zone, dp, store, join(keysDir, 'holders'));
     // One proof of possession per CSI serves all its MSPs (identity provers limit challenges per CSI, PROTOCOL.md §16).
     const attestations = new Map<string, string>();
     for (const m of zone.mappings) {
-      const holder = await loadOrCreateKey(join(keysDir, 'holders'), `h-${createHash('sha256').update(m.csi).digest('hex').slice(0, 16)}`);
+      const holder = await loadOrCreateKey(join(keysDir, 'holders'), seedHolderId(m.csi));
       let attestation = attestations.get(m.csi);
       if (attestation === undefined) {
         attestation = await proveCsi(root, m.csi, holder, (id) => readCodeFromOutbox(outbox, id));
@@ -398,7 +458,7 @@ async function registerZoneMappings(zones: readonly LoadedZone[], holders: Reado
       count += 1;
     }
   }
-  logger.info({ count }, 'zone-file mappings registered with proofs');
+  logger.info({ count, revoked }, 'zone-file mappings registered with proofs (seeded ones no longer in the files revoked)');
 }
 
 /**
@@ -666,7 +726,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
       await entry.app.close();
     };
-    if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger);
+    if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger, storeOf);
     const metrics = options.metrics;
     if (metrics !== undefined) {
       metrics.beforeScrape(() => {
@@ -679,14 +739,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       });
     }
     // Reload (PROTOCOL.md §11): validate everything first, then swap; refusals change nothing.
-    let live = { zones, served, serverLimits };
+    let live = { zones, serverLimits };
     const listenOf = (z: LoadedZone['zone']): string => {
       const mine = options.endpointsOf?.get(z.id);
       return JSON.stringify([z.endpoints.filter((e) => mine === undefined || mine.includes(new URL(e).origin)), z.dns ?? []]);
     };
     const reload = async (next: { readonly zones: readonly LoadedZone[]; readonly limits?: Limits | undefined }): Promise<string[]> => {
       let nextZones = options.ephemeral ? rewriteUrls(next.zones, urlMap) : next.zones;
-      for (const { zone } of selected) {
+      for (const { zone: started } of selected) {
+        const zone = live.zones.find((z) => z.zone.id === started.id)?.zone ?? started;
         const after = nextZones.find((z) => z.zone.id === zone.id)?.zone;
         if (after === undefined || after.role !== zone.role) throw new MimiError('invalid_config', `${zone.id}: its zone file is gone or changed role; the servers a process runs are fixed at start`);
         if (listenOf(after) !== listenOf(zone)) throw new MimiError('invalid_config', `${zone.id}: its endpoints or dns addresses changed; listen addresses are fixed at start (restart to change them)`);
@@ -703,9 +764,11 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         const holder = holders.get(zone.id);
         const store = storeOf.get(zone.id);
         const lifecycle = lifecycles.get(zone.id);
-        const before = live.served.find((z) => z.zone.id === zone.id)?.zone;
+        // Compared as written (with the seeded mappings the served copy leaves out), so a mapping edit counts as a change.
+        const before = live.zones.find((z) => z.zone.id === zone.id)?.zone;
+        const written = nextZones.find((z) => z.zone.id === zone.id)?.zone;
         if (holder === undefined || store === undefined || lifecycle === undefined || zone.role === 'idprover') continue;
-        if (!limitsChanged && JSON.stringify(before) === JSON.stringify(zone)) continue;
+        if (!limitsChanged && JSON.stringify(before) === JSON.stringify(written)) continue;
         const { dp, delegations } = createProvider(zone, store, holder, now, nextLimits);
         holder.registries = nextRegistries;
         holder.clients = nextLimits !== undefined ? new DpClientLimits(nextLimits) : undefined;
@@ -719,9 +782,11 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           else for (const z of zone.zones) resolver.flush(z);
         }
       }
-      live = { zones: nextZones, served: nextServed, serverLimits: nextLimits };
+      live = { zones: nextZones, serverLimits: nextLimits };
       if (resolver !== undefined && next.limits !== undefined && resolver.limits !== undefined && !sameLimits(next.limits, resolver.limits)) resolver.setLimits(next.limits);
       if (resolver !== undefined && changed.some((id) => holders.get(id)?.current?.role === 'root')) await resolver.refreshRoot();
+      // The demo's seeded registrations follow the edited zone files (PROTOCOL.md §11: served data matches the files).
+      if (options.registerZoneMappings && changed.length > 0) await registerZoneMappings(nextZones, holders, options, logger, storeOf, new Set(changed));
       logger.info({ changed }, 'configuration reloaded');
       return changed;
     };
