@@ -61,7 +61,9 @@ await writeFile(queries, `${Array.from({ length: NAMES }, (_, i) => `${owner(i)}
 
 const dps = await spawnReady('bench/lib/hierarchy-process.ts', ['dps', dir, '53']);
 const rootUrl = (dps.ready.servers as Record<string, string[]>).root?.[0] ?? '';
-const resolver = await spawnReady('bench/lib/hierarchy-process.ts', ['resolver', rootUrl, '-', RESOLVER_DNS]);
+// BENCH_PROFILE=DIR writes a CPU profile of the resolver process there.
+const profile = process.env.BENCH_PROFILE;
+const resolver = await spawnReady('bench/lib/hierarchy-process.ts', ['resolver', rootUrl, '-', RESOLVER_DNS], profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
 await writeFile(join(dir, 'unbound.conf'), unboundConfig({ port: UNBOUND_PORT, dir, stubAddr: '127.0.54.10@53' }));
 const unbound = spawn('unbound', ['-d', '-c', join(dir, 'unbound.conf')], { stdio: 'ignore' });
 try {
