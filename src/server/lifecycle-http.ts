@@ -8,15 +8,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { parseCsi } from '../csi/parse.ts';
 import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
 import { pageQuerySchema, type DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
 import type { Notice } from '../dp/registrar.ts';
 import { checkStatement } from '../dp/registration.ts';
+import { checkContest, checkRevoke } from '../dp/holder-requests.ts';
 import { isMimiError, MimiError } from '../errors.ts';
 import { addSignature, statementSchema } from '../protocol/statement.ts';
-import { contestPayloadSchema, delegationPayloadSchema, readSignedRequest, revokePayloadSchema, signatureVerifies } from '../protocol/signed-request.ts';
+import { delegationPayloadSchema, readSignedRequest } from '../protocol/signed-request.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
 import type { DpHolder } from './dp-http.ts';
@@ -40,9 +40,6 @@ export interface LifecycleOptions {
 const decisionSchema = z.strictObject({ decision: z.enum(['approve', 'reject']) });
 const idParamSchema = z.strictObject({ id: z.string().min(1).max(64) });
 
-/** How far in the future a signed request's `iat` may lie (clock skew), in seconds. */
-const MAX_IAT_SKEW = 300;
-
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -62,10 +59,6 @@ function authoritative(holder: DpHolder): AuthoritativeDp {
     throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with --keys does)', { status: 404 });
   }
   return dp;
-}
-
-function checkIat(iat: number, now: number): void {
-  if (iat > now / 1000 + MAX_IAT_SKEW) throw new MimiError('invalid_request', 'payload.iat lies in the future');
 }
 
 /** Adds the lifecycle routes to a DP's app. */
@@ -112,17 +105,8 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
 
   app.post('/v1/mappings/revoke', async (request, reply) => {
     const dp = authoritative(holder);
-    const signed = readSignedRequest(request.body, revokePayloadSchema);
-    const { csi: raw, msp, iat } = signed.payload;
-    const csi = parseCsi(raw);
-    if (csi.canonical !== raw) throw new MimiError('invalid_request', `payload.csi: not canonical: write "${csi.canonical}"`);
-    if (!dp.serves(csi)) throw new MimiError('not_authoritative', 'this DP does not serve this CSI');
-    checkIat(iat, now());
-    const key = signed.kid === undefined ? undefined : dp.registrar.holderKeyOf(signed.kid, csi.canonical);
-    if (key === undefined || signed.kid === undefined || !(await signatureVerifies(signed.jws, key))) {
-      throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
-    }
-    const result = await dp.registrar.revoke(signed.kid, csi.canonical, msp, iat);
+    const { holder: by, csi, msp, iat } = await checkRevoke(request.body, dp, now());
+    const result = await dp.registrar.revoke(by, csi, msp, iat);
     await notify(result.notices);
     return reply.type('application/json').send(json({ status: result.status, removed: result.removed }));
   });
@@ -142,14 +126,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   app.post('/v1/conflicts/:id/contest', async (request, reply) => {
     const dp = authoritative(holder);
     const { id } = parseBody(idParamSchema, request.params);
-    const signed = readSignedRequest(request.body, contestPayloadSchema);
-    if (signed.payload.conflict !== id) throw new MimiError('invalid_request', 'payload.conflict is not the conflict of the URL');
-    checkIat(signed.payload.iat, now());
-    const { incumbents } = dp.registrar.conflict(id);
-    const key = incumbents.find((m) => m.holder === signed.kid)?.holderJwk;
-    if (key === undefined || !(await signatureVerifies(signed.jws, key))) {
-      throw new MimiError('not_holder', 'only the holder of the published mappings may contest', { status: 403 });
-    }
+    await checkContest(id, request.body, dp, now());
     await dp.registrar.contest(id);
     return reply.type('application/json').send(json({ status: 'review', conflict: id }));
   });

@@ -238,6 +238,11 @@ const NO_CHALLENGE_RATE_LIMITS: IdproverLimits = {
   wrongCodesPerDay: 1_000_000,
 };
 
+/** fastify's "listening" log line with the scheme the server really speaks (fastify writes http:// for a server it did not make). */
+function listeningText(tls: boolean): (address: string) => string {
+  return (address) => `listening at ${tls ? address.replace(/^http:/, 'https:') : address}`;
+}
+
 /** RCODE names for the DNS metrics' labels. */
 const RCODE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(RCODE).map(([name, n]) => [n, name]));
 
@@ -534,7 +539,7 @@ async function startResolver(
   const serverTls = tls?.serves !== true ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
   const app = createResolverApp(resolver, logger.child({ server: 'resolver' }), serverTls, () => options.metrics?.rateLimited.labels('http').inc());
   apps.push(app);
-  await app.listen({ host: at.host, port: at.port });
+  await app.listen({ host: at.host, port: at.port, listenTextResolver: listeningText(serverTls !== undefined) });
   let dns: string | undefined;
   if (options.resolverDns !== undefined) {
     const view = new ResolverDnsView(resolver, apex, () => resolver.now());
@@ -655,7 +660,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
                 serverTls,
               );
         apps.push(app);
-        await app.listen({ host, port: options.ephemeral ? 0 : port });
+        await app.listen({ host, port: options.ephemeral ? 0 : port, listenTextResolver: listeningText(serverTls !== undefined) });
         const actual = urlOf(app, new URL(endpoint).protocol);
         urlMap.set(endpoint, actual);
         listening.push({ id: zone.id, actual, app });
