@@ -7,11 +7,14 @@ import type { ZoneKey } from '../csi/zone-key.ts';
 import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
 import type { RootSnapshot } from './root-copy.ts';
 import type { FlattenedJws } from './transport.ts';
+import type { ClientIdentity } from './rate-limit.ts';
 
 /** A question: a canonical CSI (or a hashed e-mail name) and how to federate it. */
 export interface Question {
   readonly csi: Subject;
   readonly federation: Federation;
+  /** The client's MSP filter: decides what counts as found (PROTOCOL.md §3), not what is cached. */
+  readonly msps?: readonly string[] | undefined;
 }
 
 /** Per-resolution context. */
@@ -22,6 +25,8 @@ export interface Context {
   readonly network: boolean;
   /** The asking client's `Mimi-Client-Tag`, sent on every upstream request it causes (PROTOCOL.md §10); computed only when needed. */
   readonly tag?: (() => string) | undefined;
+  /** Who asks, when its limits apply (PROTOCOL.md §10); the DNS front-end admits its queries itself. */
+  readonly client?: ClientIdentity | undefined;
 }
 
 /** What a resolution produced, before the MSP filter and the format are applied. */

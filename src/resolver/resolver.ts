@@ -3,7 +3,7 @@
  * entry points the HTTP front-end and library users call.
  */
 import pino, { type Logger } from 'pino';
-import { isMimiError, MimiError } from '../errors.ts';
+import { MimiError } from '../errors.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import type { Federation, Format } from '../protocol/messages.ts';
 import { ExpiringCache, ReferralCache, type RecordEntry } from './caches.ts';
@@ -12,14 +12,14 @@ import { LRUCache } from 'lru-cache';
 import { parseCsi } from '../csi/parse.ts';
 import { csiInZone, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
 import { Iterator } from './iterate.ts';
-import { answerCache, coalesce, localMode } from './middleware.ts';
+import { answerCache, clientLimits, coalesce, localMode, mspFilter, observe, requireSecure } from './middleware.ts';
 import { AnswerEncoder, renderAnswer, type Answer } from './render.ts';
 import { RootZoneCopy } from './root-copy.ts';
 import { HttpTransport, type FlattenedJws, type Transport } from './transport.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
 import { DEFAULT_FANOUT, type FanoutLimits, type Limits } from '../zone/limits-file.ts';
-import { ALL_COST_PER_DP, ClientLimiter, UpstreamPacer, upfrontCost, type ClientIdentity } from './rate-limit.ts';
+import { ClientLimiter, UpstreamPacer, type ClientIdentity } from './rate-limit.ts';
 import { ClientTagger } from './client-tag.ts';
 import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
 
@@ -56,8 +56,6 @@ export interface ResolverOptions {
   readonly observer?: ResolverObserver | undefined;
 }
 
-/** Failures that tell a walker as much as `not_found` does, so they cost a not-found token (PROTOCOL.md §16). */
-const DENIAL_FAILURES: ReadonlySet<string> = new Set(['upstream_unavailable', 'referral_loop', 'bogus', 'not_cached']);
 
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
 export interface ResolveInput {
@@ -135,8 +133,13 @@ export class Resolver {
     this.#limiter = options.limits !== undefined ? new ClientLimiter(options.limits) : undefined;
     this.#tagger = new ClientTagger(options.tagSecret);
     // Order matters: each middleware sees the effects of those after it.
+    // Order matters: each middleware sees the effects of those after it (CoreDNS's plugin.cfg).
     this.#resolve = compose(
-      localMode, // first: `local` is the default walk with the network off, so every layer below sees one shape of question
+      observe(this.#observer), // outermost: every outcome counted, the policies' refusals included
+      clientLimits(() => this.#limiter, this.#now), // before any work: a refused client costs nothing; settles what the rest found
+      mspFilter((network) => (network ? this.#root.current() : Promise.resolve(this.#root.peek()))), // bad input is refused before the walk
+      ...(this.#requireSecure ? [requireSecure] : []), // sees the final answer, cached or walked
+      localMode, // `local` is the default walk with the network off, so every layer below sees one shape of question
       answerCache(options.cacheSize?.answers ?? 100_000, this.#now, this.#observer, this.#answers), // a hit needs no coalescing and no walk
       coalesce, // identical questions in flight share one walk and one set of upstream requests
     )(iterator.resolve);
@@ -231,40 +234,10 @@ export class Resolver {
    */
   async resolveOutcome(input: ResolveInput, client?: ClientIdentity): Promise<Outcome> {
     const csi = subjectOf(input, this.#apex);
-    const limiter = client !== undefined ? this.#limiter : undefined;
-    const upfront = upfrontCost(input.federation);
-    if (limiter !== undefined && client !== undefined) limiter.admit(client, upfront, this.#now());
-    let outcome: Outcome;
-    try {
-      if (input.msps !== undefined) {
-        const root = input.federation?.mode === 'local' ? this.#root.peek() : await this.#root.current();
-        if (root === undefined) throw new MimiError('not_cached', 'the resolver holds no root zone yet');
-        const unknown = input.msps.find((m) => !root.msps.has(m));
-        if (unknown !== undefined) throw new MimiError('invalid_request', `MSP "${unknown}" is not in the federation registry`);
-      }
-      // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
-      const deadline = Date.now() + this.#timeoutMs;
-      const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
-      outcome = await this.#resolve({ csi, federation: input.federation ?? { mode: 'default' } }, { deadline, network: true, tag });
-    } catch (err) {
-      this.#observer.outcome(isMimiError(err) ? err.code : 'internal');
-      // PROTOCOL.md §16: failures a walker learns from (and `local` misses, which probe the cache) keep the reserved token.
-      if (limiter !== undefined && client !== undefined) limiter.settle(client, isMimiError(err) && DENIAL_FAILURES.has(err.code), this.#now());
-      throw err;
-    }
-    if (limiter !== undefined && client !== undefined) {
-      const now = this.#now();
-      if (input.federation?.mode === 'all') limiter.charge(client, ALL_COST_PER_DP * Math.max(1, new Set(outcome.resolution.path).size) - upfront, now);
-      const msps = input.msps;
-      limiter.settle(client, !outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp)), now);
-    }
-    if (this.#requireSecure && !outcome.resolution.secure) {
-      this.#observer.outcome('bogus');
-      throw new MimiError('bogus', 'the answer is insecure (no key on its chain) and this resolver requires secure answers');
-    }
-    const msps = input.msps;
-    this.#observer.outcome(outcome.resolution.mappings.some((m) => msps === undefined || msps.includes(m.msp)) ? 'found' : 'not_found');
-    return outcome;
+    // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
+    const deadline = Date.now() + this.#timeoutMs;
+    const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
+    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' }, msps: input.msps }, { deadline, network: true, tag, client });
   }
 
   /** True when the resolver validates from a trust anchor. */
