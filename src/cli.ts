@@ -22,7 +22,7 @@ import { rotateSigningKey } from './dp/key-rotation.ts';
 import { openSqliteStore } from './store/sqlite-store.ts';
 import { emailHashKey } from './dp/authoritative-dp.ts';
 import { useTls } from './stub/http.ts';
-import type { TlsClientOptions } from './resolver/transport.ts';
+import type { TlsClientOptions } from './net/tls-client.ts';
 import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
 import { flag, httpUrlFlag, UsageError } from './cli/common.ts';

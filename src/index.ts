@@ -9,7 +9,7 @@ export { verifyAnswer, verifyRootZone } from './stub/validate.ts';
 export { revokeMappings, adminRequest, requestDelegation, type RevokeResult } from './stub/lifecycle.ts';
 export { tlsAgent } from './stub/http.ts';
 export type { RegistrationReply } from './stub/msp.ts';
-export type { TlsClientOptions } from './resolver/transport.ts';
+export type { TlsClientOptions } from './net/tls-client.ts';
 export { generateSigningKey, signingKeyFromJwk, thumbprint, type PublicJwk, type SigningKey } from './protocol/jws.ts';
 export { newStatement, addSignature, type Statement, type StatementPayload } from './protocol/statement.ts';
 export { verifyProof } from './protocol/proof.ts';

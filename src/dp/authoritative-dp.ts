@@ -10,7 +10,7 @@ import type { AuthoritativeZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { DiscoveryProvider } from './provider.ts';
 import { Registrar } from './registrar.ts';
-import { toProviders } from './root-dp.ts';
+import { toProviders } from '../zone/providers.ts';
 import type { MappingStore, StoredMapping } from './store.ts';
 
 /** The e-mail hash key of a canonical CSI as stores index it (`<domain>\t<hash>`); undefined for phone numbers. */

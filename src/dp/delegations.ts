@@ -16,7 +16,7 @@ import { parseZoneKey, splitZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import { thumbprint, type PublicJwk } from '../protocol/jws.ts';
 import { signatureVerifies, type DelegationPayload, type SignedRequest } from '../protocol/signed-request.ts';
-import { MAX_TRACKED_CLIENTS, TokenBucket } from '../resolver/rate-limit.ts';
+import { MAX_TRACKED_CLIENTS, TokenBucket } from '../limits/rate-limit.ts';
 import { DEFAULT_LIMITS, type DelegationLimits } from '../zone/limits-file.ts';
 import type { DpRef, RootZone } from '../zone/normalise.ts';
 import type { DelegationStore, StoredDelegation } from './store.ts';

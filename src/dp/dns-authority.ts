@@ -8,58 +8,14 @@
  * `lookup`, so DNS serves exactly what HTTP serves.
  */
 import type { Answer } from 'dns-packet';
+import { addressRecords, naptrAnswers, QTYPE, REFUSED, soaRecord, type DnsPlan } from '../protocol/dns-records.ts';
 import { parseCsi } from '../csi/parse.ts';
 import type { ZoneKey } from '../csi/zone-key.ts';
 import { ownerName, readName, zoneName } from '../protocol/enum-name.ts';
 import { RCODE } from '../protocol/dns-wire.ts';
-import type { DpMapping, LookupResponse } from '../protocol/messages.ts';
+import type { LookupResponse } from '../protocol/messages.ts';
 import type { DpRef, DpZone } from '../zone/normalise.ts';
 import type { DiscoveryProvider } from './provider.ts';
-
-/** What to put in a DNS response (the header and question are the front-end's). */
-export interface DnsPlan {
-  readonly rcode: number;
-  /** Authoritative answer (AA). */
-  readonly aa: boolean;
-  readonly answers: Answer[];
-  readonly authorities: Answer[];
-  readonly additionals: Answer[];
-}
-
-/** DNS type numbers used here. */
-export const QTYPE = { A: 1, NS: 2, SOA: 6, AAAA: 28, NAPTR: 35, ANY: 255 } as const;
-
-/** A refusal: the name is outside every zone of this server. */
-export const REFUSED: DnsPlan = { rcode: RCODE.REFUSED, aa: false, answers: [], authorities: [], additionals: [] };
-
-/** The NAPTR record of a mapping (PROTOCOL.md §6: order = preference, flags U, service E2U+x-mimi). */
-export function naptrRecord(name: string, mapping: { msp: string; preference: number }, ttl: number): Answer {
-  return {
-    name,
-    type: 'NAPTR',
-    class: 'IN',
-    ttl,
-    data: { order: mapping.preference, preference: 10, flags: 'U', services: 'E2U+x-mimi', regexp: `!^.*$!mimi:${mapping.msp}!`, replacement: '.' },
-  };
-}
-
-/** The SOA of a zone: serial = the zone's serial, TTL and MINIMUM = its negative TTL (RFC 2308). */
-export function soaRecord(zone: string, serverId: string, serial: number, negativeTtl: number): Answer {
-  return {
-    name: zone,
-    type: 'SOA',
-    class: 'IN',
-    ttl: negativeTtl,
-    data: { mname: `${serverId}._ns.${zone}`, rname: `hostmaster.${zone}`, serial, refresh: 3600, retry: 600, expire: 86_400, minimum: negativeTtl },
-  };
-}
-
-/** A/AAAA records for a list of addresses. */
-export function addressRecords(name: string, addresses: readonly string[], ttl: number, qtype?: number): Answer[] {
-  return addresses
-    .filter((a) => qtype === undefined || (qtype === QTYPE.AAAA) === a.includes(':'))
-    .map((a) => ({ name, type: a.includes(':') ? ('AAAA' as const) : ('A' as const), class: 'IN', ttl, data: a }));
-}
 
 interface Cut {
   readonly zone: ZoneKey;
@@ -159,9 +115,4 @@ export class DnsAuthority {
     const additionals = cut.providers.flatMap((p) => addressRecords(`${p.id}._ns.${name}`, p.dns, ttl));
     return { rcode: RCODE.NOERROR, aa: false, answers: [], authorities, additionals };
   }
-}
-
-/** NAPTR records of an answer's mappings, sorted by preference. */
-export function naptrAnswers(name: string, mappings: readonly Pick<DpMapping, 'msp' | 'preference' | 'ttl'>[], defaultTtl: number): Answer[] {
-  return [...mappings].sort((a, b) => a.preference - b.preference || (a.msp < b.msp ? -1 : 1)).map((m) => naptrRecord(name, m, m.ttl ?? defaultTtl));
 }

@@ -12,7 +12,7 @@ import { parseCsi } from '../csi/parse.ts';
 import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import { publicJwkSchema, type PublicJwk, type SigningKey } from '../protocol/jws.ts';
-import { MAX_TRACKED_CLIENTS, TokenBucket } from '../resolver/rate-limit.ts';
+import { MAX_TRACKED_CLIENTS, TokenBucket } from '../limits/rate-limit.ts';
 import { DEFAULT_LIMITS, type IdproverLimits } from '../zone/limits-file.ts';
 import type { IdproverZone } from '../zone/normalise.ts';
 

@@ -6,7 +6,8 @@ import type { Subject } from '../csi/parse.ts';
 import { apexOf, treeOf, type ZoneKey } from '../csi/zone-key.ts';
 import { signFlattened, type SigningKey } from '../protocol/jws.ts';
 import type { LookupResponse, Provider } from '../protocol/messages.ts';
-import type { DpRef, RootZone } from '../zone/normalise.ts';
+import type { RootZone } from '../zone/normalise.ts';
+import { toProviders } from '../zone/providers.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { DiscoveryProvider } from './provider.ts';
 
@@ -20,14 +21,6 @@ function documentOf(body: Buffer, serial: number): ZoneDocument {
   return { body, etag: `"${serial}-${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` };
 }
 
-/** Turns registry entries into the providers of a referral. */
-export function toProviders(ids: readonly string[], registry: ReadonlyMap<string, DpRef>): Provider[] {
-  return ids.map((id) => {
-    const dp = registry.get(id);
-    if (dp === undefined) throw new Error(`provider ${id} is not in the registry`);
-    return { id: dp.id, endpoints: [...dp.endpoints], ...(dp.dns ? { dns: [...dp.dns] } : {}), ...(dp.jwk ? { jwk: dp.jwk } : {}), ...(dp.qps !== undefined ? { qps: dp.qps } : {}) };
-  });
-}
 
 /** The root DP: answers referrals and `not_found` only. */
 export class RootDp implements DiscoveryProvider {

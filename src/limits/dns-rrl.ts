@@ -8,7 +8,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Aggregate, DnsRrl } from '../zone/limits-file.ts';
-import { MAX_TRACKED_CLIENTS, TokenBucket } from '../resolver/rate-limit.ts';
+import { MAX_TRACKED_CLIENTS, TokenBucket } from '../limits/rate-limit.ts';
 import { addressPrefix } from './prefix.ts';
 
 interface PrefixState {

@@ -6,8 +6,8 @@
  * tier) — so a walk sent straight to a DP runs dry as one sent through a
  * resolver does.
  */
-import type { ClientIdentity } from '../resolver/rate-limit.ts';
-import { ClientLimiter } from '../resolver/rate-limit.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
+import { ClientLimiter } from '../limits/rate-limit.ts';
 import type { Limits } from '../zone/limits-file.ts';
 import { addressPrefix } from './prefix.ts';
 

@@ -7,7 +7,7 @@ import type { ZoneKey } from '../csi/zone-key.ts';
 import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
 import type { RootSnapshot } from './root-copy.ts';
 import type { FlattenedJws } from './transport.ts';
-import type { ClientIdentity } from './rate-limit.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
 
 /** A question: a canonical CSI (or a hashed e-mail name) and how to federate it. */
 export interface Question {

@@ -7,7 +7,7 @@
  * Failures are SERVFAIL with an RFC 8914 extended error; stale answers carry EDE 3.
  */
 import { apexOf, type ZoneKey } from '../csi/zone-key.ts';
-import { naptrAnswers, QTYPE, soaRecord, type DnsPlan } from '../dp/dns-authority.ts';
+import { naptrAnswers, QTYPE, soaRecord, type DnsPlan } from '../protocol/dns-records.ts';
 import { isMimiError } from '../errors.ts';
 import { EDE, RCODE } from '../protocol/dns-wire.ts';
 import { readName, zoneName } from '../protocol/enum-name.ts';

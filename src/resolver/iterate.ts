@@ -17,7 +17,7 @@ import { type FlattenedJws, type LookupReply, type LookupResult, type Transport 
 import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 import { CLIENT_TAG_HEADER } from './client-tag.ts';
-import type { UpstreamPacer } from './rate-limit.ts';
+import type { UpstreamPacer } from '../limits/rate-limit.ts';
 import type { FanoutLimits } from '../zone/limits-file.ts';
 import type { ResolverObserver } from './observer.ts';
 import type { DpRef } from '../zone/normalise.ts';

@@ -4,7 +4,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Middleware, Outcome, Question, Resolve } from './chain.ts';
 import { isMimiError, MimiError } from '../errors.ts';
-import { ALL_COST_PER_DP, upfrontCost, type ClientLimiter } from './rate-limit.ts';
+import { ALL_COST_PER_DP, upfrontCost, type ClientLimiter } from '../limits/rate-limit.ts';
 import type { RootSnapshot } from './root-copy.ts';
 import { questionKey } from './chain.ts';
 import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';

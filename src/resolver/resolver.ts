@@ -19,7 +19,7 @@ import { HttpTransport, type FlattenedJws, type Transport } from './transport.ts
 import type { PublicJwk } from '../protocol/jws.ts';
 import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
 import { DEFAULT_FANOUT, type FanoutLimits, type Limits } from '../zone/limits-file.ts';
-import { ClientLimiter, UpstreamPacer, type ClientIdentity } from './rate-limit.ts';
+import { ClientLimiter, UpstreamPacer, type ClientIdentity } from '../limits/rate-limit.ts';
 import { ClientTagger } from './client-tag.ts';
 import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Csi } from '../csi/parse.ts';
 import { describeFault, MimiError } from '../errors.ts';
 import type { Provider } from '../protocol/messages.ts';
-import { toProviders } from '../dp/root-dp.ts';
+import { toProviders } from '../zone/providers.ts';
 import { normaliseZone, type DpRef, type RootZone } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
 import { ZoneTable, type ZoneMatch } from '../zone/zone-table.ts';

@@ -8,6 +8,7 @@ import { describeFault, MimiError } from '../errors.ts';
 import { readBounded } from '../protocol/read-bounded.ts';
 import type { z } from 'zod';
 import { flattenedJwsSchema, JOSE_CONTENT_TYPE, unverifiedPayload } from '../protocol/jws.ts';
+import { tlsConnectOptions, type TlsClientOptions } from '../net/tls-client.ts';
 import {
   lookupResponseSchema,
   MAX_RESPONSE_BODY,
@@ -68,24 +69,6 @@ export interface HttpTransportOptions {
   readonly dispatcher?: Dispatcher;
   /** TLS to `https://` DPs (PROTOCOL.md §10): the CAs trusted, and a client certificate for mutual TLS. */
   readonly tls?: TlsClientOptions | undefined;
-}
-
-/** TLS settings of a client. */
-export interface TlsClientOptions {
-  /** The CA certificates (PEM) the peer's certificate must chain to; the system's when absent. */
-  readonly ca?: string | undefined;
-  /** A client certificate and its key (PEM), for servers that require one. */
-  readonly cert?: string | undefined;
-  readonly key?: string | undefined;
-}
-
-/** The undici `connect` options of a TLS client. */
-export function tlsConnectOptions(tls: TlsClientOptions | undefined): { ca?: string; cert?: string; key?: string; minVersion: 'TLSv1.2' } {
-  return {
-    minVersion: 'TLSv1.2',
-    ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
-    ...(tls?.cert !== undefined && tls.key !== undefined ? { cert: tls.cert, key: tls.key } : {}),
-  };
 }
 
 function parseJson(bytes: Buffer, what: string): unknown {

@@ -8,7 +8,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { MimiError } from '../errors.ts';
-import type { ClientIdentity } from '../resolver/rate-limit.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { addressPrefix } from '../limits/prefix.ts';
 import { DEFAULT_LIMITS, type KnownClient, type Limits } from '../zone/limits-file.ts';
 

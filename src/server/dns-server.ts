@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Packet, Question } from 'dns-packet';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { DnsPlan } from '../dp/dns-authority.ts';
+import type { DnsPlan } from '../protocol/dns-records.ts';
 import {
   decodeQuery,
   encodeResponse,

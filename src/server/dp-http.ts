@@ -17,7 +17,7 @@ import { addLifecycleRoutes, type LifecycleOptions } from './lifecycle-http.ts';
 import { clientCertificateHash } from './client-identity.ts';
 import type { DpClientLimits } from '../limits/dp-clients.ts';
 import { DEFAULT_LIMITS, type DelegationLimits, type Limits } from '../zone/limits-file.ts';
-import type { ClientIdentity } from '../resolver/rate-limit.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
 
 /** Holds the DP a front-end serves; set once the hierarchy's endpoints are known. */
 export interface DpHolder {

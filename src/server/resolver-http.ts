@@ -8,7 +8,7 @@ import { JOSE_CONTENT_TYPE } from '../protocol/jws.ts';
 import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
 import { parseStrictJson } from '../protocol/strict-json.ts';
 import type { Resolver } from '../resolver/resolver.ts';
-import { DISCLOSED_COSTS } from '../resolver/rate-limit.ts';
+import { DISCLOSED_COSTS } from '../limits/rate-limit.ts';
 import { identifyClient } from './client-identity.ts';
 import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath, type TlsServerOptions } from './http-common.ts';
 

@@ -43,10 +43,10 @@ import { deliverNotices } from './notices.ts';
 import { dnsTxtLookup } from './txt-lookup.ts';
 import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
-import type { TlsClientOptions } from '../resolver/transport.ts';
+import type { TlsClientOptions } from '../net/tls-client.ts';
 import { useTls } from '../stub/http.ts';
 import { DEFAULT_LIMITS, sameLimits, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
-import type { ClientIdentity } from '../resolver/rate-limit.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { DpClientLimits } from '../limits/dp-clients.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */

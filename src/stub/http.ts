@@ -8,7 +8,7 @@ import { describeFault, MimiError } from '../errors.ts';
 import { MAX_RESPONSE_BODY, problemSchema } from '../protocol/messages.ts';
 import { fromProblem } from '../protocol/problem.ts';
 import { readBounded } from '../protocol/read-bounded.ts';
-import { tlsConnectOptions, type TlsClientOptions } from '../resolver/transport.ts';
+import { tlsConnectOptions, type TlsClientOptions } from '../net/tls-client.ts';
 
 /** How to send one request. */
 export interface JsonRequest {

@@ -4,7 +4,7 @@
  * failures throw {@link MimiError} with the problem `code`.
  */
 import type { Dispatcher } from 'undici';
-import type { TlsClientOptions } from '../resolver/transport.ts';
+import type { TlsClientOptions } from '../net/tls-client.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import {

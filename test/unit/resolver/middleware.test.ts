@@ -8,7 +8,7 @@ import { parseCsi } from '../../../src/csi/parse.ts';
 import { MimiError } from '../../../src/errors.ts';
 import type { Context, Outcome, Question, Resolve } from '../../../src/resolver/chain.ts';
 import { clientLimits, mspFilter, observe, requireSecure } from '../../../src/resolver/middleware.ts';
-import { ClientLimiter } from '../../../src/resolver/rate-limit.ts';
+import { ClientLimiter } from '../../../src/limits/rate-limit.ts';
 import { Resolver } from '../../../src/resolver/resolver.ts';
 import type { LookupQuestion, LookupReply, Transport, ZoneFetch } from '../../../src/resolver/transport.ts';
 import { RootSnapshot } from '../../../src/resolver/root-copy.ts';
@@ -132,7 +132,7 @@ describe('the walk over a scripted transport', () => {
   it('fails over to the next replica of a provider', async () => {
     const dc = root.dps.find((d) => d.id === 'dp-dc')?.endpoints ?? [];
     const transport = new ScriptedTransport((endpoint, q) => {
-      if (endpoint === endpointOf('dp-nanp')) return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: dc }] };
+      if (endpoint === endpointOf('dp-nanp')) return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: [...dc] }] };
       if (endpoint === dc[0]) throw new MimiError('upstream_unavailable', 'scripted: the first replica is down');
       return { kind: 'answer', dp: 'dp-dc', serial: 1, ttl: 300, mappings: [{ csi: 'csi' in q ? q.csi : '', msp: 'chat-a', preference: 1 }] };
     });
