@@ -3,6 +3,7 @@
  * configuration keys on top of `--config FILE`, the whole configuration and
  * what it names are validated before anything listens, then the runtime starts.
  */
+import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { checkConfig, loadConfig, type CheckedConfig } from '../config/load.ts';
@@ -153,6 +154,25 @@ function unreloadable(before: Config, after: Config): string | undefined {
   return fixed.find((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
 }
 
+/**
+ * Gives up root once every socket is bound (`user:`, as Unbound and PowerDNS
+ * do): its primary group only (no supplementary groups of root), then the user.
+ * Stores and key files stay open; directories written later (outbox, data)
+ * must be writable by that user.
+ */
+function dropPrivileges(user: string, logger: Logger): void {
+  if (process.getuid?.() !== 0 || process.setuid === undefined || process.setgid === undefined || process.setgroups === undefined) {
+    throw new MimiError('invalid_config', `user: ${user}: only a process started as root can drop to another user`);
+  }
+  const id = spawnSync('id', ['-g', user], { encoding: 'utf8', timeout: 5000 });
+  const gid = Number(id.stdout.trim());
+  if (id.status !== 0 || !Number.isInteger(gid)) throw new MimiError('invalid_config', `user: no such user "${user}"`);
+  process.setgroups([gid]); // no supplementary groups of root survive
+  process.setgid(gid);
+  process.setuid(user);
+  logger.info({ user, uid: process.getuid(), gid }, 'privileges dropped');
+}
+
 /** `host:port` of a listening app. */
 function addressOf(app: FastifyInstance): string {
   const address = app.server.address();
@@ -225,6 +245,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
           logger.child({ server: 'operations' }),
         );
   await operations?.listen({ host: config.operations?.host ?? '127.0.0.1', port: config.operations?.port ?? 0 });
+  if (config.user !== undefined) dropPrivileges(config.user, logger);
   await untilReady(running, logger);
   const ready = {
     event: 'ready',

@@ -194,6 +194,29 @@ describe('two resolver processes with one tag secret (PROTOCOL.md §10, §11)', 
   });
 });
 
+const AS_ROOT = process.getuid?.() === 0;
+describe.skipIf(!AS_ROOT && process.env.CI === undefined)(`dropping privileges after binding (user:)${AS_ROOT ? '' : ' (skipped: needs root)'}`, () => {
+  it('serves as the configured user once its sockets are bound', async () => {
+    const port = await freePort();
+    const dropped = new ServeProcess();
+    await writeFile(join(dir, 'resolver-nobody.yaml'), `user: nobody\nresolver: { listen: "127.0.0.1:${port}", root: [ "http://127.0.0.1:9" ] }\n`);
+    try {
+      // The root is unreachable, so it never gets ready; it is up (and has dropped root) once it listens.
+      void dropped.start(['serve', '--config', join(dir, 'resolver-nobody.yaml')], 15_000);
+      let status = '';
+      for (let i = 0; i < 100 && !/Uid:\s+65534/.test(status); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const pid = dropped.pid();
+        if (pid !== undefined) status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      }
+      expect(status).toMatch(/Uid:\s+65534\s+65534\s+65534/);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    } finally {
+      await dropped.stop('SIGKILL');
+    }
+  }, 30_000);
+});
+
 describe('shutdown', () => {
   // Bounded by the test's timeout: waiting for the 72 s keep-alive timeout, as before, would fail it.
   it('exits 0 on SIGTERM with a keep-alive connection open, without waiting for the keep-alive timeout', { timeout: 20_000 }, async () => {
