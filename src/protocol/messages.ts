@@ -3,7 +3,7 @@
  * the resolver (DP responses in) and the stub (resolver answers in).
  */
 import { z } from 'zod';
-import { endpointSchema, idSchema } from '../zone/schema.ts';
+import { endpointSchema, idSchema } from './ids.ts';
 import { publicJwkSchema } from './jws.ts';
 import { statementSchema } from './statement.ts';
 

@@ -11,7 +11,6 @@ import { z } from 'zod';
 import { parseCsi } from '../csi/parse.ts';
 import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
-import type { CsipRef } from '../zone/normalise.ts';
 import { publicCryptoKey, publicJwkSchema, thumbprint, type PublicJwk } from './jws.ts';
 import { roleOf, type SignerRole, type Statement, type StatementPayload } from './statement.ts';
 
@@ -24,10 +23,17 @@ const attestationClaimsSchema = z.object({
   level: z.string().optional(),
 });
 
+/** An identity prover as a proof is checked against it: its key and the CSI spaces it may attest (a registry entry, PROTOCOL.md §8). */
+export interface ProofCsip {
+  readonly id: string;
+  readonly attests: readonly string[];
+  readonly jwk?: PublicJwk | undefined;
+}
+
 /** The registries a proof is checked against. */
 export interface ProofRegistries {
   readonly msps: ReadonlyMap<string, { readonly id: string; readonly jwk?: PublicJwk | undefined }>;
-  readonly csips: readonly CsipRef[];
+  readonly csips: readonly ProofCsip[];
 }
 
 /** What a verified proof establishes. */

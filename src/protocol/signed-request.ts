@@ -7,7 +7,7 @@
 import { flattenedVerify, type FlattenedJWS } from 'jose';
 import { z } from 'zod';
 import { MimiError } from '../errors.ts';
-import { dnsListSchema, endpointsSchema, idSchema } from '../zone/schema.ts';
+import { dnsListSchema, endpointsSchema, idSchema } from './ids.ts';
 import { flattenedJwsSchema, publicCryptoKey, publicJwkSchema, type PublicJwk } from './jws.ts';
 import { parseStrictBase64urlJson } from './strict-json.ts';
 

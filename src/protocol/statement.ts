@@ -7,7 +7,7 @@
  */
 import { FlattenedSign } from 'jose';
 import { z } from 'zod';
-import { idSchema } from '../zone/schema.ts';
+import { idSchema } from './ids.ts';
 import type { SigningKey } from './jws.ts';
 import { parseStrictBase64urlJson } from './strict-json.ts';
 

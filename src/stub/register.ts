@@ -84,7 +84,8 @@ export async function registerThroughFlow(req: RegistrationRequest): Promise<Reg
   if (req.dpEndpoint !== undefined && req.dp === undefined) throw new MimiError('invalid_request', 'registering at a given endpoint needs the DP id too (statements name their DP)');
   const attestation = req.attestation ?? (await proveCsi(req.root, csi.canonical, req.holder, req.code));
   const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp);
-  const created = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+  // Milliseconds: two statements of one holder in one second differ, so a new one is never taken for a replay (PROTOCOL.md §16).
+  const created = new Date().toISOString();
   const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation }, req.holder, req.mspKey);
   return { ...(await registerStatement(dp.endpoints[0] ?? '', statement)), dp: dp.id };
 }

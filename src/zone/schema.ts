@@ -4,41 +4,12 @@
  */
 import { z } from 'zod';
 import { publicJwkSchema } from '../protocol/jws.ts';
+import { dnsListSchema, endpointSchema, endpointsSchema, idSchema } from '../protocol/ids.ts';
 
-/** Server, MSP and DP ids: one DNS label, so they can name NS targets (PROTOCOL.md §6). */
-export const idSchema = z
-  .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'an id is 1-63 lower-case letters, digits and inner hyphens');
+export { dnsListSchema, endpointSchema, endpointsSchema, idSchema };
 
 const ttlSchema = z.number().int().min(0).max(2_147_483_647);
 const serialSchema = z.number().int().min(0).max(4_294_967_295);
-
-/** An HTTP(S) base URL: scheme, host and port, nothing else. */
-export const endpointSchema = z
-  .string()
-  .max(2048)
-  .refine((value) => {
-    try {
-      const url = new URL(value);
-      return (
-        (url.protocol === 'http:' || url.protocol === 'https:') &&
-        (url.pathname === '/' || url.pathname === '') &&
-        url.search === '' &&
-        url.hash === '' &&
-        url.username === '' &&
-        url.password === ''
-      );
-    } catch {
-      return false;
-    }
-  }, 'an endpoint is an http:// or https:// URL with host and port and no path');
-
-const ipv4 = z.string().regex(/^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/);
-/** A DNS server address list (IPv4 or IPv6). */
-export const dnsListSchema = z.array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' })).min(1).max(16);
-
-/** One to 16 endpoints. */
-export const endpointsSchema = z.array(endpointSchema).min(1).max(16);
 
 /** A DP as named in the root registry or in a DP's glue. */
 export const dpEntrySchema = z.strictObject({
