@@ -159,9 +159,10 @@ describe('a DP\'s DNS front-end limits responses per prefix (PROTOCOL.md §16)',
       for (let waited = 0; waited < 2000 && replies.length < 110; waited += 50) await new Promise((r) => setTimeout(r, 50));
       const full = replies.filter((r) => ((r.flags ?? 0) & dnsPacket.TRUNCATED_RESPONSE) === 0);
       const truncated = replies.filter((r) => ((r.flags ?? 0) & dnsPacket.TRUNCATED_RESPONSE) !== 0);
+      // 20 per second, plus what refilled while the burst went out (a loaded CI machine may take a second or two).
       expect(full.length).toBeGreaterThanOrEqual(20);
-      expect(full.length).toBeLessThanOrEqual(30); // 20 per second, plus what refilled while the burst went out
-      expect(truncated.length).toBeGreaterThan(60); // about half of the 180 refused
+      expect(full.length).toBeLessThanOrEqual(60);
+      expect(truncated.length).toBeGreaterThanOrEqual(60); // about half of the 140 to 180 refused
       expect(truncated.length).toBeLessThanOrEqual(100);
       expect(replies.length).toBeLessThan(200); // the rest were dropped
     } finally {
@@ -186,12 +187,12 @@ describe('a DP\'s DNS front-end limits responses per prefix (PROTOCOL.md §16)',
         }
       });
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-      for (let i = 0; i < 40; i++) socket.write(dnsPacket.streamEncode({ type: 'query', id: i, flags: 0, questions: [{ type: 'NAPTR', name: '3.2.1.0.0.9.0.0.7.7.4.4.e164.mimi.arpa' }] }));
-      for (let waited = 0; waited < 3000 && rcodes.length < 40; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100; i++) socket.write(dnsPacket.streamEncode({ type: 'query', id: i, flags: 0, questions: [{ type: 'NAPTR', name: '3.2.1.0.0.9.0.0.7.7.4.4.e164.mimi.arpa' }] }));
+      for (let waited = 0; waited < 5000 && rcodes.length < 100; waited += 50) await new Promise((r) => setTimeout(r, 50));
       socket.destroy();
-      expect(rcodes).toHaveLength(40);
-      expect(rcodes.filter((r) => r === 'NOERROR').length).toBeLessThanOrEqual(25);
-      expect(rcodes.filter((r) => r === 'REFUSED').length).toBeGreaterThanOrEqual(15);
+      expect(rcodes).toHaveLength(100);
+      expect(rcodes.filter((r) => r === 'NOERROR').length).toBeLessThanOrEqual(60); // 20, plus refills on a slow machine
+      expect(rcodes.filter((r) => r === 'REFUSED').length).toBeGreaterThanOrEqual(40);
     } finally {
       await d.close();
     }
