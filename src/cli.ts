@@ -21,7 +21,8 @@ import { generateSigningKey } from './protocol/jws.ts';
 import { rotateSigningKey } from './dp/key-rotation.ts';
 import { openSqliteStore } from './store/sqlite-store.ts';
 import { emailHashKey } from './dp/authoritative-dp.ts';
-import { useTls } from './stub/http.ts';
+import { tlsAgent } from './stub/http.ts';
+import type { Dispatcher } from 'undici';
 import type { TlsClientOptions } from './net/tls-client.ts';
 import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
@@ -88,21 +89,34 @@ async function readPem(flagName: string, path: string): Promise<string> {
   return text;
 }
 
-/**
- * The TLS settings of a client command: `--ca FILE`, else the demo's CA when it
- * exists (PROTOCOL.md §7); every request of the process then uses them.
- */
-async function useClientTls(ca: string | undefined): Promise<TlsClientOptions | undefined> {
-  const path = ca ?? (existsSync(DEMO_CA) ? DEMO_CA : undefined);
-  if (path === undefined) return undefined;
-  const tls = { ca: await readPem('ca', path) };
-  useTls(tls);
-  return tls;
-}
-
 /** The resolver a client command asks by default: the demo's, over HTTPS once the demo made its CA. */
 function defaultResolverUrl(): string {
   return existsSync(DEMO_CA) ? DEFAULT_RESOLVER_URL.replace('http:', 'https:') : DEFAULT_RESOLVER_URL;
+}
+
+/** What every client command talks through (PROTOCOL.md §7), built once from its flags. */
+interface Client {
+  readonly resolverUrl: string;
+  /** `--ca FILE`, else the demo's CA when it exists. */
+  readonly tls: TlsClientOptions | undefined;
+  /** `--trust-anchor FILE`, else the demo's when it exists; none with `--no-verify`. */
+  readonly trustAnchor: PublicJwk | undefined;
+  /** One agent with those TLS settings for every request of the command (nothing process-wide). */
+  readonly dispatcher: Dispatcher;
+}
+
+/** Builds a command's {@link Client} from its common flags. */
+async function clientOf(values: { resolver?: string | undefined; ca?: string | undefined; 'trust-anchor'?: string | undefined; 'no-verify'?: boolean | undefined }): Promise<Client> {
+  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
+  const caPath = values.ca ?? (existsSync(DEMO_CA) ? DEMO_CA : undefined);
+  const tls = caPath === undefined ? undefined : { ca: await readPem('ca', caPath) };
+  const trustAnchor = values['no-verify'] === true ? undefined : await trustAnchorOf(values['trust-anchor']);
+  return { resolverUrl, tls, trustAnchor, dispatcher: tlsAgent(tls ?? {}) };
+}
+
+/** The root zone through the client's resolver, checked with its trust anchor. */
+function rootOf(client: Client): Promise<RootZone> {
+  return fetchRootZone(client.resolverUrl, client.trustAnchor, { dispatcher: client.dispatcher });
 }
 
 async function lookup(args: string[]): Promise<number> {
@@ -125,12 +139,10 @@ async function lookup(args: string[]): Promise<number> {
   const csi = positionals[0] ?? '';
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
   // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
-  const trustAnchor = values['no-verify'] ? undefined : await trustAnchorOf(values['trust-anchor']);
-  const tls = await useClientTls(values.ca);
+  const client = await clientOf(values);
   const apiKey = values['api-key'] ?? process.env.MIMI_API_KEY;
-  const stub = new StubResolver({ resolver: resolverUrl, trustAnchor, ...(tls !== undefined ? { tls } : {}), ...(apiKey !== undefined ? { apiKey } : {}) });
+  const stub = new StubResolver({ resolver: client.resolverUrl, trustAnchor: client.trustAnchor, dispatcher: client.dispatcher, ...(apiKey !== undefined ? { apiKey } : {}) });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
     process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));
@@ -162,9 +174,8 @@ async function register(args: string[]): Promise<number> {
   if (values.msp === undefined) throw new UsageError('--msp ID is required');
   const msp = flag(idSchema, 'msp', values.msp);
   const preference = flag(z.coerce.number().int().min(1).max(255), 'preference', values.preference ?? '1');
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
-  await useClientTls(values.ca);
-  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
+  const client = await clientOf(values);
+  const root = await rootOf(client);
   const keysDir = values.keys ?? '.mimi/keys';
   const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
   const holder = await loadOrCreateKey(dirname(holderFile), basename(holderFile, '.jwk'));
@@ -180,6 +191,7 @@ async function register(args: string[]): Promise<number> {
     mspKey,
     dp: values.dp,
     code: (id) => readCodeFromOutbox(outbox, id),
+    dispatcher: client.dispatcher,
   });
   if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
   else if ('mapping' in reply) process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
@@ -206,13 +218,12 @@ async function revoke(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('mimi revoke takes exactly one CSI');
   const msp = values.msp !== undefined ? flag(idSchema, 'msp', values.msp) : '*';
   const dp = values.dp !== undefined ? flag(idSchema, 'dp', values.dp) : undefined;
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
-  await useClientTls(values.ca);
+  const client = await clientOf(values);
   const holderFile = values['holder-key'] ?? DEMO_HOLDER_KEY;
   const holder = await loadKeyIfPresent(dirname(holderFile), basename(holderFile, '.jwk'));
   if (holder === undefined) throw new MimiError('invalid_config', `${holderFile}: no holder key (the one the mapping was registered with)`);
-  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
-  const results = await revokeMappings({ root, csi: positionals[0] ?? '', msp, holder, dp });
+  const root = await rootOf(client);
+  const results = await revokeMappings({ root, csi: positionals[0] ?? '', msp, holder, dp, dispatcher: client.dispatcher });
   if (values.json) process.stdout.write(`${JSON.stringify({ results })}\n`);
   else for (const r of results) process.stdout.write(`${r.dp}: ${r.status}${r.status === 'revoked' ? ` (${r.removed} mapping${r.removed === 1 ? '' : 's'})` : ''}\n`);
   return 0;
@@ -241,15 +252,15 @@ async function admin(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   const [action, id] = positionals;
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
-  await useClientTls(values.ca);
+  const client = await clientOf(values);
   const token = await readSecret(values['admin-token-file'] ?? DEMO_ADMIN_TOKEN);
-  const root = await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']));
+  const root = await rootOf(client);
+  const admin = <T>(url: string, path: string, body?: unknown): Promise<T> => adminRequest<T>(url, token, path, body, client.dispatcher);
   const out = (value: unknown, text: string): void => {
     process.stdout.write(values.json ? `${JSON.stringify(value)}\n` : text);
   };
   if (action === 'delegations' && positionals.length === 1) {
-    const { pending } = await adminRequest<{ pending: { id: string; zone: string; dp: { id: string; endpoints: string[] } }[] }>(root.endpoints[0] ?? '', token, '/v1/admin/delegations');
+    const { pending } = await admin<{ pending: { id: string; zone: string; dp: { id: string; endpoints: string[] } }[] }>(root.endpoints[0] ?? '', '/v1/admin/delegations');
     out({ pending }, pending.length === 0 ? 'no pending delegations\n' : pending.map((p) => `${p.id}  ${p.zone} -> ${p.dp.id} ${p.dp.endpoints.join(' ')}\n`).join(''));
     return 0;
   }
@@ -257,7 +268,7 @@ async function admin(args: string[]): Promise<number> {
     const rows: { dp: string; id: string; csi: string; since: string; review: boolean }[] = [];
     for (const target of adminTargets(root, values.dp)) {
       try {
-        const { pending } = await adminRequest<{ pending: { id: string; csi: string; since: string; review: boolean }[] }>(target.url, token, '/v1/admin/conflicts');
+        const { pending } = await admin<{ pending: { id: string; csi: string; since: string; review: boolean }[] }>(target.url, '/v1/admin/conflicts');
         rows.push(...pending.map((p) => ({ dp: target.id, ...p })));
       } catch (err) {
         // Without --dp every DP of the registry is asked; those that take no registrations (404) have none.
@@ -270,13 +281,13 @@ async function admin(args: string[]): Promise<number> {
   if ((action === 'approve' || action === 'reject') && id !== undefined && positionals.length === 2) {
     const decision = action;
     if (id.startsWith('d-')) {
-      const answer = await adminRequest<{ serial: number }>(root.endpoints[0] ?? '', token, `/v1/admin/delegations/${encodeURIComponent(id)}`, { decision });
+      const answer = await admin<{ serial: number }>(root.endpoints[0] ?? '', `/v1/admin/delegations/${encodeURIComponent(id)}`, { decision });
       out(answer, `${decision === 'approve' ? 'approved' : 'rejected'} delegation ${id}; root serial ${answer.serial}\n`);
       return 0;
     }
     for (const target of adminTargets(root, values.dp)) {
       try {
-        const answer = await adminRequest<unknown>(target.url, token, `/v1/admin/conflicts/${encodeURIComponent(id)}`, { decision });
+        const answer = await admin<unknown>(target.url, `/v1/admin/conflicts/${encodeURIComponent(id)}`, { decision });
         out(answer, `${decision === 'approve' ? 'approved' : 'rejected'} conflict ${id} at ${target.id}\n`);
         return 0;
       } catch (err) {
@@ -312,10 +323,9 @@ async function delegate(args: string[]): Promise<number> {
   const keysDir = values.keys ?? '.mimi/keys';
   const key = await loadKeyIfPresent(keysDir, id);
   if (key === undefined) throw new MimiError('invalid_config', `no signing key ${id}.jwk in ${keysDir}: the DP signs its own request`);
-  const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
-  await useClientTls(values.ca);
-  const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : (await fetchRootZone(resolverUrl, await trustAnchorOf(values['trust-anchor']))).endpoints[0] ?? '';
-  const answer = await requestDelegation(rootUrl, key, { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } });
+  const client = await clientOf(values);
+  const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : ((await rootOf(client)).endpoints[0] ?? '');
+  const answer = await requestDelegation(rootUrl, key, { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } }, client.dispatcher);
   const text =
     answer.status === 'active'
       ? `delegated ${String(positionals[0])} to ${id}; root serial ${answer.serial}\n`

@@ -44,7 +44,8 @@ import { dnsTxtLookup } from './txt-lookup.ts';
 import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
-import { useTls } from '../stub/http.ts';
+import { tlsAgent } from '../stub/http.ts';
+import type { Dispatcher } from 'undici';
 import { DEFAULT_LIMITS, sameLimits, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
 import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { DpClientLimits } from '../limits/dp-clients.ts';
@@ -426,6 +427,7 @@ async function registerZoneMappings(
   options: HierarchyOptions,
   logger: Logger,
   stores: ReadonlyMap<string, DpStore>,
+  dispatcher: Dispatcher,
   only?: ReadonlySet<string>,
 ): Promise<void> {
   const keysDir = options.keysDir;
@@ -445,7 +447,7 @@ async function registerZoneMappings(
       const holder = await loadOrCreateKey(join(keysDir, 'holders'), seedHolderId(m.csi));
       let attestation = attestations.get(m.csi);
       if (attestation === undefined) {
-        attestation = await proveCsi(root, m.csi, holder, (id) => readCodeFromOutbox(outbox, id));
+        attestation = await proveCsi(root, m.csi, holder, (id) => readCodeFromOutbox(outbox, id), dispatcher);
         attestations.set(m.csi, attestation);
       }
       await registerThroughFlow({
@@ -459,6 +461,7 @@ async function registerZoneMappings(
         dpEndpoint: zone.endpoints[0],
         code: (id) => readCodeFromOutbox(outbox, id),
         attestation,
+        dispatcher,
       });
       count += 1;
     }
@@ -604,6 +607,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     await Promise.allSettled(apps.map((a) => a.close()));
     clearTimeout(force);
     await resolver?.close();
+    await seeding.close();
     for (const s of stores) s.close();
   };
   const now = options.now ?? Date.now;
@@ -611,8 +615,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
   const txt: TxtLookup = dnsTxtLookup(options.dnsCheckServer);
   const tls = await tlsMaterial(options.tls);
-  // Calls this process makes as a client (seeding the demo's registrations) trust the same CAs.
-  if (tls !== undefined) useTls({ ca: tls.client.ca });
+  // Calls this process makes as a client (seeding the demo's registrations) trust the same CAs, through their own agent.
+  const seeding = tlsAgent({ ca: tls?.client.ca });
   const lifecycles = new Map<string, { notify: (notices: readonly Notice[]) => Promise<void>; delegations?: DelegationRegistrar | undefined }>();
   try {
     // Every store is opened (and integrity-checked) before anything listens: a damaged one stops the start.
@@ -731,7 +735,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
       await entry.app.close();
     };
-    if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger, storeOf);
+    if (options.registerZoneMappings) await registerZoneMappings(zones, holders, options, logger, storeOf, seeding);
     const metrics = options.metrics;
     if (metrics !== undefined) {
       metrics.beforeScrape(() => {
@@ -791,7 +795,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (resolver !== undefined && next.limits !== undefined && resolver.limits !== undefined && !sameLimits(next.limits, resolver.limits)) resolver.setLimits(next.limits);
       if (resolver !== undefined && changed.some((id) => holders.get(id)?.current?.role === 'root')) await resolver.refreshRoot();
       // The demo's seeded registrations follow the edited zone files (PROTOCOL.md §11: served data matches the files).
-      if (options.registerZoneMappings && changed.length > 0) await registerZoneMappings(nextZones, holders, options, logger, storeOf, new Set(changed));
+      if (options.registerZoneMappings && changed.length > 0) await registerZoneMappings(nextZones, holders, options, logger, storeOf, seeding, new Set(changed));
       logger.info({ changed }, 'configuration reloaded');
       return changed;
     };

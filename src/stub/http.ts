@@ -23,16 +23,8 @@ export interface JsonRequest {
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
-let sharedAgent: Dispatcher = new Agent({ keepAliveTimeout: 10_000 });
-
-/**
- * Sets the TLS settings of every stub request that names no dispatcher of its
- * own (a CLI process: `--ca`, the demo CA).
- */
-export function useTls(tls: TlsClientOptions): void {
-  void sharedAgent.close();
-  sharedAgent = tlsAgent(tls);
-}
+/** The agent of requests that name no dispatcher: the system's CAs, no client certificate. Callers pass their own TLS (no process-wide setting). */
+const defaultAgent: Dispatcher = new Agent({ keepAliveTimeout: 10_000 });
 
 /** A keep-alive agent with these TLS settings. */
 export function tlsAgent(tls: TlsClientOptions): Agent {
@@ -46,7 +38,7 @@ export async function requestJson(url: string, init: JsonRequest): Promise<{ sta
   try {
     res = await request(url, {
       method: init.method,
-      dispatcher: init.dispatcher ?? sharedAgent,
+      dispatcher: init.dispatcher ?? defaultAgent,
       headers: { accept: 'application/json, application/jose+json', ...init.headers, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 15_000),

@@ -9,6 +9,7 @@ import { signFlattened, type SigningKey } from '../protocol/jws.ts';
 import type { DelegationPayload } from '../protocol/signed-request.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { RootZone } from '../zone/normalise.ts';
+import type { Dispatcher } from 'undici';
 import { postJson, problemError, requestJson } from './http.ts';
 import { findServingDp } from './register.ts';
 
@@ -24,15 +25,24 @@ export interface RevokeResult {
  * DP serving its zone (or only `dp`); the same signed request goes to each.
  * Fails when no DP knew the holder.
  */
-export async function revokeMappings(req: { root: RootZone; csi: string; msp: string; holder: SigningKey; dp?: string | undefined; now?: number }): Promise<RevokeResult[]> {
+export async function revokeMappings(req: {
+  root: RootZone;
+  csi: string;
+  msp: string;
+  holder: SigningKey;
+  dp?: string | undefined;
+  now?: number;
+  /** How to reach the DPs (TLS); the default agent when absent. */
+  dispatcher?: Dispatcher | undefined;
+}): Promise<RevokeResult[]> {
   const csi = parseCsi(req.csi);
   const delegation = ZoneTable.from(req.root.delegations.map((d) => [d.zone, d.providers] as const)).longestMatch(csi);
   if (delegation === undefined) throw new MimiError('not_authoritative', 'the root delegates no zone holding this CSI');
   const body = await signFlattened({ csi: csi.canonical, msp: req.msp, iat: Math.floor((req.now ?? Date.now()) / 1000) }, req.holder);
   const results: RevokeResult[] = [];
   for (const id of req.dp !== undefined ? [req.dp] : delegation.value) {
-    const dp = await findServingDp(req.root, csi, id);
-    const { status, json } = await requestJson(`${dp.endpoints[0] ?? ''}/v1/mappings/revoke`, { method: 'POST', body });
+    const dp = await findServingDp(req.root, csi, id, req.dispatcher);
+    const { status, json } = await requestJson(`${dp.endpoints[0] ?? ''}/v1/mappings/revoke`, { method: 'POST', body, dispatcher: req.dispatcher });
     if (status === 200) {
       const answer = json as { status: 'revoked' | 'unchanged'; removed: number };
       results.push({ dp: dp.id, status: answer.status, removed: answer.removed });
@@ -47,9 +57,10 @@ export async function revokeMappings(req: { root: RootZone; csi: string; msp: st
 }
 
 /** Calls the admin API of a DP with the operator's bearer token. */
-export async function adminRequest<T>(baseUrl: string, token: string, path: string, body?: unknown): Promise<T> {
+export async function adminRequest<T>(baseUrl: string, token: string, path: string, body?: unknown, dispatcher?: Dispatcher): Promise<T> {
   const { status, json } = await requestJson(`${baseUrl.replace(/\/+$/, '')}${path}`, {
     method: body === undefined ? 'GET' : 'POST',
+    dispatcher,
     headers: { authorization: `Bearer ${token}` },
     ...(body !== undefined ? { body } : {}),
   });
@@ -58,7 +69,12 @@ export async function adminRequest<T>(baseUrl: string, token: string, path: stri
 }
 
 /** Asks the root to delegate a zone to a DP, signed with the DP's key (PROTOCOL.md §9). */
-export async function requestDelegation(rootUrl: string, key: SigningKey, payload: Omit<DelegationPayload, 'dp'> & { dp: Omit<DelegationPayload['dp'], 'jwk'> }): Promise<{ status: 'active'; serial: number } | { status: 'pending'; id: string }> {
+export async function requestDelegation(
+  rootUrl: string,
+  key: SigningKey,
+  payload: Omit<DelegationPayload, 'dp'> & { dp: Omit<DelegationPayload['dp'], 'jwk'> },
+  dispatcher?: Dispatcher,
+): Promise<{ status: 'active'; serial: number } | { status: 'pending'; id: string }> {
   const body = await signFlattened({ zone: payload.zone, dp: { ...payload.dp, jwk: key.publicJwk } }, key);
-  return postJson(`${rootUrl.replace(/\/+$/, '')}/v1/delegations`, body);
+  return postJson(`${rootUrl.replace(/\/+$/, '')}/v1/delegations`, body, { dispatcher });
 }

@@ -4,6 +4,7 @@
  * attestation confirms), sign it as the MSP, and send it to the DP.
  */
 import type { SigningKey } from '../protocol/jws.ts';
+import type { Dispatcher } from 'undici';
 import { postJson } from './http.ts';
 import { addSignature, newStatement, type Statement, type StatementPayload } from '../protocol/statement.ts';
 
@@ -24,6 +25,6 @@ export type RegistrationReply =
   | { readonly status: 'unchanged' };
 
 /** Sends a signed statement to a DP; returns the published mapping (with the DP's signature added). */
-export async function registerStatement(dpUrl: string, statement: Statement): Promise<RegistrationReply> {
-  return postJson(`${dpUrl.replace(/\/+$/, '')}/v1/mappings`, statement);
+export async function registerStatement(dpUrl: string, statement: Statement, dispatcher?: Dispatcher): Promise<RegistrationReply> {
+  return postJson(`${dpUrl.replace(/\/+$/, '')}/v1/mappings`, statement, { dispatcher });
 }

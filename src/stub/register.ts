@@ -11,6 +11,7 @@ import { unverifiedPayload, verifyFlattened, type SigningKey } from '../protocol
 import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
+import type { Dispatcher } from 'undici';
 import { postJson } from './http.ts';
 import { registerStatement, signStatement, type RegistrationReply } from './msp.ts';
 
@@ -32,16 +33,18 @@ export interface RegistrationRequest {
   readonly dpEndpoint?: string | undefined;
   /** An attestation the holder already has for this CSI and key (one proof of possession serves every MSP). */
   readonly attestation?: string | undefined;
+  /** How to reach the provers and DPs (TLS); the default agent when absent. */
+  readonly dispatcher?: Dispatcher | undefined;
 }
 
 /** Proves possession of a CSI with the identity prover the root trusts for it: challenge, code, attestation. */
-export async function proveCsi(root: RootZone, csiInput: string, holder: SigningKey, code: CodeSource): Promise<string> {
+export async function proveCsi(root: RootZone, csiInput: string, holder: SigningKey, code: CodeSource, dispatcher?: Dispatcher): Promise<string> {
   const csi = parseCsi(csiInput);
   const csip = root.csips.find((c) => c.attests.some((z) => csiInZone(csi, z)));
   if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
   const prover = csip.endpoints[0] ?? '';
-  const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: holder.publicJwk });
-  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code: await code(challenge.id) });
+  const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: holder.publicJwk }, { dispatcher });
+  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code: await code(challenge.id) }, { dispatcher });
   return attestation;
 }
 
@@ -51,7 +54,7 @@ export async function proveCsi(root: RootZone, csiInput: string, holder: Signing
  * referral vouches for must verify with it, so a forged referral cannot send the
  * holder's signed statement to another server.
  */
-export async function findServingDp(root: RootZone, csi: Csi, only?: string): Promise<Provider> {
+export async function findServingDp(root: RootZone, csi: Csi, only?: string, dispatcher?: Dispatcher): Promise<Provider> {
   const registry = new Map(root.dps.map((d) => [d.id, d]));
   const delegation = ZoneTable.from(root.delegations.map((d) => [d.zone, d.providers] as const)).longestMatch(csi);
   if (delegation === undefined) throw new MimiError('not_authoritative', 'the root delegates no zone holding this CSI');
@@ -67,7 +70,7 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string): Pr
     }),
   );
   for (let hops = 0; hops < 8; hops++) {
-    const reply = await postJson<unknown>(`${provider.endpoints[0] ?? ''}/v1/lookup`, { csi: csi.canonical });
+    const reply = await postJson<unknown>(`${provider.endpoints[0] ?? ''}/v1/lookup`, { csi: csi.canonical }, { dispatcher });
     const signed = typeof reply === 'object' && reply !== null && 'signature' in reply;
     if (provider.jwk !== undefined && !signed) throw new MimiError('bogus', `${provider.id} answered unsigned, but its key is known`);
     const payload = provider.jwk !== undefined ? await verifyFlattened(reply, provider.jwk, provider.id) : signed ? unverifiedPayload(reply, provider.id) : reply;
@@ -82,10 +85,10 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string): Pr
 export async function registerThroughFlow(req: RegistrationRequest): Promise<RegistrationReply & { readonly dp: string }> {
   const csi = parseCsi(req.csi);
   if (req.dpEndpoint !== undefined && req.dp === undefined) throw new MimiError('invalid_request', 'registering at a given endpoint needs the DP id too (statements name their DP)');
-  const attestation = req.attestation ?? (await proveCsi(req.root, csi.canonical, req.holder, req.code));
-  const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp);
+  const attestation = req.attestation ?? (await proveCsi(req.root, csi.canonical, req.holder, req.code, req.dispatcher));
+  const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp, req.dispatcher);
   // Milliseconds: two statements of one holder in one second differ, so a new one is never taken for a replay (PROTOCOL.md §16).
   const created = new Date().toISOString();
   const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation }, req.holder, req.mspKey);
-  return { ...(await registerStatement(dp.endpoints[0] ?? '', statement)), dp: dp.id };
+  return { ...(await registerStatement(dp.endpoints[0] ?? '', statement, req.dispatcher)), dp: dp.id };
 }
