@@ -132,11 +132,11 @@ class PendingChallenges {
 
 /** The challenge / answer flow of one identity prover, with the challenge limits of PROTOCOL.md §16. */
 export class IdentityProver {
-  readonly #zone: IdproverZone;
+  #zone: IdproverZone;
   readonly #key: SigningKey;
   readonly #deliver: DeliveryChannel;
   readonly #now: () => number;
-  readonly #limits: IdproverLimits;
+  #limits: IdproverLimits;
   readonly #pending = new PendingChallenges();
   /** Per-CSI counters; an evicted CSI starts afresh, which takes as many new CSIs as the bound between two of its requests. */
   readonly #csis: LRUCache<string, CsiCounters>;
@@ -170,6 +170,16 @@ export class IdentityProver {
   }
 
   /** The challenge limits in force (disclosed in well-known). */
+  /**
+   * Takes a reloaded zone file and limits (PROTOCOL.md §11): later challenges
+   * follow them; pending challenges and the counters carry on (a reload must
+   * not hand anyone fresh budgets or void anyone's code).
+   */
+  reconfigure(zone: IdproverZone, limits: IdproverLimits): void {
+    this.#zone = zone;
+    this.#limits = limits;
+  }
+
   get limits(): IdproverLimits {
     return this.#limits;
   }

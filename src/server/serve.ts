@@ -776,7 +776,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         // Compared as written (with the seeded mappings the served copy leaves out), so a mapping edit counts as a change.
         const before = live.zones.find((z) => z.zone.id === zone.id)?.zone;
         const written = nextZones.find((z) => z.zone.id === zone.id)?.zone;
-        if (holder === undefined || store === undefined || lifecycle === undefined || zone.role === 'idprover') continue;
+        if (zone.role === 'idprover') {
+          // An identity prover keeps its pending challenges and counters; it takes the new file and limits.
+          provers.get(zone.id)?.current?.reconfigure(zone, nextLimits?.idprover ?? NO_CHALLENGE_RATE_LIMITS);
+          continue;
+        }
+        if (holder === undefined || store === undefined || lifecycle === undefined) continue;
         if (!limitsChanged && JSON.stringify(before) === JSON.stringify(written)) continue;
         const { dp, delegations } = createProvider(zone, store, holder, now, nextLimits);
         holder.registries = nextRegistries;

@@ -194,3 +194,18 @@ describe('limits in force', () => {
     expect(prover({ maxPending: 7 }).p.limits.maxPending).toBe(7);
   });
 });
+
+describe('a reload of the prover (PROTOCOL.md §11)', () => {
+  it('takes the new file and limits, and keeps pending challenges and the counters', async () => {
+    const { p, codeOf } = prover({ perCsiPer10Minutes: 2 });
+    const pending = await p.challenge(number(1), holderKey.publicJwk, 'a');
+    await p.challenge(number(1), holderKey.publicJwk, 'a');
+    p.reconfigure({ ...zone, attests: ['e164:44', 'e164:33'] }, { ...DEFAULT_LIMITS.idprover, perCsiPer10Minutes: 2 });
+    // The counters carried on: the CSI's third challenge in 10 minutes is still refused.
+    await expect(p.challenge(number(1), holderKey.publicJwk, 'a')).rejects.toMatchObject({ code: 'rate_limited' });
+    // The new file's space is attested now; the pending code still answers.
+    await expect(p.challenge('tel:+33199001234', holderKey.publicJwk, 'a')).resolves.toHaveProperty('id');
+    await expect(p.answer(pending.id, codeOf(pending.id))).resolves.toHaveProperty('attestation');
+    expect(p.attests).toEqual(['e164:44', 'e164:33']);
+  });
+});
