@@ -6,14 +6,14 @@
  * proof its store holds. The `kid` printed is the RFC 7638 thumbprint, which a
  * `_mimi-dp` TXT record names (`mimi-dp=<kid>`, PROTOCOL.md §9).
  */
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { emailHashKey } from '../dp/authoritative-dp.ts';
 import { rotateSigningKey } from '../dp/key-rotation.ts';
 import { MimiError } from '../errors.ts';
-import { generateSigningKey, signingKeyFromJwk, type SigningKey } from '../protocol/jws.ts';
-import { loadKeyIfPresent } from '../server/keys.ts';
+import { generateSigningKey, type SigningKey } from '../protocol/jws.ts';
+import { loadKeyIfPresent, readKeyFile } from '../server/keys.ts';
 import { openSqliteStore } from '../store/sqlite-store.ts';
 import { idSchema } from '../zone/schema.ts';
 import { flag, UsageError, wantsHelp } from './common.ts';
@@ -28,26 +28,6 @@ export const KEY_USAGE = `usage:
 
 The kid is the RFC 7638 thumbprint: an e-mail delegation's TXT record is _mimi-dp.<domain> "mimi-dp=<kid>".
 `;
-
-/** Largest key file read. */
-const MAX_KEY_FILE = 16 * 1024;
-
-async function readKeyFile(path: string): Promise<SigningKey> {
-  let text: string;
-  try {
-    const info = await stat(path);
-    if (info.size > MAX_KEY_FILE) throw new MimiError('invalid_config', `${path}: larger than ${MAX_KEY_FILE} bytes`);
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if (err instanceof MimiError) throw err;
-    throw new MimiError('invalid_config', `${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
-  }
-  try {
-    return await signingKeyFromJwk(JSON.parse(text) as Record<string, unknown>);
-  } catch (err) {
-    throw new MimiError('invalid_config', `${path}: not a private Ed25519 JWK`, { cause: err });
-  }
-}
 
 function printPublic(key: SigningKey): void {
   process.stdout.write(`${JSON.stringify(key.publicJwk)}\n`);
@@ -102,7 +82,9 @@ export async function keyCommand(args: readonly string[]): Promise<number> {
   if (positionals.length !== 2 || target === undefined) throw new UsageError('usage: mimi key create|public FILE, or mimi key rotate ID', KEY_USAGE);
   if (action === 'create') return create(target);
   if (action === 'public') {
-    printPublic(await readKeyFile(target));
+    const key = await readKeyFile(target);
+    if (key === undefined) throw new MimiError('invalid_config', `${target}: cannot be read (no such file)`);
+    printPublic(key);
     return 0;
   }
   if (action === 'rotate') return rotate(flag(idSchema, 'id', target), values.keys, values.data);

@@ -42,14 +42,26 @@ export type StatementPayload = z.infer<typeof statementPayloadSchema>;
 /** The roles that sign a statement. */
 export type SignerRole = 'holder' | 'msp' | 'dp';
 
-/** The role named in a signature's protected header (undefined when the header is not strict JSON or names none). */
-export function roleOf(signature: z.infer<typeof generalSignatureSchema>): string | undefined {
+/** A string field of a signature's protected header (undefined when the header is not strict JSON or lacks it). */
+function headerField(signature: z.infer<typeof generalSignatureSchema>, field: 'role' | 'kid'): string | undefined {
   try {
-    const header = parseStrictBase64urlJson(signature.protected, 'protected header') as { role?: unknown } | null;
-    return typeof header?.role === 'string' ? header.role : undefined;
+    const header = parseStrictBase64urlJson(signature.protected, 'protected header') as Record<string, unknown> | null;
+    const value = header?.[field];
+    return typeof value === 'string' ? value : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The role named in a signature's protected header (undefined when the header is not strict JSON or names none). */
+export function roleOf(signature: z.infer<typeof generalSignatureSchema>): string | undefined {
+  return headerField(signature, 'role');
+}
+
+/** The `kid` of the statement's signature by `role`, if it has one. */
+export function signerKid(statement: Statement, role: SignerRole): string | undefined {
+  const signature = statement.signatures.find((s) => roleOf(s) === role);
+  return signature === undefined ? undefined : headerField(signature, 'kid');
 }
 
 /**

@@ -114,17 +114,22 @@ export async function readSecret(path: string): Promise<string> {
   return tokenOf(text, path);
 }
 
-/** Loads `DIR/<id>.jwk` if it exists (checking it against a stated public key), else undefined. */
-export async function loadKeyIfPresent(dir: string, id: string, stated?: PublicJwk): Promise<SigningKey | undefined> {
-  const path = join(dir, `${id}.jwk`);
+/** Reads a private key file (mode 0600 or stricter, at most 16 KiB); undefined when it does not exist. */
+export async function readKeyFile(path: string): Promise<SigningKey | undefined> {
   const text = await readPrivateFile(path);
   if (text === undefined) return undefined;
-  let key: SigningKey;
   try {
-    key = await signingKeyFromJwk(JSON.parse(text) as Record<string, unknown>);
+    return await signingKeyFromJwk(JSON.parse(text) as Record<string, unknown>);
   } catch (err) {
     throw new MimiError('start_refused', `${path}: not a private Ed25519 JWK`, { cause: err });
   }
+}
+
+/** Loads `DIR/<id>.jwk` if it exists (checking it against a stated public key), else undefined. */
+export async function loadKeyIfPresent(dir: string, id: string, stated?: PublicJwk): Promise<SigningKey | undefined> {
+  const path = join(dir, `${id}.jwk`);
+  const key = await readKeyFile(path);
+  if (key === undefined) return undefined;
   if (stated !== undefined && stated.x !== key.publicJwk.x) {
     throw new MimiError('start_refused', `${path} does not match the public key stated in the zone file of ${id}`);
   }

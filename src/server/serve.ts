@@ -49,6 +49,7 @@ import type { Dispatcher } from 'undici';
 import { DEFAULT_LIMITS, sameLimits, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
 import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { DpClientLimits } from '../limits/dp-clients.ts';
+import { signerKid } from '../protocol/statement.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -376,19 +377,6 @@ function seedHolderId(csi: string): string {
   return `h-${createHash('sha256').update(csi).digest('hex').slice(0, 16)}`;
 }
 
-/** The `kid` of a proof's holder signature. */
-function holderKidOf(proof: { signatures: readonly { protected: string }[] }): string | undefined {
-  for (const s of proof.signatures) {
-    try {
-      const header = JSON.parse(Buffer.from(s.protected, 'base64url').toString('utf8')) as { role?: unknown; kid?: unknown };
-      if (header.role === 'holder' && typeof header.kid === 'string') return header.kid;
-    } catch {
-      // not ours to judge here
-    }
-  }
-  return undefined;
-}
-
 /**
  * Revokes the demo's seeded registrations whose mapping has left its DP's zone
  * file, so the served data matches the files after an edit (a restart or a
@@ -406,7 +394,7 @@ async function revokeUnseeded(zone: AuthoritativeZone, dp: AuthoritativeDp, stor
       const payload = JSON.parse(Buffer.from(proof.payload, 'base64url').toString('utf8')) as { csi: string; msp: string };
       if (wanted.has(`${payload.csi}\u0000${payload.msp}`)) continue;
       const seed = await loadKeyIfPresent(holdersDir, seedHolderId(payload.csi));
-      const holder = holderKidOf(proof);
+      const holder = signerKid(proof, 'holder');
       if (seed !== undefined && holder === seed.kid) stale.push({ csi: payload.csi, msp: payload.msp, holder });
     }
   }
