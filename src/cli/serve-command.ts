@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { checkConfig, loadConfig, type CheckedConfig } from '../config/load.ts';
 import type { Config } from '../config/normalise.ts';
 import { MimiError } from '../errors.ts';
-import { createOperationsApp } from '../server/operations.ts';
+import { listenOperations } from '../server/operations.ts';
 import { Metrics } from '../server/metrics.ts';
 import type { RunningHierarchy } from '../server/serve.ts';
 import { DEFAULT_LIMITS } from '../zone/limits-file.ts';
@@ -173,13 +173,6 @@ function dropPrivileges(user: string, logger: Logger): void {
   logger.info({ user, uid: process.getuid(), gid }, 'privileges dropped');
 }
 
-/** `host:port` of a listening app. */
-function addressOf(app: FastifyInstance): string {
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') return String(address);
-  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-}
-
 /**
  * Waits until every server can answer (PROTOCOL.md §11 readiness: a resolver
  * holds its root zone) before the ready line goes out, asking the root again
@@ -235,7 +228,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
   const operations =
     config.operations === undefined
       ? undefined
-      : createOperationsApp(
+      : await listenOperations(
           {
             metrics,
             ready: () => !stopping && running.ready(),
@@ -243,8 +236,8 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
             flush: (zone) => running.resolver?.flush(zone),
           },
           logger.child({ server: 'operations' }),
+          config.operations,
         );
-  await operations?.listen({ host: config.operations?.host ?? '127.0.0.1', port: config.operations?.port ?? 0 });
   if (config.user !== undefined) dropPrivileges(config.user, logger);
   await untilReady(running, logger);
   const ready = {
@@ -253,7 +246,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     servers: running.servers,
     ...(running.resolverDns !== undefined ? { resolverDns: running.resolverDns } : {}),
     ...(Object.keys(running.dns).length > 0 ? { dns: running.dns } : {}),
-    ...(operations !== undefined ? { operations: `http://${addressOf(operations)}` } : {}),
+    ...(operations !== undefined ? { operations: operations.url } : {}),
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   const signal = await untilStopped(logger, () => {

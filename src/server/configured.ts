@@ -11,7 +11,8 @@ import { readBoundedText } from '../config/load.ts';
 import { MimiError } from '../errors.ts';
 import { DEFAULT_LIMITS } from '../zone/limits-file.ts';
 import { loadOrCreateSecret } from './keys.ts';
-import type { HierarchyOptions, HierarchyTls } from './serve.ts';
+import { DEFAULT_OUTBOX, type HierarchyOptions, type HierarchyTls } from './serve.ts';
+import { demoSeeding } from './demo-seed.ts';
 
 /** Largest PEM file read. */
 const MAX_PEM_BYTES = 1024 * 1024;
@@ -67,7 +68,8 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
     resolverTrustAnchorFile: r?.trustAnchorFile,
     requireSecure: r?.requireSecure,
     otpOutbox: config.outbox,
-    registerZoneMappings: mode.demo,
+    // The demo's seeding exists only here, with --demo: a production start never registers anything itself.
+    ...(mode.demo && config.keysDir !== undefined ? { seeding: demoSeeding({ keysDir: config.keysDir, outbox: config.outbox ?? DEFAULT_OUTBOX, logger: mode.logger }) } : {}),
     playMsps: mode.demo,
     dataDir: config.dataDir,
     adminToken: config.adminTokenFile !== undefined ? await loadOrCreateSecret(config.adminTokenFile) : undefined,

@@ -4,16 +4,14 @@
  * 404 and 405 as problems, and `/healthz`.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { Server as NetServer, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
 import { hasDuplicateMembers } from '../protocol/strict-json.ts';
-import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../zone/limits-file.ts';
+import type { BoundHttp } from './bind.ts';
 
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
@@ -81,13 +79,6 @@ function classify(err: FastifyError): MimiError {
   return new MimiError('internal', 'internal error', { cause: err });
 }
 
-/** Time a client has to send a whole request (slow clients cannot hold a connection). */
-const REQUEST_TIMEOUT_MS = 30_000;
-/** Idle time before a connection is closed. */
-const CONNECTION_TIMEOUT_MS = 30_000;
-/** How long an idle keep-alive connection is kept (fastify's default). */
-const KEEP_ALIVE_TIMEOUT_MS = 72_000;
-
 /** A function that answers some requests itself before fastify routes the rest. */
 export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
@@ -104,93 +95,15 @@ export interface TlsServerOptions {
 
 /** How to build a server's HTTP front-end. */
 export interface HttpAppOptions {
-  /** Requests answered before fastify routes (the resolver's hot path). */
-  readonly fastPath?: FastPath | undefined;
-  /** Serve HTTPS with these keys; plain HTTP when absent. */
-  readonly tls?: TlsServerOptions | undefined;
-  /** Connection limits (PROTOCOL.md §16); the contract's defaults when absent. */
-  readonly connections?: ConnectionLimits | undefined;
   /** Hears of every request refused `rate_limited` (metrics). */
   readonly onRateLimited?: (() => void) | undefined;
 }
 
-/**
- * PROTOCOL.md §16: a listener holds at most `perSource` open connections per
- * source address and `max` in all; an extra one is closed at once, on the
- * net-level `connection` event (before any TLS handshake). A plain HTTP
- * connection whose first request has not arrived within `tlsHandshakeMs` is
- * closed too (a TLS server bounds its handshake with `handshakeTimeout`).
- */
-function limitConnections(server: NetServer, limits: ConnectionLimits, plain: boolean): void {
-  server.maxConnections = limits.max;
-  const open = new Map<string, number>();
-  const firstRequest = new WeakMap<object, NodeJS.Timeout>();
-  server.on('connection', (socket: Socket) => {
-    const source = socket.remoteAddress;
-    const count = source === undefined ? limits.perSource : (open.get(source) ?? 0);
-    if (source === undefined || count >= limits.perSource) {
-      socket.destroy();
-      return;
-    }
-    open.set(source, count + 1);
-    let timer: NodeJS.Timeout | undefined;
-    if (plain) {
-      timer = setTimeout(() => socket.destroy(), limits.tlsHandshakeMs);
-      timer.unref();
-      firstRequest.set(socket, timer);
-    }
-    socket.once('close', () => {
-      clearTimeout(timer);
-      const left = (open.get(source) ?? 1) - 1;
-      if (left > 0) open.set(source, left);
-      else open.delete(source);
-    });
-  });
-  if (!plain) {
-    // Over TLS the first request must follow the handshake within the same bound (an idle TLS connection is a held slot too).
-    server.on('secureConnection', (socket: Socket) => {
-      const timer = setTimeout(() => socket.destroy(), limits.tlsHandshakeMs);
-      timer.unref();
-      firstRequest.set(socket, timer);
-      socket.once('close', () => clearTimeout(timer));
-    });
-  }
-  server.on('request', (request: IncomingMessage) => {
-    const timer = firstRequest.get(request.socket);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    firstRequest.delete(request.socket);
-  });
-}
-
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
-export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): FastifyInstance {
-  const { fastPath, tls } = options;
-  const limits = options.connections ?? DEFAULT_CONNECTION_LIMITS;
+export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>, options: HttpAppOptions = {}): FastifyInstance {
   const app = Fastify({
-    serverFactory: (route: (req: IncomingMessage, res: ServerResponse) => void) => {
-      const handler = fastPath === undefined ? route : (req: IncomingMessage, res: ServerResponse) => (fastPath(req, res) ? undefined : route(req, res));
-      const server =
-        tls === undefined
-          ? createServer(handler)
-          : createHttpsServer(
-              {
-                cert: tls.cert,
-                key: tls.key,
-                minVersion: 'TLSv1.2',
-                // PROTOCOL.md §16: a connection that never completes its handshake is closed within the bound (Node's default is 120 s).
-                handshakeTimeout: limits.tlsHandshakeMs,
-                ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: tls.requireClientCert === true } : {}),
-              },
-              handler,
-            );
-      // fastify applies its timeouts only to servers it creates itself: the same limits here.
-      server.requestTimeout = REQUEST_TIMEOUT_MS;
-      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-      server.setTimeout(CONNECTION_TIMEOUT_MS);
-      limitConnections(server, limits, tls === undefined);
-      return server;
-    },
+    // The listener is bound before the server is built (bind.ts): its TLS, timeouts and connection limits are set there.
+    serverFactory: bound.serverFactory,
     loggerInstance: logger as FastifyBaseLogger,
     // No per-request access log: a resolver's queries are personal data and its hot path (DNS servers log no queries by default either).
     logController: new LogController({ disableRequestLogging: true }),
@@ -199,10 +112,6 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
     childLoggerFactory: (serverLogger) => serverLogger,
     bodyLimit: MAX_REQUEST_BODY,
     return503OnClosing: true,
-    forceCloseConnections: 'idle',
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    connectionTimeout: CONNECTION_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   });
   // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). One parser for every
   // type: fastify's secure one (protected against prototype poisoning), then the I-JSON check

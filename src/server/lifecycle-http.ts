@@ -8,33 +8,32 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AuthoritativeDp } from '../dp/authoritative-dp.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
-import { pageQuerySchema, type DelegationRegistrar, type TxtLookup } from '../dp/delegations.ts';
-import type { Notice } from '../dp/registrar.ts';
+import { pageQuerySchema, type TxtLookup } from '../dp/delegations.ts';
 import { checkStatement } from '../dp/registration.ts';
 import { checkContest, checkRevoke } from '../dp/holder-requests.ts';
 import { isMimiError, MimiError } from '../errors.ts';
 import { addSignature, statementSchema } from '../protocol/statement.ts';
+import type { SigningKey } from '../protocol/jws.ts';
 import { delegationPayloadSchema, readSignedRequest } from '../protocol/signed-request.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
-import type { DpHolder } from './dp-http.ts';
+import type { AuthoritativeServing, DpFront, Registries, RootServing } from './dp-http.ts';
 import { parseBody, refuseOtherMethods } from './http-common.ts';
 
-/** What the lifecycle routes need beyond the DP itself. */
+/** What the lifecycle routes need beyond the DP's serving state. */
 export interface LifecycleOptions {
-  /** Delivers notices (an MSP's `notify` URL or the outbox file) before the response is sent. */
-  readonly notify: (notices: readonly Notice[]) => Promise<void>;
-  /** The admin API's bearer token (`--admin-token-file`); no admin API when absent. */
+  /** The admin API's bearer token (`adminTokenFile`); no admin API when absent. */
   readonly adminToken?: string | undefined;
-  /** The root's delegation registry (root only). */
-  readonly delegations?: DelegationRegistrar | undefined;
-  /** Where the root reads `_mimi-dp` TXT records (`--dns-check-server`). */
+  readonly now: () => number;
+}
+
+/** What the root's delegation routes need beyond its serving state. */
+export interface DelegationOptions extends LifecycleOptions {
+  /** Where the root reads `_mimi-dp` TXT records (`dnsCheckServer`). */
   readonly txt?: TxtLookup | undefined;
   /** Identifies clients (API keys, certificates, prefix aggregation) for the delegation bucket (PROTOCOL.md §16); the defaults when absent. */
   readonly limits?: Limits | undefined;
-  readonly now: () => number;
 }
 
 const decisionSchema = z.strictObject({ decision: z.enum(['approve', 'reject']) });
@@ -53,26 +52,29 @@ function requireAdmin(request: FastifyRequest, token: string | undefined): void 
   }
 }
 
-function authoritative(holder: DpHolder): AuthoritativeDp {
-  const dp = holder.current;
-  if (!(dp instanceof AuthoritativeDp) || holder.signer === undefined || holder.registries === undefined) {
-    throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with --keys does)', { status: 404 });
+/** The signing key and registries a registration needs, or the 404 of a DP that takes none. */
+function registering(serving: AuthoritativeServing): { signer: SigningKey; registries: () => Promise<Registries> } {
+  const { signer, registries } = serving;
+  if (signer === undefined || registries === undefined) {
+    throw new MimiError('invalid_request', 'this server takes no registrations (an authoritative DP started with keys does)', { status: 404 });
   }
-  return dp;
+  return { signer, registries };
 }
 
-/** Adds the lifecycle routes to a DP's app. */
-export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, options: LifecycleOptions): void {
-  const { notify, now } = options;
-  const json = (value: unknown): string => JSON.stringify(value);
+const json = (value: unknown): string => JSON.stringify(value);
 
+/** Adds an authoritative DP's lifecycle routes: registration, revocation, deactivation, contests, the admin API on conflicts. */
+export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<AuthoritativeServing>, options: LifecycleOptions): void {
+  const { now } = options;
   // mimi_registrations_total{dp,result}: created, pending, unchanged, or the refusal's code.
-  const counted = (result: string): void => holder.metrics?.registrations.labels(holder.current?.id ?? 'unknown', result).inc();
+  const counted = (result: string): void => front.metrics?.registrations.labels(front.current().dp.id, result).inc();
   const register = async (body: unknown): Promise<{ status: 200 | 201 | 202; body: unknown }> => {
-    const dp = authoritative(holder);
-    const { msps, csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
+    const serving = front.current();
+    const { dp, notify } = serving;
+    const { signer, registries } = registering(serving);
+    const { msps, csips } = await registries();
     const checked = await checkStatement(body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
-    const proof = await addSignature(statementSchema.parse(body), holder.signer as NonNullable<DpHolder['signer']>, 'dp');
+    const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
     const { csi, msp, preference, created } = checked.payload;
     const { outcome, notices } = await dp.registrar.register({
       csi,
@@ -104,7 +106,9 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   refuseOtherMethods(app, '/v1/mappings', ['POST']);
 
   app.post('/v1/mappings/revoke', async (request, reply) => {
-    const dp = authoritative(holder);
+    const serving = front.current();
+    const { dp, notify } = serving;
+    registering(serving);
     const { holder: by, csi, msp, iat } = await checkRevoke(request.body, dp, now());
     const result = await dp.registrar.revoke(by, csi, msp, iat);
     await notify(result.notices);
@@ -113,9 +117,11 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   refuseOtherMethods(app, '/v1/mappings/revoke', ['POST']);
 
   app.post('/v1/deactivations', async (request, reply) => {
-    const dp = authoritative(holder);
+    const serving = front.current();
+    const { dp, notify } = serving;
+    const { registries } = registering(serving);
     const { jwt } = parseBody(deactivationBodySchema, request.body);
-    const { csips } = await (holder.registries as NonNullable<DpHolder['registries']>)();
+    const { csips } = await registries();
     const { csi, at } = await checkDeactivation(jwt, { csips, serves: (c) => dp.serves(c), now: now() });
     const result = await dp.registrar.deactivate(csi, at);
     await notify(result.notices);
@@ -124,7 +130,9 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
   refuseOtherMethods(app, '/v1/deactivations', ['POST']);
 
   app.post('/v1/conflicts/:id/contest', async (request, reply) => {
-    const dp = authoritative(holder);
+    const serving = front.current();
+    const { dp } = serving;
+    registering(serving);
     const { id } = parseBody(idParamSchema, request.params);
     await checkContest(id, request.body, dp, now());
     await dp.registrar.contest(id);
@@ -136,7 +144,7 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     requireAdmin(request, options.adminToken);
     // PROTOCOL.md §16: paged, ?limit=N&after=ID, with a `next` cursor.
     const page = parseBody(pageQuerySchema, request.query);
-    return reply.type('application/json').send(json(authoritative(holder).registrar.conflicts(page.limit, page.after)));
+    return reply.type('application/json').send(json(front.current().dp.registrar.conflicts(page.limit, page.after)));
   });
   refuseOtherMethods(app, '/v1/admin/conflicts', ['GET']);
 
@@ -144,15 +152,16 @@ export function addLifecycleRoutes(app: FastifyInstance, holder: DpHolder, optio
     requireAdmin(request, options.adminToken);
     const { id } = parseBody(idParamSchema, request.params);
     const { decision } = parseBody(decisionSchema, request.body);
-    await notify(await authoritative(holder).registrar.decide(id, decision));
+    const { dp, notify } = front.current();
+    await notify(await dp.registrar.decide(id, decision));
     return reply.type('application/json').send(json({ status: decision === 'approve' ? 'approved' : 'rejected', conflict: id }));
   });
   refuseOtherMethods(app, '/v1/admin/conflicts/:id', ['POST']);
+}
 
-  const registry = (): DelegationRegistrar => {
-    if (options.delegations === undefined) throw new MimiError('invalid_request', 'only the root takes delegation requests', { status: 404 });
-    return options.delegations;
-  };
+/** Adds the root's delegation routes (PROTOCOL.md §9): requests, and the operator's review of pending ones. */
+export function addDelegationRoutes(app: FastifyInstance, front: DpFront<RootServing>, options: DelegationOptions): void {
+  const registry = (): RootServing['delegations'] => front.current().delegations;
 
   app.post('/v1/delegations', async (request, reply) => {
     const delegations = registry();

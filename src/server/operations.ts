@@ -13,6 +13,7 @@ import { parseZoneKey, type ZoneKey } from '../csi/zone-key.ts';
 import { isMimiError, MimiError } from '../errors.ts';
 import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
 import type { Metrics } from './metrics.ts';
+import { bindHttp, type BoundHttp } from './bind.ts';
 
 /** What the operations listener controls. */
 export interface Operations {
@@ -27,9 +28,30 @@ export interface Operations {
 
 const flushQuerySchema = z.strictObject({ zone: z.string().max(300).optional() });
 
-/** Creates the operations app (not listening yet). */
-export function createOperationsApp(ops: Operations, logger: Logger): FastifyInstance {
-  const app = createHttpApp(logger);
+/** A listening operations listener. */
+export interface OperationsListener {
+  /** `http://host:port`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Binds the operations listener and serves {@link createOperationsApp} on it. */
+export async function listenOperations(ops: Operations, logger: Logger, at: { readonly host: string; readonly port: number }): Promise<OperationsListener> {
+  const bound = await bindHttp({ host: at.host, port: at.port });
+  const app = createOperationsApp(ops, logger, bound);
+  await bound.attach(app);
+  return {
+    url: bound.url,
+    close: async () => {
+      await bound.close(1000);
+      await app.close();
+    },
+  };
+}
+
+/** Creates the operations app on a bound listener. */
+export function createOperationsApp(ops: Operations, logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>): FastifyInstance {
+  const app = createHttpApp(logger, bound);
   app.get('/metrics', async (_request, reply) => reply.type(ops.metrics.contentType).send(await ops.metrics.text()));
   refuseOtherMethods(app, '/metrics', ['GET']);
   app.get('/readyz', async (_request, reply) => (ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}')));

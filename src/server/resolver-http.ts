@@ -10,7 +10,7 @@ import { parseStrictJson } from '../protocol/strict-json.ts';
 import type { Resolver } from '../resolver/resolver.ts';
 import { DISCLOSED_COSTS } from '../limits/rate-limit.ts';
 import { identifyClient } from './client-identity.ts';
-import { createHttpApp, parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath, type TlsServerOptions } from './http-common.ts';
+import { parseBody, readRequestBody, refuseOtherMethods, writeProblem, type FastPath } from './http-common.ts';
 
 /** What `/.well-known/mimi-discovery` discloses for the resolver. */
 export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
@@ -45,7 +45,7 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
  * limits and problem documents as the fastify route (which still serves any
  * other spelling of the URL).
  */
-function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimited: (() => void) | undefined): FastPath {
+export function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimited: (() => void) | undefined): FastPath {
   return (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/resolve') return false;
     readRequestBody(request)
@@ -65,9 +65,8 @@ function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimited: (() 
   };
 }
 
-/** Creates the fastify app of a resolver. */
-export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsServerOptions, onRateLimited?: () => void): FastifyInstance {
-  const app = createHttpApp(logger, { fastPath: resolveFastPath(resolver, logger, onRateLimited), tls, connections: resolver.limits?.connections, onRateLimited });
+/** Adds the resolver's routes (the hot path, {@link resolveFastPath}, goes on its listener beside them). */
+export function addResolverRoutes(app: FastifyInstance, resolver: Resolver): void {
   app.post('/v1/resolve', async (request, reply) => {
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body, identifyClient(request.raw, resolver.limits));
@@ -83,5 +82,4 @@ export function createResolverApp(resolver: Resolver, logger: Logger, tls?: TlsS
   refuseOtherMethods(app, '/v1/zone', ['GET']);
   app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(resolver))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
-  return app;
 }

@@ -19,11 +19,26 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAG, RCODE } from '../../src/protocol/dns-wire.ts';
 import { DnsResponder, listenDns, type DnsBackend, type DnsListener } from '../../src/server/dns-server.ts';
 import { createHttpApp } from '../../src/server/http-common.ts';
+import { bindHttp, type BindOptions } from '../../src/server/bind.ts';
 import { openDevPki, type DevPki } from '../../src/server/pki.ts';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../../src/zone/limits-file.ts';
 import { bootHierarchy, type TestHierarchy } from './harness.ts';
 
 const silent = pino({ level: 'silent' });
+
+/** A bare app (only `/healthz`) on a listener bound on 127.0.0.1 with these settings. */
+async function listenApp(options: Omit<BindOptions, 'host' | 'port'>): Promise<{ port: number; close(): Promise<void> }> {
+  const bound = await bindHttp({ host: '127.0.0.1', port: 0, ...options });
+  const app = createHttpApp(silent, bound);
+  await bound.attach(app);
+  return {
+    port: Number(new URL(bound.url).port),
+    close: async () => {
+      await bound.close(0);
+      await app.close();
+    },
+  };
+}
 
 /** Counters that sockets bump, and a bounded wait for a condition on them (woken by each bump, never longer than `ms`). */
 function tracker(): { bump: () => void; until: (cond: () => boolean, ms: number) => Promise<boolean> } {
@@ -144,9 +159,8 @@ describe('HTTP listeners', () => {
   });
 
   it('closes a TLS connection that never handshakes within tlsHandshakeMs, and a client that does handshake is served', async () => {
-    const app = createHttpApp(silent, { tls: await pki.identity('conn-test', ['127.0.0.1']), connections: { ...DEFAULT_CONNECTION_LIMITS, tlsHandshakeMs: 300 } });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as { port: number };
+    const app = await listenApp({ tls: await pki.identity('conn-test', ['127.0.0.1']), connections: { ...DEFAULT_CONNECTION_LIMITS, tlsHandshakeMs: 300 } });
+    const { port } = app;
     const sockets: Socket[] = [];
     const agent = new Agent({ connect: { ca: pki.ca } });
     try {
@@ -165,9 +179,8 @@ describe('HTTP listeners', () => {
 
   it('closes a TLS listener’s extra connections from one address at once, before any handshake', async () => {
     // The handshake bound stays 10 s: only the per-source limit can close a connection within the test's wait.
-    const app = createHttpApp(silent, { tls: await pki.identity('conn-test', ['127.0.0.1']), connections: { ...DEFAULT_CONNECTION_LIMITS, perSource: 2 } });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as { port: number };
+    const app = await listenApp({ tls: await pki.identity('conn-test', ['127.0.0.1']), connections: { ...DEFAULT_CONNECTION_LIMITS, perSource: 2 } });
+    const { port } = app;
     const sockets: Socket[] = [];
     try {
       for (let i = 0; i < 2; i++) sockets.push(await open(port));
@@ -182,9 +195,8 @@ describe('HTTP listeners', () => {
   });
 
   it('closes a plain HTTP connection that sends no request within the same bound, and answers one that does', async () => {
-    const app = createHttpApp(silent, { connections: { ...DEFAULT_CONNECTION_LIMITS, tlsHandshakeMs: 300 } });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const { port } = app.server.address() as { port: number };
+    const app = await listenApp({ connections: { ...DEFAULT_CONNECTION_LIMITS, tlsHandshakeMs: 300 } });
+    const { port } = app;
     const sockets: Socket[] = [];
     try {
       const quiet = await open(port);

@@ -9,7 +9,9 @@ import { parse as parseYaml } from 'yaml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { startHierarchy, type HierarchyTls, type RunningHierarchy } from '../../src/server/serve.ts';
+import { DEFAULT_OUTBOX, startHierarchy, type DpServerOf, type HierarchyTls, type RunningHierarchy } from '../../src/server/serve.ts';
+import type { SigningKey } from '../../src/protocol/jws.ts';
+import { demoSeeding } from '../../src/server/demo-seed.ts';
 import type { ResolverOptions } from '../../src/resolver/resolver.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
 import { parseZoneText, type RootZone } from '../../src/zone/normalise.ts';
@@ -100,7 +102,9 @@ export async function bootHierarchy(
     keysDir: options.keysDir,
     trustAnchorFile: options.trustAnchorFile,
     otpOutbox: options.otpOutbox,
-    registerZoneMappings: options.registerZoneMappings,
+    ...(options.registerZoneMappings && options.keysDir !== undefined
+      ? { seeding: demoSeeding({ keysDir: options.keysDir, outbox: options.otpOutbox ?? DEFAULT_OUTBOX, logger: options.logger ?? pino({ level: 'silent' }) }) }
+      : {}),
     resolverDns: options.dns?.resolverDns,
     dataDir: options.dataDir,
     adminToken: options.adminToken,
@@ -116,8 +120,14 @@ export async function bootHierarchy(
     ...running,
     clock,
     resolve: (body) => postJson(`${running.resolverUrl}/v1/resolve`, body),
-    lookups: (id) => running.holders.get(id)?.stats.lookups ?? 0,
+    lookups: (id) => running.dps.get(id)?.stats.lookups ?? 0,
   };
+}
+
+/** Makes a running DP sign with another key, or none (a compromised or misconfigured DP). */
+export function signWith(dp: DpServerOf, signer: SigningKey | undefined): void {
+  if (dp.role === 'root') dp.replace({ ...dp.current(), signer });
+  else dp.replace({ ...dp.current(), signer });
 }
 
 /** The fixture hierarchy (or `zones`) with its root zone edited. */

@@ -131,16 +131,14 @@ describe('DP lookups', () => {
 
 describe('server limits', () => {
   it('the resolver keeps the slow-client timeouts on the server its fast path runs on', async () => {
-    const { createResolverApp } = await import('../../src/server/resolver-http.ts');
-    const pino = (await import('pino')).default;
-    const app = createResolverApp(h.resolver as NonNullable<typeof h.resolver>, pino({ level: 'silent' }));
-    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { bindHttp } = await import('../../src/server/bind.ts');
+    const bound = await bindHttp({ host: '127.0.0.1', port: 0 });
     try {
-      expect(app.server.requestTimeout).toBe(30_000);
-      expect(app.server.keepAliveTimeout).toBe(72_000);
-      expect(app.server.timeout).toBe(30_000);
+      expect(bound.server.requestTimeout).toBe(30_000);
+      expect(bound.server.keepAliveTimeout).toBe(72_000);
+      expect(bound.server.timeout).toBe(30_000);
     } finally {
-      await app.close();
+      await bound.close(0);
     }
   });
 });

@@ -15,9 +15,8 @@ import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { registerStatement, signStatement } from '../../src/stub/msp.ts';
 import { findServingDp } from '../../src/stub/register.ts';
 import { parseCsi } from '../../src/csi/parse.ts';
-import { AuthoritativeDp } from '../../src/dp/authoritative-dp.ts';
 import type { RootZone } from '../../src/zone/normalise.ts';
-import { bootHierarchy, postJson, zonesWithProvers, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, postJson, signWith, zonesWithProvers, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy;
 let keys: string;
@@ -93,8 +92,9 @@ describe('registration end to end', () => {
     const holder = await generateSigningKey();
     const attestation = await attest('tel:+447700900323', holder);
     const proof = await signStatement({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), dp: 'dp-uk', attestation }, holder, await key('chat-d'));
-    const dp = h.holders.get('dp-uk')?.current;
-    if (!(dp instanceof AuthoritativeDp)) throw new Error('no dp-uk');
+    const uk = h.dps.get('dp-uk');
+    if (uk?.role !== 'authoritative') throw new Error('no dp-uk');
+    const { dp } = uk.current();
     // Published without the DP's countersignature, as a compromised store might serve it.
     await dp.registrar.register({
       csi: 'tel:+447700900323',
@@ -185,14 +185,14 @@ describe('finding the DP to register with', () => {
   it('follows verified referrals only: a forged referral stops the flow as bogus', async () => {
     const root = (h.zones.find((z) => z.zone.role === 'root')?.zone) as RootZone;
     expect((await findServingDp(root, parseCsi('+12025550177'))).id).toBe('dp-dc');
-    const nanp = h.holders.get('dp-nanp');
+    const nanp = h.dps.get('dp-nanp');
     if (nanp === undefined) throw new Error('no dp-nanp');
-    const real = nanp.signer;
-    nanp.signer = await generateSigningKey();
+    const real = nanp.current().signer;
+    signWith(nanp, await generateSigningKey());
     try {
       await expect(findServingDp(root, parseCsi('+12025550177'))).rejects.toMatchObject({ code: 'bogus' });
     } finally {
-      nanp.signer = real;
+      signWith(nanp, real);
     }
   });
 });

@@ -41,7 +41,7 @@ describe('walking the tree', () => {
   it('never sends a CSI to the root: the resolver works from its copy of the root zone', async () => {
     for (const csi of ['+447700900123', '+12025550123', 'bob@example.com', '+33199000000', 'x@example.net']) await h.resolve({ csi });
     expect(h.lookups('root')).toBe(0);
-    expect(h.holders.get('root')?.stats.zoneFetches).toBe(1);
+    expect(h.dps.get('root')?.stats.zoneFetches).toBe(1);
   });
 
   it('answers from the cache the second time, with the path that produced it and a shrinking TTL', async () => {
@@ -170,10 +170,10 @@ describe('federation modes', () => {
     expect(miss.json.code).toBe('not_cached');
     expect(h.lookups('dp-uk')).toBe(before);
     // Not even an expired root zone copy is refreshed in local mode.
-    const fetches = h.holders.get('root')?.stats.zoneFetches;
+    const fetches = h.dps.get('root')?.stats.zoneFetches;
     h.clock.advance(86_400);
     await h.resolve({ csi: '+447700900123', federation: { mode: 'local' } });
-    expect(h.holders.get('root')?.stats.zoneFetches).toBe(fetches);
+    expect(h.dps.get('root')?.stats.zoneFetches).toBe(fetches);
   });
 
   it('client-selected: only the chosen DPs; not_authoritative means no share', async () => {
@@ -204,19 +204,20 @@ describe('federation modes', () => {
 describe('the root zone copy', () => {
   it('refreshes by conditional GET after its TTL and picks up a changed zone', async () => {
     await h.resolve({ csi: '+447700900123' });
-    const stats = h.holders.get('root')?.stats;
+    const stats = h.dps.get('root')?.stats;
     h.clock.advance(86_400);
     await h.resolve({ csi: '+447700900123' });
     expect(stats).toMatchObject({ zoneFetches: 2, zoneNotModified: 1 });
 
-    const holder = h.holders.get('root');
-    const old = holder?.current as RootDp;
+    const root = h.dps.get('root');
+    if (root?.role !== 'root') throw new Error('no root');
+    const old = root.current().dp;
     const changed: RootZone = {
       ...old.zone,
       serial: old.zone.serial + 1,
       delegations: [...old.zone.delegations, { zone: 'e164:33', providers: ['dp-uk'] }],
     };
-    if (holder) holder.current = new RootDp(changed);
+    root.replace({ ...root.current(), dp: new RootDp(changed) });
     expect((await h.resolve({ csi: '+33199000000', format: 'compact' })).json).toMatchObject({ registry: 2026112301 });
     h.clock.advance(86_400);
     const after = await h.resolve({ csi: 'someone@example.net', format: 'compact' });

@@ -12,7 +12,7 @@ import { verboseAnswerSchema } from '../../src/protocol/messages.ts';
 import { StubResolver } from '../../src/stub/stub-resolver.ts';
 import { verifyAnswer, verifyRootZone } from '../../src/stub/validate.ts';
 import { loadZoneDir } from '../../src/zone/load.ts';
-import { bootHierarchy, scriptedDp, type TestHierarchy } from './harness.ts';
+import { bootHierarchy, scriptedDp, signWith, type TestHierarchy } from './harness.ts';
 
 let h: TestHierarchy | undefined;
 afterEach(async () => {
@@ -61,9 +61,9 @@ describe('a validating resolver', () => {
 
   it('drops a reply signed with a key the chain does not vouch for: bogus, and nothing cached', async () => {
     const { h } = await signedHierarchy();
-    const dc = h.holders.get('dp-dc');
+    const dc = h.dps.get('dp-dc');
     if (dc === undefined) throw new Error('no dp-dc');
-    dc.signer = await generateSigningKey();
+    signWith(dc, await generateSigningKey());
     const res = await h.resolve({ csi: '+12025550123' });
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('bogus');
@@ -73,9 +73,9 @@ describe('a validating resolver', () => {
 
   it('drops a referral re-signed by the wrong DP key', async () => {
     const { h } = await signedHierarchy();
-    const nanp = h.holders.get('dp-nanp');
+    const nanp = h.dps.get('dp-nanp');
     if (nanp === undefined) throw new Error('no dp-nanp');
-    nanp.signer = await generateSigningKey();
+    signWith(nanp, await generateSigningKey());
     const res = await h.resolve({ csi: '+12025550123' });
     expect(res.json.code).toBe('bogus');
     expect(h.lookups('dp-dc')).toBe(0); // the referral was not followed
@@ -83,9 +83,9 @@ describe('a validating resolver', () => {
 
   it('drops an unsigned reply from a DP whose key is on the chain (no downgrade)', async () => {
     const { h } = await signedHierarchy();
-    const uk = h.holders.get('dp-uk');
+    const uk = h.dps.get('dp-uk');
     if (uk === undefined) throw new Error('no dp-uk');
-    uk.signer = undefined;
+    signWith(uk, undefined);
     const res = await h.resolve({ csi: '+447700900123' });
     expect(res.json.code).toBe('bogus');
   });
@@ -100,9 +100,9 @@ describe('a validating resolver', () => {
 
   it('keeps answering from the other provider when one share is bogus', async () => {
     const { h } = await signedHierarchy();
-    const b = h.holders.get('dp-mail-b');
+    const b = h.dps.get('dp-mail-b');
     if (b === undefined) throw new Error('no dp-mail-b');
-    b.signer = await generateSigningKey();
+    signWith(b, await generateSigningKey());
     const res = await h.resolve({ csi: 'bob@example.com' });
     expect(res.json).toMatchObject({ status: 'found', incomplete: ['dp-mail-b'], mappings: [{ msp: 'chat-a' }] });
   });
