@@ -7,7 +7,7 @@ export { signStatement, registerStatement } from './stub/msp.ts';
 export { registerThroughFlow, findServingDp, type RegistrationRequest, type CodeSource } from './stub/register.ts';
 export { verifyAnswer, verifyRootZone } from './stub/validate.ts';
 export { revokeMappings, adminRequest, requestDelegation, type RevokeResult } from './stub/lifecycle.ts';
-export { tlsAgent } from './stub/http.ts';
+export { tlsAgent } from './net/http-client.ts';
 export type { RegistrationReply } from './stub/msp.ts';
 export type { TlsClientOptions } from './net/tls-client.ts';
 export { generateSigningKey, signingKeyFromJwk, thumbprint, type PublicJwk, type SigningKey } from './protocol/jws.ts';

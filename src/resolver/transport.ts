@@ -1,20 +1,18 @@
 /**
- * How the resolver talks to DPs: `POST /v1/lookup` and `GET /v1/zone` over
- * undici, one keep-alive pool per DP origin. Every response is size-limited and
- * validated before the resolver sees it.
+ * How the resolver talks to DPs: `POST /v1/lookup` and `GET /v1/zone` through
+ * the project's HTTP client (src/net/http-client.ts), one keep-alive pool per DP
+ * origin. Every response is size-limited and validated before the resolver sees it.
  */
-import { Agent, request, type Dispatcher } from 'undici';
-import { describeFault, MimiError } from '../errors.ts';
-import { readBounded } from '../protocol/read-bounded.ts';
+import type { Dispatcher } from 'undici';
+import { MimiError } from '../errors.ts';
 import type { z } from 'zod';
 import { flattenedJwsSchema, JOSE_CONTENT_TYPE, unverifiedPayload } from '../protocol/jws.ts';
-import { tlsConnectOptions, type TlsClientOptions } from '../net/tls-client.ts';
-import {
-  lookupResponseSchema,
-  MAX_RESPONSE_BODY,
-  problemSchema,
-  type LookupResponse,
-} from '../protocol/messages.ts';
+import type { TlsClientOptions } from '../net/tls-client.ts';
+import { createAgent, parseJsonBody, sendRequest } from '../net/http-client.ts';
+import { lookupResponseSchema, problemSchema, type LookupResponse } from '../protocol/messages.ts';
+
+/** The most bytes of a root zone fetched (a whole registry, far above any lookup response). */
+const MAX_ROOT_ZONE_BODY = 64 * 1024 * 1024;
 
 /** A DP's reply as the resolver classifies it: the three kinds, or "this DP holds no share". */
 export type LookupResult = LookupResponse | { readonly kind: 'not_authoritative'; readonly dp: string };
@@ -71,75 +69,54 @@ export interface HttpTransportOptions {
   readonly tls?: TlsClientOptions | undefined;
 }
 
-function parseJson(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new MimiError('upstream_unavailable', `${what} is not JSON`, { cause: err });
-  }
-}
-
-/** The undici transport: keep-alive pools per DP origin. */
+/** The HTTP transport: keep-alive pools per DP origin. */
 export class HttpTransport implements Transport {
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #headers: Readonly<Record<string, string>>;
+  /** The headers of every lookup, made once (the hot path copies them only to add the caller's). */
+  readonly #lookupHeaders: Readonly<Record<string, string>>;
 
   constructor(options: HttpTransportOptions = {}) {
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher =
-      options.dispatcher ??
-      new Agent({ connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connect: tlsConnectOptions(options.tls) });
+      options.dispatcher ?? createAgent({ tls: options.tls, connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
     this.#headers = options.headers ?? {};
+    this.#lookupHeaders = { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers };
   }
 
-  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal, headers: Readonly<Record<string, string>> = {}): Promise<LookupReply> {
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${endpoint}/v1/lookup`, {
-        method: 'POST',
-        dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers, ...headers },
-        body: JSON.stringify(question),
-        signal,
-      });
-    } catch (err) {
-      throw new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
-    }
-    const bytes = await readBounded(res.body, MAX_RESPONSE_BODY).catch((err: unknown) => {
-      throw err instanceof MimiError ? err : new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
-    });
-    const json = parseJson(bytes, `${endpoint} lookup response`);
-    if (res.statusCode === 200) {
+  async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<LookupReply> {
+    const res = await sendRequest(
+      `${endpoint}/v1/lookup`,
+      { method: 'POST', dispatcher: this.#dispatcher, headers: headers === undefined ? this.#lookupHeaders : { ...this.#lookupHeaders, ...headers }, body: JSON.stringify(question), signal },
+      endpoint,
+    );
+    const json = parseJsonBody(res.body, endpoint);
+    if (res.status === 200) {
       const { payload, jws } = unwrap(json, isJose(res.headers), `${endpoint} lookup response`);
       const parsed = lookupResponseSchema.safeParse(payload);
       if (!parsed.success) throw new MimiError('upstream_unavailable', `${endpoint}: malformed lookup response (${parsed.error.issues[0]?.message ?? 'invalid'})`);
       return { response: parsed.data, jws };
     }
+    // A DP's problem is not the resolver's: only "not authoritative" is data, every other answer a failed replica.
     const problem = problemSchema.safeParse(json);
-    if (res.statusCode === 404 && problem.success && problem.data.code === 'not_authoritative') {
+    if (res.status === 404 && problem.success && problem.data.code === 'not_authoritative') {
       return { response: { kind: 'not_authoritative', dp: endpoint }, jws: undefined };
     }
-    throw new MimiError('upstream_unavailable', `${endpoint}: HTTP ${res.statusCode}${problem.success ? ` (${problem.data.code})` : ''}`);
+    throw new MimiError('upstream_unavailable', `${endpoint}: HTTP ${res.status}${problem.success ? ` (${problem.data.code})` : ''}`);
   }
 
   async fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch> {
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${endpoint}/v1/zone`, {
-        method: 'GET',
-        dispatcher: this.#dispatcher,
-        headers: { accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers },
-        signal,
-      });
-    } catch (err) {
-      throw new MimiError('upstream_unavailable', `${endpoint}: ${describeFault(err)}`, { cause: err });
-    }
-    const bytes = await readBounded(res.body, 64 * 1024 * 1024);
-    if (res.statusCode === 304) return { status: 'unchanged' };
-    if (res.statusCode !== 200) throw new MimiError('upstream_unavailable', `${endpoint}: root zone fetch answered HTTP ${res.statusCode}`);
+    const res = await sendRequest(
+      `${endpoint}/v1/zone`,
+      { method: 'GET', dispatcher: this.#dispatcher, headers: { accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers }, signal },
+      endpoint,
+      MAX_ROOT_ZONE_BODY,
+    );
+    if (res.status === 304) return { status: 'unchanged' };
+    if (res.status !== 200) throw new MimiError('upstream_unavailable', `${endpoint}: root zone fetch answered HTTP ${res.status}`);
     const header = res.headers.etag;
-    const { payload, jws } = unwrap(parseJson(bytes, `${endpoint} root zone`), isJose(res.headers), `${endpoint} root zone`);
+    const { payload, jws } = unwrap(parseJsonBody(res.body, endpoint), isJose(res.headers), `${endpoint} root zone`);
     return { status: 'changed', zone: payload, jws, etag: typeof header === 'string' ? header : undefined };
   }
 

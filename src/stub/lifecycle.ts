@@ -10,7 +10,7 @@ import type { DelegationPayload } from '../protocol/signed-request.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import type { Dispatcher } from 'undici';
-import { postJson, problemError, requestJson } from './http.ts';
+import { postJson, problemError, requestJson } from '../net/http-client.ts';
 import { findServingDp } from './register.ts';
 
 /** What one DP answered a revocation. */

@@ -5,7 +5,7 @@
  */
 import type { SigningKey } from '../protocol/jws.ts';
 import type { Dispatcher } from 'undici';
-import { postJson } from './http.ts';
+import { postJson } from '../net/http-client.ts';
 import { addSignature, newStatement, type Statement, type StatementPayload } from '../protocol/statement.ts';
 
 /** A statement signed by the holder and the MSP, ready for `POST /v1/mappings`. */

@@ -12,7 +12,7 @@ import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { Dispatcher } from 'undici';
-import { postJson } from './http.ts';
+import { postJson } from '../net/http-client.ts';
 import { registerStatement, signStatement, type RegistrationReply } from './msp.ts';
 
 /** Where a one-time code comes from: the delivery channel's other end. */

@@ -16,7 +16,7 @@ import {
 } from '../protocol/messages.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { RootZone } from '../zone/normalise.ts';
-import { problemError, requestJson, tlsAgent } from './http.ts';
+import { problemError, requestJson, tlsAgent } from '../net/http-client.ts';
 import { fetchRootZone, verifyAnswer } from './validate.ts';
 
 /** The demo's resolver, used when no URL is given. */

@@ -8,7 +8,7 @@
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { unverifiedPayload, verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
-import { requestJson, type JsonRequest } from './http.ts';
+import { requestJson, type JsonRequest } from '../net/http-client.ts';
 import { lookupResponseSchema, type VerboseAnswer } from '../protocol/messages.ts';
 import { verifyProof } from '../protocol/proof.ts';
 import { statementPayloadSchema } from '../protocol/statement.ts';
