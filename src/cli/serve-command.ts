@@ -150,8 +150,14 @@ function untilStopped(logger: Logger, onHangup: () => void): Promise<string> {
 
 /** The first key that differs between two configurations and cannot change by a reload, if any. */
 function unreloadable(before: Config, after: Config): string | undefined {
-  const fixed: readonly (keyof Config)[] = ['zonesDir', 'serve', 'dataDir', 'keysDir', 'newKey', 'rootUrl', 'trustAnchorFile', 'adminTokenFile', 'outbox', 'dnsCheckServer', 'tls', 'dns', 'operations', 'user', 'resolver', 'log'];
-  return fixed.find((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
+  const fixed: readonly (keyof Config)[] = ['zonesDir', 'serve', 'dataDir', 'keysDir', 'newKey', 'rootUrl', 'trustAnchorFile', 'adminTokenFile', 'outbox', 'dnsCheckServer', 'tls', 'dns', 'operations', 'user', 'log'];
+  const key = fixed.find((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+  if (key !== undefined) return key;
+  // The resolver's other settings (root hints, trust anchor, TTLs, timeouts, cache, tag secret) reload: a new resolver takes over.
+  if ((before.resolver === undefined) !== (after.resolver === undefined)) return 'resolver';
+  if (JSON.stringify(before.resolver?.listen) !== JSON.stringify(after.resolver?.listen)) return 'resolver.listen';
+  if (JSON.stringify(before.resolver?.dns) !== JSON.stringify(after.resolver?.dns)) return 'resolver.dns';
+  return undefined;
 }
 
 /**
@@ -213,8 +219,9 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
       try {
         const next = await load();
         const fixed = unreloadable(config, next.config);
-        if (fixed !== undefined) throw new MimiError('invalid_config', `${config.source}: ${fixed} changes only at a restart (listen addresses, stores, keys, TLS and the resolver's settings are fixed at start)`);
-        await running.reload({ zones: next.zones, limits: next.limits ?? DEFAULT_LIMITS });
+        if (fixed !== undefined) throw new MimiError('invalid_config', `${config.source}: ${fixed} changes only at a restart (listen addresses, stores, keys and TLS are fixed at start)`);
+        const options = await hierarchyOptionsOf(next, { demo, logger });
+        await running.reload({ zones: next.zones, limits: next.limits ?? DEFAULT_LIMITS, resolver: options });
         metrics.reloadSuccessful.set(1);
         metrics.reloadTimestamp.set(Date.now() / 1000);
       } catch (err) {

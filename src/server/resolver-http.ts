@@ -45,12 +45,13 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
  * limits and problem documents as the fastify route (which still serves any
  * other spelling of the URL).
  */
-export function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimited: (() => void) | undefined): FastPath {
+export function resolveFastPath(current: () => Resolver, logger: Logger, onRateLimited: (() => void) | undefined): FastPath {
   return (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/resolve') return false;
     readRequestBody(request)
       .then(async (text) => {
         const json = text === '' ? undefined : parseStrictJson(text);
+        const resolver = current();
         const bytes = await resolver.resolveBytes(parseBody(resolveRequestSchema, json), identifyClient(request, resolver.limits));
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
         response.end(bytes);
@@ -66,8 +67,9 @@ export function resolveFastPath(resolver: Resolver, logger: Logger, onRateLimite
 }
 
 /** Adds the resolver's routes (the hot path, {@link resolveFastPath}, goes on its listener beside them). */
-export function addResolverRoutes(app: FastifyInstance, resolver: Resolver): void {
+export function addResolverRoutes(app: FastifyInstance, current: () => Resolver): void {
   app.post('/v1/resolve', async (request, reply) => {
+    const resolver = current();
     const body = parseBody(resolveRequestSchema, request.body);
     const bytes = await resolver.resolveBytes(body, identifyClient(request.raw, resolver.limits));
     return reply.type('application/json').send(bytes);
@@ -75,11 +77,12 @@ export function addResolverRoutes(app: FastifyInstance, resolver: Resolver): voi
   refuseOtherMethods(app, '/v1/resolve', ['POST']);
   // PROTOCOL.md §8: a validating resolver serves the root's signed zone unchanged, so stubs can check chains.
   app.get('/v1/zone', async (_request, reply) => {
+    const resolver = current();
     const jws = resolver.validating ? await resolver.signedRootZone() : undefined;
     if (jws === undefined) throw new MimiError('invalid_request', 'this resolver does not validate: it serves no signed root zone', { status: 404 });
     return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
-  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(resolver))));
+  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(current()))));
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
 }

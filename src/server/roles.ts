@@ -265,17 +265,43 @@ export function buildIdprover(zone: IdproverZone, context: { readonly key: Signi
 /** A running recursive resolver. */
 export interface ResolverServer extends BuiltServer {
   readonly role: 'resolver';
+  /** The resolver answering now (a reload of its settings replaces it). */
   readonly resolver: Resolver;
+  /**
+   * Puts new settings in force (PROTOCOL.md §11 reload): a new resolver is
+   * built and loads the root zone, then takes every new query; the old one
+   * finishes what it has in flight and is closed. Its cache starts empty, as
+   * after `unbound-control reload`. Rejects, changing nothing, when the new
+   * one cannot be built or cannot load the root zone.
+   */
+  reload(options: ResolverBuildOptions): Promise<void>;
 }
 
+/** What a resolver is built from. */
+export type ResolverBuildOptions = ResolverOptions & { readonly logger: Logger };
+
+/** How long an old resolver keeps running after a reload replaced it: its walks in flight finish (they are bounded by the resolution timeout). */
+const RESOLVER_RETIRE_MS = 15_000;
+
 /** Builds the recursive resolver: `POST /v1/resolve` (with its fast path), its signed root zone, and, when asked, its DNS front-end. */
-export function buildResolver(options: ResolverOptions & { readonly logger: Logger; readonly dns: boolean; readonly metrics: Metrics | undefined }): ResolverServer {
-  const { metrics, dns, ...resolverOptions } = options;
-  const { logger } = options;
-  const resolver = new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...resolverOptions });
+export function buildResolver(options: ResolverBuildOptions & { readonly dns: boolean; readonly metrics: Metrics | undefined }): ResolverServer {
+  const { metrics, dns, logger } = options;
+  const make = (settings: ResolverBuildOptions): Resolver => new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...settings });
+  let resolver = make(options);
+  const retiring = new Set<{ timer: NodeJS.Timeout; resolver: Resolver }>();
+  // Every front-end reads the resolver through this one place, so a reload switches them all at once.
+  const current = (): Resolver => resolver;
   let responder: DnsResponder | undefined;
   if (dns) {
-    const view = new ResolverDnsView(resolver, options.dnsApex ?? 'mimi.arpa', () => resolver.now());
+    let view = new ResolverDnsView(resolver, options.dnsApex ?? 'mimi.arpa', () => resolver.now());
+    let viewOf = resolver;
+    const viewNow = (): ResolverDnsView => {
+      if (viewOf !== resolver) {
+        view = new ResolverDnsView(resolver, options.dnsApex ?? 'mimi.arpa', () => resolver.now());
+        viewOf = resolver;
+      }
+      return view;
+    };
     // PROTOCOL.md §10 over DNS too: anonymous tier, per source prefix (§16). UDP sources are unproven (spoofable),
     // so they have buckets of their own and are sent TC when over them; over TCP they share the prefix's buckets.
     const client = (source: string, transport: 'udp' | 'tcp'): ClientIdentity => {
@@ -286,7 +312,7 @@ export function buildResolver(options: ResolverOptions & { readonly logger: Logg
         limitKey: `${transport === 'udp' ? 'udp' : 'net'}:${aggregate === undefined ? source : addressPrefix(source, aggregate)}`,
       };
     };
-    responder = new DnsResponder((name, qtype) => view.answer(name, qtype), {
+    responder = new DnsResponder((name, qtype) => viewNow().answer(name, qtype), {
       ...dnsObservers(metrics, 'resolver'),
       recursive: true,
       now: () => resolver.now(),
@@ -304,10 +330,37 @@ export function buildResolver(options: ResolverOptions & { readonly logger: Logg
   return {
     id: 'resolver',
     role: 'resolver',
-    resolver,
-    fastPath: resolveFastPath(resolver, logger, () => metrics?.rateLimited.labels('http').inc()),
+    get resolver() {
+      return resolver;
+    },
+    fastPath: resolveFastPath(current, logger, () => metrics?.rateLimited.labels('http').inc()),
     dns: responder,
-    routes: (app) => addResolverRoutes(app, resolver),
-    close: () => resolver.close(),
+    routes: (app) => addResolverRoutes(app, current),
+    reload: async (settings) => {
+      const fresh = make(settings);
+      try {
+        await fresh.start();
+      } catch (err) {
+        await fresh.close();
+        throw err;
+      }
+      const old = resolver;
+      resolver = fresh;
+      responder?.invalidate();
+      const entry = { resolver: old, timer: setTimeout(() => {
+        retiring.delete(entry);
+        void old.close();
+      }, RESOLVER_RETIRE_MS) };
+      entry.timer.unref();
+      retiring.add(entry);
+    },
+    close: async () => {
+      for (const { timer, resolver: old } of retiring) {
+        clearTimeout(timer);
+        await old.close();
+      }
+      retiring.clear();
+      await resolver.close();
+    },
   };
 }

@@ -26,7 +26,7 @@ import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
 import { sameLimits, type Limits } from '../zone/limits-file.ts';
 import { bindHttp, type BoundHttp } from './bind.ts';
-import { buildAuthoritative, buildIdprover, buildResolver, buildRoot, type AuthoritativeServer, type BuiltServer, type IdproverServer, type ResolverServer, type RootServer } from './roles.ts';
+import { buildAuthoritative, buildIdprover, buildResolver, buildRoot, type AuthoritativeServer, type BuiltServer, type IdproverServer, type ResolverBuildOptions, type ResolverServer, type RootServer } from './roles.ts';
 import type { Seeding } from './demo-seed.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
@@ -174,6 +174,22 @@ async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial |
   };
 }
 
+/** The resolver's settings a reload may change: everything but where it listens. */
+export type ResolverSettings = Pick<HierarchyOptions, 'resolverRoot' | 'resolverTrustAnchorFile' | 'requireSecure' | 'resolverOptions' | 'limits'>;
+
+/** The resolver's settings as compared across a reload (its limits are compared with the servers'). */
+function resolverSettingsOf(settings: ResolverSettings): unknown {
+  return { root: settings.resolverRoot, trustAnchor: settings.resolverTrustAnchorFile, requireSecure: settings.requireSecure, options: settings.resolverOptions };
+}
+
+/** What a reload swaps in. */
+export interface ReloadInput {
+  readonly zones: readonly LoadedZone[];
+  readonly limits?: Limits | undefined;
+  /** The resolver's reloaded settings; unchanged when absent. */
+  readonly resolver?: ResolverSettings | undefined;
+}
+
 /** A DP running here. */
 export type DpServerOf = RootServer | AuthoritativeServer;
 
@@ -202,7 +218,7 @@ export interface RunningHierarchy {
    * addresses are fixed at start: a reload that changes them is refused
    * (`invalid_config`) and nothing changes. Returns the ids of the servers that changed.
    */
-  reload(next: { readonly zones: readonly LoadedZone[]; readonly limits?: Limits | undefined }): Promise<string[]>;
+  reload(next: ReloadInput): Promise<string[]>;
   /** Stops the server listening on one URL (tests: a replica going down). */
   stopEndpoint(url: string): Promise<void>;
   /** Stops accepting, finishes in-flight requests, closes everything. */
@@ -449,29 +465,29 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       built.push(server);
       resources.add('servers', () => server.close());
     }
-    let resolverServer: ResolverServer | undefined;
-    if (resolverListener !== undefined) {
-      const root = zones.find((z) => z.zone.role === 'root')?.zone;
-      const hints = options.resolverRoot ?? (options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []));
+    const resolverOf = async (settings: ResolverSettings, served: readonly LoadedZone[]): Promise<ResolverBuildOptions> => {
+      const root = served.find((z) => z.zone.role === 'root')?.zone;
+      const hints = settings.resolverRoot ?? (options.rootUrl !== undefined ? [options.rootUrl] : (root?.endpoints ?? []));
       if (hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs a root: give --root URL or a root zone file');
-      const anchor = options.resolverTrustAnchorFile !== undefined ? await readTrustAnchor(options.resolverTrustAnchorFile) : trustAnchor;
-      const server = buildResolver({
-        ...options.resolverOptions,
+      const anchor = settings.resolverTrustAnchorFile !== undefined ? await readTrustAnchor(settings.resolverTrustAnchorFile) : trustAnchor;
+      return {
+        ...settings.resolverOptions,
         rootHints: hints,
         dnsApex: apex,
         logger: logger.child({ server: 'resolver' }),
-        metrics: options.metrics,
-        dns: options.resolverDns !== undefined,
         ...(anchor !== undefined ? { trustAnchor: anchor } : {}),
-        ...(options.requireSecure ? { requireSecure: true } : {}),
+        ...(settings.requireSecure ? { requireSecure: true } : {}),
         ...(tls !== undefined ? { transport: new HttpTransport({ tls: tls.client }) } : {}),
-        ...(options.limits !== undefined ? { limits: options.limits } : {}),
-      });
+        ...(settings.limits !== undefined ? { limits: settings.limits } : {}),
+      };
+    };
+    let resolverServer: ResolverServer | undefined;
+    if (resolverListener !== undefined) {
+      const server = buildResolver({ ...(await resolverOf(options, zones)), metrics: options.metrics, dns: options.resolverDns !== undefined });
       resolverServer = server;
       built.push(server);
       resources.add('servers', () => server.close());
     }
-    const resolver = resolverServer?.resolver;
 
     // 4. Attach each server to its listeners.
     const serverOf = new Map(built.map((b) => [b.id, b]));
@@ -504,11 +520,11 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     }
     let resolverDns: string | undefined;
     if (resolverServer?.dns !== undefined && options.resolverDns !== undefined) {
-      const listener = await listenDns(resolverServer.dns, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }), resolver?.limits?.connections);
+      const listener = await listenDns(resolverServer.dns, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }), resolverServer.resolver.limits?.connections);
       resources.add('listeners', () => listener.close());
       resolverDns = `${listener.address}:${listener.port}`;
     }
-    await resolver?.start().catch((err: unknown) => {
+    await resolverServer?.resolver.start().catch((err: unknown) => {
       logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
     });
 
@@ -522,13 +538,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         const store = stores.get(id);
         if (dp.role === 'authoritative' && store !== undefined) metrics.conflictsPending.labels(id).set(store.pendingCount());
       }
-      if (resolver?.rootSerial !== undefined) metrics.zoneSerial.labels('resolver').set(resolver.rootSerial);
+      const rootSerial = resolverServer?.resolver.rootSerial;
+      if (rootSerial !== undefined) metrics.zoneSerial.labels('resolver').set(rootSerial);
     });
 
     // Reload (PROTOCOL.md §11): validate everything first, then swap; refusals change nothing.
     let live = { zones, serverLimits };
     const listenOf = (z: LoadedZone['zone']): string => JSON.stringify([mineOf(options, z), z.dns ?? []]);
-    const reload = async (next: { readonly zones: readonly LoadedZone[]; readonly limits?: Limits | undefined }): Promise<string[]> => {
+    let liveResolver: string = JSON.stringify(resolverSettingsOf(options));
+    const reload = async (next: ReloadInput): Promise<string[]> => {
       let nextZones = options.ephemeral ? rewriteUrls(next.zones, urlMap) : next.zones;
       for (const { zone: first } of selected) {
         const zone = live.zones.find((z) => z.zone.id === first.id)?.zone ?? first;
@@ -540,7 +558,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const nextLimits = options.serverLimits ?? next.limits ?? live.serverLimits;
       const nextRegistries = await registriesFor(nextZones, options, trustAnchor, logger, tls?.client);
       const limitsChanged = !sameLimits(nextLimits, live.serverLimits);
+      // The resolver's settings (PROTOCOL.md §11): a new resolver, built and holding the root zone, before anything else changes.
+      const nextResolver = next.resolver === undefined ? undefined : JSON.stringify(resolverSettingsOf(next.resolver));
       const changed: string[] = [];
+      if (resolverServer !== undefined && next.resolver !== undefined && nextResolver !== liveResolver) {
+        await resolverServer.reload(await resolverOf({ ...next.resolver, limits: next.limits ?? next.resolver.limits }, nextZones));
+        liveResolver = nextResolver ?? liveResolver;
+        changed.push('resolver');
+      }
+      const resolver = resolverServer?.resolver;
       for (const { zone } of servedZones(nextZones, options.seeding !== undefined)) {
         // Compared as written (with the seeded mappings the served copy leaves out), so a mapping edit counts as a change.
         const before = live.zones.find((z) => z.zone.id === zone.id)?.zone;
@@ -578,13 +604,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       await entry.bound.close(0);
     };
     return {
-      ready: () => resolver === undefined || resolver.rootSerial !== undefined,
+      ready: () => resolverServer === undefined || resolverServer.resolver.rootSerial !== undefined,
       reload,
       servers,
       dns,
       resolverUrl: resolverListener?.url,
       resolverDns,
-      resolver,
+      get resolver() {
+        return resolverServer?.resolver;
+      },
       zones,
       dps,
       stopEndpoint,

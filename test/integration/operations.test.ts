@@ -150,6 +150,45 @@ describe('reload (PROTOCOL.md §11)', () => {
     expect(await metric('mimi_config_last_reload_successful')).toBe(1);
   });
 
+  it('puts the resolver’s new settings in force under load with no failed request; a new listen address is refused', async () => {
+    const config = join(dir, 'mimi.yaml');
+    const good = await readFile(config, 'utf8');
+    const wellKnown = async (): Promise<{ limits: { maxTtl: number } }> => (await (await fetch(`${resolverUrl}/.well-known/mimi-discovery`)).json()) as { limits: { maxTtl: number } };
+    expect((await wellKnown()).limits.maxTtl).toBe(3600);
+    let stop = false;
+    const failures: number[] = [];
+    let done = 0;
+    const load = (async () => {
+      while (!stop && done < 20_000) {
+        const r = await resolve('+447700900123');
+        done += 1;
+        if (r.status !== 200) failures.push(r.status);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    await writeFile(config, good.replace('ttl: { max: 3600 }', 'ttl: { max: 120 }, maxReferrals: 4'));
+    const reloaded = await fetch(`${ops}/reload`, { method: 'POST' });
+    expect(reloaded.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 100));
+    stop = true;
+    await load;
+    expect(done).toBeGreaterThan(10);
+    expect(failures).toEqual([]);
+    expect((await wellKnown()).limits.maxTtl).toBe(120);
+    const answer = await resolve('+447700900123');
+    expect(answer.json).toMatchObject({ status: 'found' });
+    expect(answer.json.ttl).toBeLessThanOrEqual(120);
+    // Where the resolver listens is fixed at start: refused, and the settings in force stay.
+    await writeFile(config, good.replace(/listen: "127\.0\.0\.1:\d+"/, 'listen: "127.0.0.1:1"'));
+    const refused = await fetch(`${ops}/reload`, { method: 'POST' });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/resolver\.listen changes only at a restart/);
+    expect((await wellKnown()).limits.maxTtl).toBe(120);
+    await writeFile(config, good);
+    expect((await fetch(`${ops}/reload`, { method: 'POST' })).status).toBe(200);
+    expect((await wellKnown()).limits.maxTtl).toBe(3600);
+  });
+
   it('reloads on SIGHUP instead of dying', async () => {
     const before = await metric('mimi_config_last_reload_success_timestamp_seconds');
     await new Promise((r) => setTimeout(r, 20));
