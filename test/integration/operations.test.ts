@@ -4,10 +4,14 @@
  * (metrics that count exactly and hold no CSI, readiness, cache flush), a
  * reload under load with no failed request and the new answer visible, a bad
  * reload that keeps the old data and sets the gauge to 0, SIGHUP not killing,
- * SIGTERM exiting 0 at once with a keep-alive connection open, and two
+ * SIGTERM exiting 0 at once with a keep-alive connection open and finishing a
+ * request in flight first, and two
  * resolver processes with one tag secret giving a DP the same client tag.
  */
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -230,6 +234,48 @@ describe('two resolver processes with one tag secret (PROTOCOL.md §10, §11)', 
     expect(tags).toHaveLength(2);
     expect(tags[0]).toBeDefined();
     expect(tags[0]).toBe(tags[1]);
+  });
+});
+
+describe('shutdown with a request in flight (PROTOCOL.md §11)', () => {
+  it('finishes the in-flight resolve (200) and then exits 0 on SIGTERM', { timeout: 30_000 }, async () => {
+    // A DP that answers 1.5 s after it is asked: the resolve is in flight when SIGTERM arrives.
+    let asked: () => void = () => undefined;
+    const arrived = new Promise<void>((r) => (asked = r));
+    const slow: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        asked();
+        setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ kind: 'not_found', dp: 'dp-slow', zone: 'e164:33', ttl: 60 }));
+        }, 1500);
+      });
+    });
+    slow.listen(0, '127.0.0.1');
+    await once(slow, 'listening');
+    const slowUrl = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    const { fixtureZones } = await import('./harness.ts');
+    const h = await bootHierarchy({ zones: await fixtureZones((root) => ({ ...root, dps: [...root.dps, { id: 'dp-slow', endpoints: [slowUrl] }], delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-slow'] }] })) });
+    const p = new ServeProcess();
+    try {
+      const port = await freePort();
+      await writeFile(join(dir, 'resolver-slow.yaml'), `resolver: { listen: "127.0.0.1:${port}", root: [ "${h.servers.root?.[0] ?? ''}" ] }\n`);
+      expect((await p.start(['serve', '--config', join(dir, 'resolver-slow.yaml')])).ready).toBe(true);
+      const inFlight = fetch(`http://127.0.0.1:${port}/v1/resolve`, { method: 'POST', body: JSON.stringify({ csi: '+33199001234' }) });
+      await arrived;
+      const exited = p.exited();
+      p.signal('SIGTERM');
+      const res = await inFlight;
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ status: 'not_found' });
+      expect(await exited).toBe(0);
+    } finally {
+      await p.stop('SIGKILL');
+      await h.close();
+      slow.closeAllConnections();
+      slow.close();
+    }
   });
 });
 
