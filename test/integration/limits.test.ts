@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLimits } from '../../src/zone/limits-file.ts';
+import { checkDig } from '../fixtures/prerequisites.ts';
 import { bootHierarchy, dig, fixtureZones, scriptedDp, type ScriptedServer, type TestHierarchy } from './harness.ts';
+
+const hasDig = checkDig('the DNS front-end limit test');
 
 const KEY = 'an-api-key-of-msp-a-0123456789';
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -212,7 +215,7 @@ describe('anti-enumeration under load (real clock)', () => {
   }, 60_000);
 });
 
-describe('limits on the DNS front-end', () => {
+describe.skipIf(!hasDig)('limits on the DNS front-end', () => {
   it('sends TC over UDP once the not-found budget is spent (retry over TCP, where addresses are proven), then REFUSED over TCP', async () => {
     const dnsLimits = parseLimits('tiers: { anonymous: { rate: 100, burst: 100, notFoundRate: 0.001, notFoundBurst: 2 } }\n', 'dns');
     const d = await bootHierarchy({ dns: { port: 0, resolverDns: { host: '127.0.1.53', port: 0 } }, limits: dnsLimits });

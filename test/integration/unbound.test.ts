@@ -5,7 +5,7 @@
  * DNS on port 53 at its own 127.0.53.x addresses (PROTOCOL.md §6: one port, one
  * address per server).
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -16,18 +16,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsi } from '../../src/csi/parse.ts';
 import { ownerName } from '../../src/protocol/enum-name.ts';
 import { loadZoneDir, type LoadedZone } from '../../src/zone/load.ts';
+import { checkDig, checkPrerequisite, findProgram } from '../fixtures/prerequisites.ts';
 import { unboundConfig } from '../fixtures/unbound.ts';
 import { bootHierarchy, dig, type TestHierarchy } from './harness.ts';
 
 const run = promisify(execFile);
-const unboundPath = spawnSync('sh', ['-c', 'command -v unbound'], { encoding: 'utf8' }).stdout.trim();
+const unboundPath = findProgram('unbound') ?? '';
 const canBind53 = process.getuid?.() === 0;
-const available = unboundPath !== '' && canBind53;
-const why = unboundPath === '' ? 'unbound is not installed (Debian package "unbound"; .ci/run installs it)' : 'binding port 53 needs root';
-if (!available) {
-  if (process.env.CI) throw new Error(`Unbound interop test cannot run: ${why}`);
-  console.warn(`skipping the Unbound interop test: ${why}`);
-}
+const why = unboundPath === '' ? 'unbound is not installed (Debian package "unbound"; .ci/run installs it)' : !canBind53 ? 'binding port 53 needs root' : undefined;
+// The test waits for Unbound with dig, and compares with it.
+const available = checkPrerequisite('the Unbound interop test', why) && checkDig('the Unbound interop test');
 
 async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
