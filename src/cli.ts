@@ -21,7 +21,7 @@ import { generateSigningKey } from './protocol/jws.ts';
 import { rotateSigningKey } from './dp/key-rotation.ts';
 import { openSqliteStore } from './store/sqlite-store.ts';
 import { emailHashKey } from './dp/authoritative-dp.ts';
-import { tlsAgent } from './stub/http.ts';
+import { tlsAgent } from './net/http-client.ts';
 import type { Dispatcher } from 'undici';
 import type { TlsClientOptions } from './net/tls-client.ts';
 import { loadZoneFiles } from './zone/load.ts';

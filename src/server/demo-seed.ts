@@ -15,7 +15,7 @@ import type { DpStore } from '../dp/store.ts';
 import { MimiError } from '../errors.ts';
 import { signerKid } from '../protocol/statement.ts';
 import { proveCsi, registerThroughFlow } from '../stub/register.ts';
-import { tlsAgent } from '../stub/http.ts';
+import { tlsAgent } from '../net/http-client.ts';
 import type { LoadedZone } from '../zone/load.ts';
 import type { AuthoritativeZone } from '../zone/normalise.ts';
 import { loadKeyIfPresent, loadOrCreateKey } from './keys.ts';
