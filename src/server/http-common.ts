@@ -97,6 +97,8 @@ export interface TlsServerOptions {
 export interface HttpAppOptions {
   /** Hears of every request refused `rate_limited` (metrics). */
   readonly onRateLimited?: (() => void) | undefined;
+  /** Hears of every operation registered, 405 refusals and HEAD twins left out (the API catalogue's test). */
+  readonly onRoute?: ((method: string, url: string) => void) | undefined;
 }
 
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
@@ -113,6 +115,13 @@ export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFact
     bodyLimit: MAX_REQUEST_BODY,
     return503OnClosing: true,
   });
+  const { onRoute } = options;
+  if (onRoute !== undefined) {
+    app.addHook('onRoute', (route) => {
+      if ((route.config as { refusal?: boolean } | undefined)?.refusal === true) return;
+      for (const method of [route.method].flat()) if (method !== 'HEAD') onRoute(method, route.url);
+    });
+  }
   // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). One parser for every
   // type: fastify's secure one (protected against prototype poisoning), then the I-JSON check
   // (PROTOCOL.md §16: a member name given twice is invalid_request).
@@ -157,6 +166,8 @@ export function refuseOtherMethods(app: FastifyInstance, url: string, allowed: r
   app.route({
     method: others,
     url,
+    // Not an operation of the API (the route catalogue and OpenAPI leave these out).
+    config: { refusal: true },
     handler: async (request, reply) => {
       reply.header('allow', allow.join(', '));
       return sendProblem(reply, new MimiError('invalid_request', `${request.method} is not allowed on ${url}`, { status: 405 }));

@@ -4,29 +4,28 @@
  * prover's per-client bucket, and discloses the challenge limits (§16).
  */
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
+import { challengeAnswerSchema, challengeRequestSchema, idParamSchema } from '../protocol/requests.ts';
 import { MAX_ATTEMPTS, type IdentityProver } from '../dp/idprover.ts';
 import { MAX_REQUEST_BODY } from '../protocol/messages.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
 import { parseBody, refuseOtherMethods } from './http-common.ts';
 
-const challengeSchema = z.strictObject({ csi: z.string(), jwk: z.record(z.string(), z.unknown()) });
-const answerSchema = z.strictObject({ code: z.string().max(32) });
 
 /** Adds an identity prover's routes; `limits` name the known clients (API keys, certificates) and the prefix aggregation. */
 export function addIdproverRoutes(app: FastifyInstance, prover: IdentityProver, limits: () => Limits = () => DEFAULT_LIMITS): void {
   app.post('/v1/challenges', async (request, reply) => {
     // PROTOCOL.md §16: one bucket per client; anonymous clients share theirs per network prefix. An unknown API key is 401.
     const client = identifyClient(request.raw, limits());
-    const body = parseBody(challengeSchema, request.body);
+    const body = parseBody(challengeRequestSchema, request.body);
     const created = await prover.challenge(body.csi, body.jwk, client.limitKey ?? client.identity);
     return reply.code(201).type('application/json').send(JSON.stringify(created));
   });
   refuseOtherMethods(app, '/v1/challenges', ['POST']);
-  app.post<{ Params: { id: string } }>('/v1/challenges/:id/answer', async (request, reply) => {
-    const body = parseBody(answerSchema, request.body);
-    const answered = await prover.answer(request.params.id.slice(0, 64), body.code);
+  app.post('/v1/challenges/:id/answer', async (request, reply) => {
+    const { id } = parseBody(idParamSchema, request.params);
+    const body = parseBody(challengeAnswerSchema, request.body);
+    const answered = await prover.answer(id, body.code);
     return reply.type('application/json').send(JSON.stringify(answered));
   });
   refuseOtherMethods(app, '/v1/challenges/:id/answer', ['POST']);

@@ -7,7 +7,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { decisionSchema, idParamSchema } from '../protocol/requests.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
 import { pageQuerySchema, type TxtLookup } from '../dp/delegations.ts';
 import { checkStatement } from '../dp/registration.ts';
@@ -36,8 +36,6 @@ export interface DelegationOptions extends LifecycleOptions {
   readonly limits?: Limits | undefined;
 }
 
-const decisionSchema = z.strictObject({ decision: z.enum(['approve', 'reject']) });
-const idParamSchema = z.strictObject({ id: z.string().min(1).max(64) });
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();

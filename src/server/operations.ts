@@ -8,10 +8,10 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import { flushQuerySchema } from '../protocol/requests.ts';
 import { parseZoneKey, type ZoneKey } from '../csi/zone-key.ts';
 import { isMimiError, MimiError } from '../errors.ts';
-import { createHttpApp, parseBody, refuseOtherMethods } from './http-common.ts';
+import { createHttpApp, parseBody, refuseOtherMethods, type HttpAppOptions } from './http-common.ts';
 import type { Metrics } from './metrics.ts';
 import { bindHttp, type BoundHttp } from './bind.ts';
 
@@ -26,7 +26,6 @@ export interface Operations {
   flush(zone: ZoneKey | undefined): number | undefined;
 }
 
-const flushQuerySchema = z.strictObject({ zone: z.string().max(300).optional() });
 
 /** A listening operations listener. */
 export interface OperationsListener {
@@ -50,8 +49,8 @@ export async function listenOperations(ops: Operations, logger: Logger, at: { re
 }
 
 /** Creates the operations app on a bound listener. */
-export function createOperationsApp(ops: Operations, logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>): FastifyInstance {
-  const app = createHttpApp(logger, bound);
+export function createOperationsApp(ops: Operations, logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>, options: HttpAppOptions = {}): FastifyInstance {
+  const app = createHttpApp(logger, bound, options);
   app.get('/metrics', async (_request, reply) => reply.type(ops.metrics.contentType).send(await ops.metrics.text()));
   refuseOtherMethods(app, '/metrics', ['GET']);
   app.get('/readyz', async (_request, reply) => (ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}')));

@@ -38,6 +38,7 @@ import { addResolverRoutes, resolveFastPath } from './resolver-http.ts';
 /** What every built server offers the runtime. */
 export interface BuiltServer {
   readonly id: string;
+  readonly role: 'root' | 'authoritative' | 'idprover' | 'resolver';
   /** Adds what it serves over HTTP to the app of one of its listeners. */
   routes(app: FastifyInstance): void;
   /** Requests answered before fastify routes (the resolver's hot path). */

@@ -28,6 +28,7 @@ import { sameLimits, type Limits } from '../zone/limits-file.ts';
 import { bindHttp, type BoundHttp } from './bind.ts';
 import { buildAuthoritative, buildIdprover, buildResolver, buildRoot, type AuthoritativeServer, type BuiltServer, type IdproverServer, type ResolverBuildOptions, type ResolverServer, type RootServer } from './roles.ts';
 import type { Seeding } from './demo-seed.ts';
+import { addOpenApiRoute } from './openapi.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 export const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -497,6 +498,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const child = logger.child({ server: id });
       const app = createHttpApp(child, bound, { onRateLimited: () => options.metrics?.rateLimited.labels('http').inc() });
       server.routes(app);
+      addOpenApiRoute(app, server.role);
       if (server.fastPath !== undefined) bound.fastPath(server.fastPath);
       apps.set(bound, app);
       await bound.attach(app);
