@@ -91,38 +91,44 @@ export function demoSeeding(options: SeedingOptions): Seeding {
       const root = zones.find((z) => z.zone.role === 'root')?.zone;
       if (root?.role !== 'root') throw new MimiError('invalid_config', 'the demo seeds its registrations through the root: run the root in this process');
       const holdersDir = join(options.keysDir, 'holders');
-      let count = 0;
       let revoked = 0;
+      const wanted: { zone: AuthoritativeZone; mapping: AuthoritativeZone['mappings'][number] }[] = [];
       for (const { zone } of zones) {
         const dp = dps.get(zone.id);
         const store = stores.get(zone.id);
         if (zone.role !== 'authoritative' || dp === undefined || store === undefined || (only !== undefined && !only.has(zone.id))) continue;
         revoked += await revokeUnseeded(zone, dp, store, holdersDir);
-        // One proof of possession per CSI serves all its MSPs (identity provers limit challenges per CSI, PROTOCOL.md §16).
-        const attestations = new Map<string, string>();
-        for (const m of zone.mappings) {
-          const holder = await loadOrCreateKey(holdersDir, seedHolderId(m.csi));
-          let attestation = attestations.get(m.csi);
-          if (attestation === undefined) {
-            attestation = await proveCsi(root, m.csi, holder, code, dispatcher);
-            attestations.set(m.csi, attestation);
-          }
-          await registerThroughFlow({
-            csi: m.csi,
-            msp: m.msp,
-            preference: m.preference,
-            root,
-            holder,
-            mspKey: await loadOrCreateKey(options.keysDir, m.msp),
-            dp: zone.id,
-            dpEndpoint: zone.endpoints[0],
-            code,
-            attestation,
-            dispatcher,
-          });
-          count += 1;
-        }
+        for (const mapping of zone.mappings) wanted.push({ zone, mapping });
       }
+      // A statement is dated when it is signed (an attestation must cover its date, PROTOCOL.md §8), so the
+      // files' `created` dates cannot be kept; registering in their order keeps which of two is older (the
+      // resolver's merge: the older wins). Undated mappings come last.
+      const dated = (m: { mapping: { created?: string | undefined } }): number => (m.mapping.created === undefined ? Infinity : Date.parse(m.mapping.created));
+      wanted.sort((a, b) => dated(a) - dated(b));
+      // One proof of possession per CSI serves all its MSPs and DPs (identity provers limit challenges per CSI, PROTOCOL.md §16).
+      const attestations = new Map<string, string>();
+      for (const { zone, mapping: m } of wanted) {
+        const holder = await loadOrCreateKey(holdersDir, seedHolderId(m.csi));
+        let attestation = attestations.get(m.csi);
+        if (attestation === undefined) {
+          attestation = await proveCsi(root, m.csi, holder, code, dispatcher);
+          attestations.set(m.csi, attestation);
+        }
+        await registerThroughFlow({
+          csi: m.csi,
+          msp: m.msp,
+          preference: m.preference,
+          root,
+          holder,
+          mspKey: await loadOrCreateKey(options.keysDir, m.msp),
+          dp: zone.id,
+          dpEndpoint: zone.endpoints[0],
+          code,
+          attestation,
+          dispatcher,
+        });
+      }
+      const count = wanted.length;
       options.logger.info({ count, revoked }, 'zone-file mappings registered with proofs (seeded ones no longer in the files revoked)');
     },
     close: async () => {
