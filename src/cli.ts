@@ -15,12 +15,7 @@ import { z } from 'zod';
 import { MimiError, isMimiError } from './errors.ts';
 import { DEFAULT_RESOLVER_URL, StubResolver } from './stub/stub-resolver.ts';
 import { formatAnswer } from './stub/format-table.ts';
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { generateSigningKey } from './protocol/jws.ts';
-import { rotateSigningKey } from './dp/key-rotation.ts';
-import { openSqliteStore } from './store/sqlite-store.ts';
-import { emailHashKey } from './dp/authoritative-dp.ts';
+import { readFile } from 'node:fs/promises';
 import { tlsAgent } from './net/http-client.ts';
 import type { Dispatcher } from 'undici';
 import type { TlsClientOptions } from './net/tls-client.ts';
@@ -35,8 +30,6 @@ const DEFAULT_PKI_DIR = '.mimi/pki';
 /** The demo's CA, which client commands trust when it exists. */
 const DEMO_CA = `${DEFAULT_PKI_DIR}/ca.pem`;
 
-/** Where `mimi serve` keeps its stores unless `--data` says otherwise (PROTOCOL.md §9). */
-const DEFAULT_DATA_DIR = '.mimi/data';
 
 /** The demo's trust anchor, written by `npm start`. */
 const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';

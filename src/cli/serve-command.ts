@@ -13,7 +13,6 @@ import { listenOperations } from '../server/operations.ts';
 import { Metrics } from '../server/metrics.ts';
 import type { RunningHierarchy } from '../server/serve.ts';
 import { DEFAULT_LIMITS } from '../zone/limits-file.ts';
-import type { FastifyInstance } from 'fastify';
 import type { RawConfig } from '../config/schema.ts';
 import { hierarchyOptionsOf } from '../server/configured.ts';
 import { createLogger } from '../server/logger.ts';
@@ -135,7 +134,7 @@ function flagsConfig(v: ServeValues, fileGiven: boolean): RawConfig {
       ttl: set({ maxNegative: numberOf(v['max-negative-ttl']) }),
     }),
   };
-  return Object.fromEntries(Object.entries(raw).filter(([, x]) => x !== undefined)) as RawConfig;
+  return Object.fromEntries(Object.entries(raw).filter(([, x]) => x !== undefined));
 }
 
 /** Waits for SIGINT or SIGTERM; SIGHUP never kills the process (PROTOCOL.md §11: it reloads). */

@@ -133,7 +133,7 @@ export function overlay(file: RawConfig, flags: RawConfig): RawConfig {
       merged[key] = inner;
     } else merged[key] = value;
   }
-  return merged as RawConfig;
+  return merged;
 }
 
 /** Turns a validated raw configuration (paths already absolute) into a {@link Config}; cross-field rules too. */

@@ -9,9 +9,8 @@
  */
 import type { Answer } from 'dns-packet';
 import { addressRecords, naptrAnswers, QTYPE, REFUSED, soaRecord, type DnsPlan } from '../protocol/dns-records.ts';
-import { parseCsi } from '../csi/parse.ts';
 import type { ZoneKey } from '../csi/zone-key.ts';
-import { ownerName, readName, zoneName } from '../protocol/enum-name.ts';
+import { readName, zoneName } from '../protocol/enum-name.ts';
 import { RCODE } from '../protocol/dns-wire.ts';
 import type { LookupResponse } from '../protocol/messages.ts';
 import type { DpRef, DpZone } from '../zone/normalise.ts';

@@ -43,6 +43,13 @@ export const flattenedJwsSchema = z.strictObject({
 /** The media type of signed documents. */
 export const JOSE_CONTENT_TYPE = 'application/jose+json';
 
+/** Imports an Ed25519 JWK (OKP keys always import as a CryptoKey; an octet key would be bytes). */
+async function importEd25519(jwk: Parameters<typeof importJWK>[0]): Promise<CryptoKey> {
+  const key = await importJWK(jwk, 'EdDSA');
+  if (key instanceof Uint8Array) throw new MimiError('bad_signature', 'not an Ed25519 key');
+  return key;
+}
+
 /** A signing key: the private key, and its public JWK with `kid` = thumbprint. */
 export interface SigningKey {
   readonly kid: string;
@@ -69,7 +76,7 @@ export async function signingKeyFromJwk(jwk: JWK): Promise<SigningKey> {
   }
   const publicJwk: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x: jwk.x };
   const kid = await thumbprint(publicJwk);
-  const key = (await importJWK({ kty: 'OKP', crv: 'Ed25519', x: jwk.x, d: jwk.d }, 'EdDSA')) as CryptoKey;
+  const key = await importEd25519({ kty: 'OKP', crv: 'Ed25519', x: jwk.x, d: jwk.d });
   return { kid, publicJwk: { ...publicJwk, kid }, privateJwk: { kty: 'OKP', crv: 'Ed25519', x: jwk.x, d: jwk.d, kid }, key };
 }
 
@@ -86,7 +93,7 @@ const importedKeys = new Map<string, CryptoKey>();
 export async function publicCryptoKey(jwk: PublicJwk): Promise<CryptoKey> {
   let key = importedKeys.get(jwk.x);
   if (key === undefined) {
-    key = (await importJWK({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'EdDSA')) as CryptoKey;
+    key = await importEd25519({ kty: 'OKP', crv: 'Ed25519', x: jwk.x });
     if (importedKeys.size > 10_000) importedKeys.clear();
     importedKeys.set(jwk.x, key);
   }

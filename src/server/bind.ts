@@ -138,7 +138,7 @@ export async function bindHttp(options: BindOptions): Promise<BoundHttp> {
             ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: tls.requireClientCert === true } : {}),
           },
           handler,
-        ) as unknown as Server);
+        ));
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.setTimeout(CONNECTION_TIMEOUT_MS);

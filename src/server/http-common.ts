@@ -4,7 +4,7 @@
  * 404 and 405 as problems, and `/healthz`.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MimiError } from '../errors.ts';
@@ -103,10 +103,10 @@ export interface HttpAppOptions {
 
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
 export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>, options: HttpAppOptions = {}): FastifyInstance {
-  const app = Fastify({
+  const app = Fastify<Server, IncomingMessage, ServerResponse, FastifyBaseLogger>({
     // The listener is bound before the server is built (bind.ts): its TLS, timeouts and connection limits are set there.
     serverFactory: bound.serverFactory,
-    loggerInstance: logger as FastifyBaseLogger,
+    loggerInstance: logger,
     // No per-request access log: a resolver's queries are personal data and its hot path (DNS servers log no queries by default either).
     logController: new LogController({ disableRequestLogging: true }),
     // One logger for all requests: a child logger per request costs a quarter of the
@@ -133,7 +133,7 @@ export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFact
       done(null, undefined);
       return;
     }
-    parseJson(req, text, (err: Error | null, value?: unknown) => {
+    void parseJson(req, text, (err: Error | null, value?: unknown) => {
       if (err !== null) {
         done(err, undefined);
         return;

@@ -292,13 +292,13 @@ async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<stri
  * Where DPs take the MSP and CSIP registries from (PROTOCOL.md §8): the root
  * served in this process, or the root at `rootUrl`, validated with the trust anchor.
  */
-async function registriesFor(
+function registriesFor(
   zones: readonly LoadedZone[],
   options: HierarchyOptions,
   trustAnchor: PublicJwk | undefined,
   logger: Logger,
   client: TlsClientOptions | undefined,
-): Promise<(() => Promise<Registries>) | undefined> {
+): (() => Promise<Registries>) | undefined {
   const root = zones.find((z) => z.zone.role === 'root')?.zone;
   if (root?.role === 'root') {
     const fixed: Registries = { msps: new Map(root.msps.map((m) => [m.id, m])), csips: root.csips };
@@ -425,7 +425,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     const started = new Set(selected.map((z) => z.zone.id));
     if (options.keysDir !== undefined) zones = await applyKeys(zones, started, options.keysDir, keys, keyContext);
     const trustAnchor = options.trustAnchorFile !== undefined ? await readTrustAnchor(options.trustAnchorFile) : undefined;
-    const registries = await registriesFor(zones, options, trustAnchor, logger, tls?.client);
+    const registries = registriesFor(zones, options, trustAnchor, logger, tls?.client);
     const txt: TxtLookup = dnsTxtLookup(options.dnsCheckServer);
 
     // 3. Build every server completely.
@@ -558,7 +558,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       }
       if (options.keysDir !== undefined) nextZones = await applyKeys(nextZones, started, options.keysDir, keys, keyContext);
       const nextLimits = options.serverLimits ?? next.limits ?? live.serverLimits;
-      const nextRegistries = await registriesFor(nextZones, options, trustAnchor, logger, tls?.client);
+      const nextRegistries = registriesFor(nextZones, options, trustAnchor, logger, tls?.client);
       const limitsChanged = !sameLimits(nextLimits, live.serverLimits);
       // The resolver's settings (PROTOCOL.md §11): a new resolver, built and holding the root zone, before anything else changes.
       const nextResolver = next.resolver === undefined ? undefined : JSON.stringify(resolverSettingsOf(next.resolver));

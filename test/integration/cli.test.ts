@@ -49,7 +49,7 @@ describe('mimi lookup', () => {
 
   it('applies --msp filters', async () => {
     const r = await mimi('lookup', 'alice@example.com', '--resolver', h.resolverUrl ?? '', '--msp', 'chat-b', '--json', '--no-verify');
-    expect(JSON.parse(r.stdout).mappings).toEqual([expect.objectContaining({ msp: 'chat-b' })]);
+    expect((JSON.parse(r.stdout) as { mappings: unknown }).mappings).toEqual([expect.objectContaining({ msp: 'chat-b' })]);
   });
 
   it('exits 1 when not found', async () => {

@@ -102,7 +102,7 @@ describe('paged admin lists', () => {
       sizes.push(page.length);
       if (res.json.next === undefined) break;
       expect(res.json.next).toBe(page[page.length - 1]?.id);
-      path = `/v1/admin/delegations?limit=7&after=${String(res.json.next)}`;
+      path = `/v1/admin/delegations?limit=7&after=${res.json.next as string}`;
     }
     // Full pages of 7 with a next cursor, then the rest without one.
     expect(sizes).toEqual([...Array<number>(Math.ceil(all.size / 7) - 1).fill(7), all.size - 7 * (Math.ceil(all.size / 7) - 1)]);

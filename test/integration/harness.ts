@@ -221,9 +221,10 @@ export interface DigResult {
 function describeEde(ede: unknown): string {
   if (typeof ede === 'object' && ede !== null) {
     const e = ede as Record<string, unknown>;
-    return `${String(e['INFO-CODE'])}${e['EXTRA-TEXT'] !== undefined ? `: ${String(e['EXTRA-TEXT'])}` : ''}`;
+    const text = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v));
+    return `${text(e['INFO-CODE'])}${e['EXTRA-TEXT'] !== undefined ? `: ${text(e['EXTRA-TEXT'])}` : ''}`;
   }
-  return String(ede);
+  return typeof ede === 'string' ? ede : JSON.stringify(ede);
 }
 
 /** Runs the real `dig` (+yaml) against address:port and parses what it printed. */
@@ -236,7 +237,7 @@ export async function dig(server: string, args: readonly string[]): Promise<DigR
   const list = (key: string): string[] => ((data[key] as string[] | undefined) ?? []).map((l) => l.replace(/\s+/g, ' '));
   return {
     status: String(data.status),
-    flags: String(data.flags ?? '').split(' ').filter(Boolean),
+    flags: (typeof data.flags === 'string' ? data.flags : '').split(' ').filter(Boolean),
     answer: list('ANSWER_SECTION'),
     authority: list('AUTHORITY_SECTION'),
     additional: list('ADDITIONAL_SECTION'),

@@ -100,7 +100,7 @@ describe('registration end to end', () => {
       csi: 'tel:+447700900323',
       msp: 'chat-d',
       preference: 1,
-      created: JSON.parse(Buffer.from(proof.payload, 'base64url').toString()).created,
+      created: (JSON.parse(Buffer.from(proof.payload, 'base64url').toString()) as { created: string }).created,
       proof,
       holder: holder.kid,
       holderJwk: holder.publicJwk,

@@ -20,8 +20,9 @@ const proverKey = await generateSigningKey();
 function prover(limits?: Partial<IdproverLimits>, codeTtl = 300) {
   const sent = new Map<string, string>();
   const clock = { now: START };
-  const deliver = async (d: CodeDelivery): Promise<void> => {
+  const deliver = (d: CodeDelivery): Promise<void> => {
     sent.set(d.challenge, d.code);
+    return Promise.resolve();
   };
   const p = new IdentityProver({ ...zone, codeTtl }, proverKey, deliver, () => clock.now, limits === undefined ? undefined : { ...DEFAULT_LIMITS.idprover, ...limits });
   const advance = (seconds: number): void => {

@@ -11,8 +11,9 @@ async function prover() {
   const holder = await generateSigningKey();
   const sent: CodeDelivery[] = [];
   const clock = { now: Date.parse('2026-11-23T12:00:00Z') };
-  const p = new IdentityProver(zone, key, async (d) => {
+  const p = new IdentityProver(zone, key, (d) => {
     sent.push(d);
+    return Promise.resolve();
   }, () => clock.now);
   return { p, key, holder, sent, clock };
 }

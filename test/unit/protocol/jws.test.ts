@@ -17,9 +17,9 @@ describe('JWS (EdDSA, Ed25519, flattened)', () => {
   });
 
   it.each([
-    ['another key', async (jws: { payload: string }) => jws, true],
-    ['an altered payload', async (jws: { payload: string }) => ({ ...jws, payload: Buffer.from('{"a":2}').toString('base64url') }), false],
-    ['not a JWS', async () => ({ nonsense: true }), false],
+    ['another key', (jws: { payload: string }) => Promise.resolve(jws), true],
+    ['an altered payload', (jws: { payload: string }) => Promise.resolve({ ...jws, payload: Buffer.from('{"a":2}').toString('base64url') }), false],
+    ['not a JWS', () => Promise.resolve({ nonsense: true }), false],
   ])('refuses %s as bogus', async (_name, tamper, otherKey) => {
     const key = await generateSigningKey();
     const other = await generateSigningKey();
