@@ -171,7 +171,7 @@ const name = (csi: string): string => `${ownerName(parseCsi(csi))}.`;
 
 /** The same questions for every standard resolver: one DP, a referral below, two DPs' shares merged, a denial. */
 function answersLikeTheResolver(server: () => string): void {
-  it.each([['+447700900123'], ['+12025550123'], ['bob@example.com']])('answers %s with the NAPTRs of the resolver\'s merged answer', async (csi) => {
+  it.each([['+447700900123'], ['+12025550123'], ['bob@example.com']])("answers %s with the NAPTRs of the resolver's merged answer", async (csi) => {
     const expected = await expectedNaptrs(csi);
     expect(expected.length).toBeGreaterThan(0);
     const r = await dig(server(), ['NAPTR', name(csi)]);
@@ -312,7 +312,18 @@ describe.skipIf(!canRun('kamailio'))('Kamailio enum_query answering 302 with the
     // The system resolver asks port 53 of the addresses in resolv.conf: this Kamailio gets a resolv.conf of its own.
     await writeFile(join(dir, 'resolv.conf'), `nameserver ${front.host}\noptions timeout:2 attempts:1\n`);
     const script = 'mount --bind "$1" /etc/resolv.conf && exec kamailio -DD -E -f "$2" -Y "$3" -w "$3"';
-    daemon = new Daemon(which('unshare'), ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', join(dir, 'resolv.conf'), join(dir, 'kamailio.cfg'), dir]);
+    daemon = new Daemon(which('unshare'), [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'sh',
+      join(dir, 'resolv.conf'),
+      join(dir, 'kamailio.cfg'),
+      dir,
+    ]);
     await until(daemon, async () => (await sip(port, 'OPTIONS', '+447700900123')).status === 405);
   });
   afterAll(async () => {
@@ -325,15 +336,18 @@ describe.skipIf(!canRun('kamailio'))('Kamailio enum_query answering 302 with the
     expect(`E2U+${service ?? ''}`).toBe(naptrData({ msp: 'chat-a', preference: 1 }).services);
   });
 
-  it.each([['+447700900123'], ['+12025550123'], ['+447700900555']])('answers an INVITE to %s with 302 and one Contact per MSP, in the holder\'s order', async (csi) => {
-    const { json } = await h.resolve({ csi });
-    // The URI each NAPTR's regexp rewrites a number to: `!^.*$!<uri>!`.
-    const msps = ((json.mappings as { msp: string; preference: number }[] | undefined) ?? []).map((m) => naptrData(m).regexp.split('!')[2]);
-    expect(msps.length).toBeGreaterThan(0);
-    const reply = await sip(port, 'INVITE', csi);
-    expect(reply.status).toBe(302);
-    expect(reply.contacts).toEqual(msps);
-  });
+  it.each([['+447700900123'], ['+12025550123'], ['+447700900555']])(
+    "answers an INVITE to %s with 302 and one Contact per MSP, in the holder's order",
+    async (csi) => {
+      const { json } = await h.resolve({ csi });
+      // The URI each NAPTR's regexp rewrites a number to: `!^.*$!<uri>!`.
+      const msps = ((json.mappings as { msp: string; preference: number }[] | undefined) ?? []).map((m) => naptrData(m).regexp.split('!')[2]);
+      expect(msps.length).toBeGreaterThan(0);
+      const reply = await sip(port, 'INVITE', csi);
+      expect(reply.status).toBe(302);
+      expect(reply.contacts).toEqual(msps);
+    },
+  );
 
   it('answers 404 for a number nobody registered (NODATA)', async () => {
     expect((await sip(port, 'INVITE', '+12025550100')).status).toBe(404);
