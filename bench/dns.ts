@@ -47,7 +47,9 @@ function dnsperf(server: string, port: number, file: string, seconds: number): D
 }
 
 function show(name: string, f: DnsFigures): void {
-  console.log(`${name.padEnd(32)} ${String(f.queriesPerSecond).padStart(8)} q/s   avg ${f.averageLatencyMs} ms   (${f.queriesCompleted} answered, ${f.lost} lost)`);
+  console.log(
+    `${name.padEnd(32)} ${String(f.queriesPerSecond).padStart(8)} q/s   avg ${f.averageLatencyMs} ms   (${f.queriesCompleted} answered, ${f.lost} lost)`,
+  );
 }
 
 if (spawnSync('sh', ['-c', 'command -v dnsperf && command -v unbound']).status !== 0) {
@@ -63,7 +65,11 @@ const dps = await spawnReady('bench/lib/hierarchy-process.ts', ['dps', dir, '53'
 const rootUrl = (dps.ready.servers as Record<string, string[]>).root?.[0] ?? '';
 // BENCH_PROFILE=DIR writes a CPU profile of the resolver process there.
 const profile = process.env.BENCH_PROFILE;
-const resolver = await spawnReady('bench/lib/hierarchy-process.ts', ['resolver', rootUrl, '-', RESOLVER_DNS], profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
+const resolver = await spawnReady(
+  'bench/lib/hierarchy-process.ts',
+  ['resolver', rootUrl, '-', RESOLVER_DNS],
+  profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
+);
 await writeFile(join(dir, 'unbound.conf'), unboundConfig({ port: UNBOUND_PORT, dir, stubAddr: '127.0.54.10@53' }));
 const unbound = spawn('unbound', ['-d', '-c', join(dir, 'unbound.conf')], { stdio: 'ignore' });
 try {

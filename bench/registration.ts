@@ -31,7 +31,9 @@ const PREPARED = 4_000 * SECONDS;
 const csiOf = (i: number): string => `tel:+${benchDigits(i)}`;
 
 function show(name: string, f: LoadFigures): void {
-  console.log(`${name.padEnd(30)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx)`);
+  console.log(
+    `${name.padEnd(30)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx)`,
+  );
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-reg-'));
@@ -44,9 +46,15 @@ await writeFile(
     `csips: [ { id: csip-bench, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:999" ] } ]\n` +
     `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
 );
-await writeFile(join(dir, 'zones', 'dp-bench.yaml'), `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`);
+await writeFile(
+  join(dir, 'zones', 'dp-bench.yaml'),
+  `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`,
+);
 // Load from one address: far above the default limit per resolver.
-await writeFile(join(dir, 'limits.yaml'), 'tiers: { anonymous: { rate: 1000000, burst: 1000000, notFoundRate: 1000000, notFoundBurst: 1000000 } }\nperResolver: { rate: 1000000, burst: 1000000 }\n');
+await writeFile(
+  join(dir, 'limits.yaml'),
+  'tiers: { anonymous: { rate: 1000000, burst: 1000000, notFoundRate: 1000000, notFoundBurst: 1000000 } }\nperResolver: { rate: 1000000, burst: 1000000 }\n',
+);
 const keys = join(dir, 'keys');
 const csip = await loadOrCreateKey(keys, 'csip-bench');
 const msp = await loadOrCreateKey(keys, 'chat-a');
@@ -56,7 +64,23 @@ const profile = process.env.BENCH_PROFILE;
 const serve = (data: string) =>
   spawnReady(
     'src/cli.ts',
-    ['serve', '--zones', join(dir, 'zones'), '--only', 'root', '--only', 'dp-bench', '--keys', keys, '--data', data, '--otp-outbox', join(dir, 'outbox'), '--limits', join(dir, 'limits.yaml')],
+    [
+      'serve',
+      '--zones',
+      join(dir, 'zones'),
+      '--only',
+      'root',
+      '--only',
+      'dp-bench',
+      '--keys',
+      keys,
+      '--data',
+      data,
+      '--otp-outbox',
+      join(dir, 'outbox'),
+      '--limits',
+      join(dir, 'limits.yaml'),
+    ],
     profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
   );
 
@@ -112,7 +136,10 @@ try {
     const server = await serve(data);
     const asks = Array.from({ length: 10_000 }, (_, i) => JSON.stringify({ csi: csiOf(Math.floor((i * count) / 10_000 + (i % 7))) }));
     let k = 0;
-    for (let i = 0; i < 2_000; i++) await fetch(`${dpUrl}/v1/lookup`, { method: 'POST', body: asks[i] ?? '', headers: { 'content-type': 'application/json' } }).then((res) => res.arrayBuffer());
+    for (let i = 0; i < 2_000; i++)
+      await fetch(`${dpUrl}/v1/lookup`, { method: 'POST', body: asks[i] ?? '', headers: { 'content-type': 'application/json' } }).then((res) =>
+        res.arrayBuffer(),
+      );
     const figures = await load(`${dpUrl}/v1/lookup`, SECONDS, 10, () => asks[k++ % asks.length] ?? '');
     await server.stop();
     show(`signed lookups, ${count} mappings`, figures);

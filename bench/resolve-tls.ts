@@ -23,7 +23,9 @@ const WARM = 1_000;
 const KEY = 'bench-api-key-0123456789abcdef';
 
 function show(name: string, f: LoadFigures): void {
-  console.log(`${name.padEnd(40)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx)`);
+  console.log(
+    `${name.padEnd(40)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx)`,
+  );
 }
 
 /** Full TLS handshakes per second: `concurrency` loops connecting, completing the handshake and closing. */
@@ -101,7 +103,9 @@ try {
     await bare.stop();
   }
   const shakes = await handshakes(Number(new URL(resolverUrl).port), ca, SECONDS, CONNECTIONS);
-  console.log(`(c) TLS handshakes with the resolver: ${shakes.perSecond}/s (${shakes.total} in ${SECONDS} s, ${shakes.errors} errors; ECDSA P-256, TLS 1.3, no resumption)`);
+  console.log(
+    `(c) TLS handshakes with the resolver: ${shakes.perSecond}/s (${shakes.total} in ${SECONDS} s, ${shakes.errors} errors; ECDSA P-256, TLS 1.3, no resumption)`,
+  );
   const ratio = Math.round((warm.requestsPerSecond / bareFigures.requestsPerSecond) * 100) / 100;
   console.log(`ratio (a)/(b) = ${ratio} (target >= 0.8)`);
   const result = {

@@ -18,7 +18,9 @@ const COLD = 60_000;
 const number = (i: number): string => `tel:+${benchDigits(i)}`;
 
 function show(name: string, f: LoadFigures): void {
-  console.log(`${name.padEnd(28)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx, ${f.bodyBytes} B/answer)`);
+  console.log(
+    `${name.padEnd(28)} ${String(f.requestsPerSecond).padStart(7)} req/s   p50 ${f.p50Ms} ms   p99 ${f.p99Ms} ms   (${f.requests} requests, ${f.errors} errors, ${f.non2xx} non-2xx, ${f.bodyBytes} B/answer)`,
+  );
 }
 
 const zones = await writeBenchZones(WARM + COLD);

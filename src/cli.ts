@@ -30,7 +30,6 @@ const DEFAULT_PKI_DIR = '.mimi/pki';
 /** The demo's CA, which client commands trust when it exists. */
 const DEMO_CA = `${DEFAULT_PKI_DIR}/ca.pem`;
 
-
 /** The demo's trust anchor, written by `npm start`. */
 const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';
 
@@ -99,7 +98,12 @@ interface Client {
 }
 
 /** Builds a command's {@link Client} from its common flags. */
-async function clientOf(values: { resolver?: string | undefined; ca?: string | undefined; 'trust-anchor'?: string | undefined; 'no-verify'?: boolean | undefined }): Promise<Client> {
+async function clientOf(values: {
+  resolver?: string | undefined;
+  ca?: string | undefined;
+  'trust-anchor'?: string | undefined;
+  'no-verify'?: boolean | undefined;
+}): Promise<Client> {
   const resolverUrl = values.resolver !== undefined ? flag(httpUrl, 'resolver', values.resolver) : defaultResolverUrl();
   const caPath = values.ca ?? (existsSync(DEMO_CA) ? DEMO_CA : undefined);
   const tls = caPath === undefined ? undefined : { ca: await readPem('ca', caPath) };
@@ -135,7 +139,12 @@ async function lookup(args: string[]): Promise<number> {
   // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
   const client = await clientOf(values);
   const apiKey = values['api-key'] ?? process.env.MIMI_API_KEY;
-  const stub = new StubResolver({ resolver: client.resolverUrl, trustAnchor: client.trustAnchor, dispatcher: client.dispatcher, ...(apiKey !== undefined ? { apiKey } : {}) });
+  const stub = new StubResolver({
+    resolver: client.resolverUrl,
+    trustAnchor: client.trustAnchor,
+    dispatcher: client.dispatcher,
+    ...(apiKey !== undefined ? { apiKey } : {}),
+  });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
     process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));
@@ -187,7 +196,8 @@ async function register(args: string[]): Promise<number> {
     dispatcher: client.dispatcher,
   });
   if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
-  else if ('mapping' in reply) process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
+  else if ('mapping' in reply)
+    process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
   else if (reply.status === 'unchanged') process.stdout.write(`unchanged at ${reply.dp}: that statement already is the mapping\n`);
   else process.stdout.write(`pending at ${reply.dp}: another holder has this CSI (older wins); conflict ${reply.conflict}, its holder has been notified\n`);
   return 0;
@@ -218,7 +228,9 @@ async function revoke(args: string[]): Promise<number> {
   const root = await rootOf(client);
   const results = await revokeMappings({ root, csi: positionals[0] ?? '', msp, holder, dp, dispatcher: client.dispatcher });
   if (values.json) process.stdout.write(`${JSON.stringify({ results })}\n`);
-  else for (const r of results) process.stdout.write(`${r.dp}: ${r.status}${r.status === 'revoked' ? ` (${r.removed} mapping${r.removed === 1 ? '' : 's'})` : ''}\n`);
+  else
+    for (const r of results)
+      process.stdout.write(`${r.dp}: ${r.status}${r.status === 'revoked' ? ` (${r.removed} mapping${r.removed === 1 ? '' : 's'})` : ''}\n`);
   return 0;
 }
 
@@ -253,8 +265,14 @@ async function admin(args: string[]): Promise<number> {
     process.stdout.write(values.json ? `${JSON.stringify(value)}\n` : text);
   };
   if (action === 'delegations' && positionals.length === 1) {
-    const { pending } = await admin<{ pending: { id: string; zone: string; dp: { id: string; endpoints: string[] } }[] }>(root.endpoints[0] ?? '', '/v1/admin/delegations');
-    out({ pending }, pending.length === 0 ? 'no pending delegations\n' : pending.map((p) => `${p.id}  ${p.zone} -> ${p.dp.id} ${p.dp.endpoints.join(' ')}\n`).join(''));
+    const { pending } = await admin<{ pending: { id: string; zone: string; dp: { id: string; endpoints: string[] } }[] }>(
+      root.endpoints[0] ?? '',
+      '/v1/admin/delegations',
+    );
+    out(
+      { pending },
+      pending.length === 0 ? 'no pending delegations\n' : pending.map((p) => `${p.id}  ${p.zone} -> ${p.dp.id} ${p.dp.endpoints.join(' ')}\n`).join(''),
+    );
     return 0;
   }
   if (action === 'conflicts' && positionals.length === 1) {
@@ -268,7 +286,10 @@ async function admin(args: string[]): Promise<number> {
         if (values.dp !== undefined || !(isMimiError(err) && err.status === 404)) throw err;
       }
     }
-    out({ pending: rows }, rows.length === 0 ? 'no pending conflicts\n' : rows.map((r) => `${r.id}  ${r.dp}  ${r.csi}  since ${r.since}${r.review ? '  REVIEW' : ''}\n`).join(''));
+    out(
+      { pending: rows },
+      rows.length === 0 ? 'no pending conflicts\n' : rows.map((r) => `${r.id}  ${r.dp}  ${r.csi}  since ${r.since}${r.review ? '  REVIEW' : ''}\n`).join(''),
+    );
     return 0;
   }
   if ((action === 'approve' || action === 'reject') && id !== undefined && positionals.length === 2) {
@@ -318,7 +339,12 @@ async function delegate(args: string[]): Promise<number> {
   if (key === undefined) throw new MimiError('invalid_config', `no signing key ${id}.jwk in ${keysDir}: the DP signs its own request`);
   const client = await clientOf(values);
   const rootUrl = values.root !== undefined ? flag(httpUrl, 'root', values.root) : ((await rootOf(client)).endpoints[0] ?? '');
-  const answer = await requestDelegation(rootUrl, key, { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } }, client.dispatcher);
+  const answer = await requestDelegation(
+    rootUrl,
+    key,
+    { zone: positionals[0] ?? '', dp: { id, endpoints, ...(values.dns !== undefined ? { dns: values.dns } : {}) } },
+    client.dispatcher,
+  );
   const text =
     answer.status === 'active'
       ? `delegated ${String(positionals[0])} to ${id}; root serial ${answer.serial}\n`
@@ -332,7 +358,8 @@ async function zoneCheck(args: string[]): Promise<number> {
   if (positionals[0] !== 'check' || positionals.length < 2) throw new UsageError('usage: mimi zone check FILE...');
   const files = positionals.slice(1);
   const zones = await loadZoneFiles(files);
-  for (const { zone, source } of zones) process.stdout.write(`${source}: ok (${zone.role} ${zone.id}${zone.role === 'idprover' ? '' : `, serial ${zone.serial}`})\n`);
+  for (const { zone, source } of zones)
+    process.stdout.write(`${source}: ok (${zone.role} ${zone.id}${zone.role === 'idprover' ? '' : `, serial ${zone.serial}`})\n`);
   return 0;
 }
 

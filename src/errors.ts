@@ -124,7 +124,8 @@ export function describeFault(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     if (err.name === 'AbortError' || err.name === 'TimeoutError') return 'timed out';
-    if (code !== undefined && TLS_TRUST_CODES.has(code)) return `TLS: the server's certificate is not trusted (${code}); give the CA that issued it with --ca FILE`;
+    if (code !== undefined && TLS_TRUST_CODES.has(code))
+      return `TLS: the server's certificate is not trusted (${code}); give the CA that issued it with --ca FILE`;
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `TLS: the server's certificate is not valid for this host (${code})`;
     return code !== undefined ? `${code}` : err.message;
   }

@@ -29,7 +29,9 @@ const running =
         ...(process.env.BENCH_LIMITS ? { limits: parseLimits(readFileSync(process.env.BENCH_LIMITS, 'utf8'), process.env.BENCH_LIMITS) } : {}),
         resolverDns: dnsAt !== undefined ? { host: dnsAt[0] ?? '127.0.0.1', port: Number(dnsAt[1]) } : undefined,
       });
-process.stdout.write(`${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, resolverDns: running.resolverDns ?? null, servers: running.servers, dns: running.dns })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ event: 'ready', resolver: running.resolverUrl ?? null, resolverDns: running.resolverDns ?? null, servers: running.servers, dns: running.dns })}\n`,
+);
 const stop = (): void => {
   running.close().then(
     () => process.exit(0),

@@ -18,7 +18,7 @@ export async function spawnReady(script: string, args: readonly string[], nodeFl
   const flags = nodeFlags;
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  const timer = setTimeout(() => child.kill("SIGKILL"), 180_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
   const [line] = (await once(lines, 'line')) as [string];
   clearTimeout(timer);
   return {
@@ -44,7 +44,13 @@ export interface LoadFigures {
 }
 
 /** Runs autocannon for `seconds` with `connections`, POSTing the bodies `next()` yields. */
-export async function load(url: string, seconds: number, connections: number, next: () => string, headers: Readonly<Record<string, string>> = {}): Promise<LoadFigures> {
+export async function load(
+  url: string,
+  seconds: number,
+  connections: number,
+  next: () => string,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<LoadFigures> {
   const result = await autocannon({
     url,
     connections,

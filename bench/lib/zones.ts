@@ -32,7 +32,15 @@ delegations:
   - { zone: "e164:999", providers: [ dp-bench ] }
 `,
   );
-  const lines = ['role: authoritative', 'id: dp-bench', 'serial: 1', 'zones: [ "e164:999" ]', 'ttl: 3600', 'negativeTtl: 60', 'endpoints: [ "http://127.0.0.1:2" ]'];
+  const lines = [
+    'role: authoritative',
+    'id: dp-bench',
+    'serial: 1',
+    'zones: [ "e164:999" ]',
+    'ttl: 3600',
+    'negativeTtl: 60',
+    'endpoints: [ "http://127.0.0.1:2" ]',
+  ];
   if (dns) lines.push(`dns: [ "${dns.dp}" ]`);
   lines.push('mappings:');
   for (let i = 0; i < count; i++) {

@@ -58,7 +58,9 @@ async function rotate(id: string, keys: string, data: string): Promise<number> {
     const count = await rotateSigningKey(store, fresh);
     if (old !== undefined) await rename(file, `${file}.${old.kid}.old`);
     await rename(pending, file);
-    process.stderr.write(`mimi: ${id}: ${count} stored proofs re-signed; new key ${fresh.kid}${old !== undefined ? ` (the old one, ${old.kid}, is kept as ${file}.${old.kid}.old)` : ''}; give the root's registry entry of ${id} this public key:\n`);
+    process.stderr.write(
+      `mimi: ${id}: ${count} stored proofs re-signed; new key ${fresh.kid}${old !== undefined ? ` (the old one, ${old.kid}, is kept as ${file}.${old.kid}.old)` : ''}; give the root's registry entry of ${id} this public key:\n`,
+    );
     process.stdout.write(`${JSON.stringify(fresh.publicJwk)}\n`);
   } finally {
     store.close();

@@ -149,7 +149,23 @@ function untilStopped(logger: Logger, onHangup: () => void): Promise<string> {
 
 /** The first key that differs between two configurations and cannot change by a reload, if any. */
 function unreloadable(before: Config, after: Config): string | undefined {
-  const fixed: readonly (keyof Config)[] = ['zonesDir', 'serve', 'dataDir', 'keysDir', 'newKey', 'rootUrl', 'trustAnchorFile', 'adminTokenFile', 'outbox', 'dnsCheckServer', 'tls', 'dns', 'operations', 'user', 'log'];
+  const fixed: readonly (keyof Config)[] = [
+    'zonesDir',
+    'serve',
+    'dataDir',
+    'keysDir',
+    'newKey',
+    'rootUrl',
+    'trustAnchorFile',
+    'adminTokenFile',
+    'outbox',
+    'dnsCheckServer',
+    'tls',
+    'dns',
+    'operations',
+    'user',
+    'log',
+  ];
   const key = fixed.find((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
   if (key !== undefined) return key;
   // The resolver's other settings (root hints, trust anchor, TTLs, timeouts, cache, tag secret) reload: a new resolver takes over.
@@ -185,7 +201,11 @@ function dropPrivileges(user: string, logger: Logger): void {
  */
 async function untilReady(running: RunningHierarchy, logger: Logger): Promise<void> {
   for (let waited = 0; !running.ready(); waited += 1) {
-    if (waited > 0 && waited % 10 === 0) logger.warn({ waitedSeconds: waited }, 'not ready yet: the resolver holds no root zone (see the errors above: an unreachable root, or a CA missing from tls.ca)');
+    if (waited > 0 && waited % 10 === 0)
+      logger.warn(
+        { waitedSeconds: waited },
+        'not ready yet: the resolver holds no root zone (see the errors above: an unreachable root, or a CA missing from tls.ca)',
+      );
     await running.resolver?.start().catch(() => undefined);
     if (running.ready()) return;
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -218,7 +238,11 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
       try {
         const next = await load();
         const fixed = unreloadable(config, next.config);
-        if (fixed !== undefined) throw new MimiError('invalid_config', `${config.source}: ${fixed} changes only at a restart (listen addresses, stores, keys and TLS are fixed at start)`);
+        if (fixed !== undefined)
+          throw new MimiError(
+            'invalid_config',
+            `${config.source}: ${fixed} changes only at a restart (listen addresses, stores, keys and TLS are fixed at start)`,
+          );
         const options = await hierarchyOptionsOf(next, { demo, logger });
         await running.reload({ zones: next.zones, limits: next.limits ?? DEFAULT_LIMITS, resolver: options });
         metrics.reloadSuccessful.set(1);

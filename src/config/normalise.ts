@@ -56,7 +56,15 @@ export interface Config {
   readonly outbox: string | undefined;
   /** `host:port` (IPv6 hosts in brackets), as node:dns takes it. */
   readonly dnsCheckServer: string | undefined;
-  readonly tls: { readonly pki?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined; readonly ca?: string | undefined; readonly clientCa?: string | undefined } | undefined;
+  readonly tls:
+    | {
+        readonly pki?: string | undefined;
+        readonly cert?: string | undefined;
+        readonly key?: string | undefined;
+        readonly ca?: string | undefined;
+        readonly clientCa?: string | undefined;
+      }
+    | undefined;
   readonly dns: { readonly port: number | undefined; readonly apex: string | undefined };
   /** A limits file, or the inline mapping (validated when read). */
   readonly limits: { readonly file: string } | { readonly inline: unknown } | undefined;
@@ -81,7 +89,8 @@ function describe(source: string, issues: readonly z.core.$ZodIssue[]): string {
     .slice(0, 10)
     .map((issue) => {
       const field = issue.path.map(String).join('.') || '(file)';
-      if (issue.code === 'unrecognized_keys') return `${source}: ${field === '(file)' ? '' : `${field}: `}unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      if (issue.code === 'unrecognized_keys')
+        return `${source}: ${field === '(file)' ? '' : `${field}: `}unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
       return `${source}: ${field}: ${issue.message}`;
     })
     .join('\n');
@@ -108,7 +117,10 @@ export function resolvePaths(raw: RawConfig, base: string): RawConfig {
     adminTokenFile: at(raw.adminTokenFile),
     outbox: at(raw.outbox),
     limits: typeof raw.limits === 'string' ? at(raw.limits) : raw.limits,
-    tls: raw.tls === undefined ? undefined : defined({ pki: at(raw.tls.pki), cert: at(raw.tls.cert), key: at(raw.tls.key), ca: at(raw.tls.ca), clientCa: at(raw.tls.clientCa) }),
+    tls:
+      raw.tls === undefined
+        ? undefined
+        : defined({ pki: at(raw.tls.pki), cert: at(raw.tls.cert), key: at(raw.tls.key), ca: at(raw.tls.ca), clientCa: at(raw.tls.clientCa) }),
     resolver:
       raw.resolver === undefined
         ? undefined
@@ -140,7 +152,8 @@ export function overlay(file: RawConfig, flags: RawConfig): RawConfig {
 export function normaliseConfig(raw: RawConfig, source: string): Config {
   const problems: string[] = [];
   if (raw.serve !== undefined && raw.zones === undefined) problems.push(`${source}: serve: needs zones (the directory of the zone files it names)`);
-  if (raw.zones === undefined && raw.resolver === undefined) problems.push(`${source}: zones: give zones (servers to run) or resolver (a resolver alone), or both`);
+  if (raw.zones === undefined && raw.resolver === undefined)
+    problems.push(`${source}: zones: give zones (servers to run) or resolver (a resolver alone), or both`);
   if (raw.zones === undefined && raw.resolver !== undefined && raw.resolver.root === undefined && raw.root === undefined) {
     problems.push(`${source}: resolver.root: a resolver without zones needs its root hints (resolver.root, or root)`);
   }

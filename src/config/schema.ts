@@ -53,7 +53,13 @@ const resolverSchema = z.strictObject({
   requireSecure: z.boolean().optional(),
   cache: z.strictObject({ maxEntries: z.number().int().min(1).max(10_000_000) }).optional(),
   ttl: z
-    .strictObject({ min: seconds.optional(), max: seconds.optional(), maxNegative: seconds.optional(), stale: seconds.optional(), staleWindow: seconds.optional() })
+    .strictObject({
+      min: seconds.optional(),
+      max: seconds.optional(),
+      maxNegative: seconds.optional(),
+      stale: seconds.optional(),
+      staleWindow: seconds.optional(),
+    })
     .refine((t) => t.min === undefined || t.max === undefined || t.min <= t.max, { message: 'min must not exceed max', path: ['min'] })
     .optional(),
   timeouts: z
@@ -90,7 +96,10 @@ export const rawConfigSchema = z.strictObject({
   operations: hostPortSchema.optional(),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).optional(), format: z.enum(['json', 'pretty']).optional() }).optional(),
   /** Drop root privileges to this user once every socket is bound (as Unbound and PowerDNS do). */
-  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name').optional(),
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name')
+    .optional(),
   resolver: resolverSchema.optional(),
 });
 

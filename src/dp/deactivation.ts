@@ -16,7 +16,15 @@ import { assertCompactJwsStrict } from '../protocol/strict-json.ts';
 /** The body of `POST /v1/deactivations`. */
 export const deactivationBodySchema = z.strictObject({ jwt: z.string().min(1).max(8192) });
 
-const claimsSchema = z.object({ iss: z.string(), sub: z.string(), deactivated_at: z.number().int().min(0).max(2 ** 40) });
+const claimsSchema = z.object({
+  iss: z.string(),
+  sub: z.string(),
+  deactivated_at: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 40),
+});
 
 /** How far in the future a `deactivated_at` may lie (clock skew), in seconds. */
 export const MAX_DEACTIVATION_SKEW = 300;

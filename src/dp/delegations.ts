@@ -100,7 +100,13 @@ export class DelegationRegistrar {
   #zone: RootZone;
 
   /** `published` hears of every new root zone (re-signing, the DNS view, the HTTP front-end); `limits` default to the contract's. */
-  constructor(base: RootZone, store: DelegationStore, now: () => number, published: (zone: RootZone) => void, limits: DelegationLimits = DEFAULT_LIMITS.delegations) {
+  constructor(
+    base: RootZone,
+    store: DelegationStore,
+    now: () => number,
+    published: (zone: RootZone) => void,
+    limits: DelegationLimits = DEFAULT_LIMITS.delegations,
+  ) {
     this.#base = base;
     this.#store = store;
     this.#now = now;

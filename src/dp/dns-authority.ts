@@ -81,13 +81,18 @@ export class DnsAuthority {
     if (name === apex) {
       const glue = addressRecords(nsName, z.dns ?? [], z.ttl);
       if (qtype === QTYPE.SOA) return { ...nodata, answers: [soa], authorities: [] };
-      if (qtype === QTYPE.NS) return { ...nodata, answers: [{ name: apex, type: 'NS', class: 'IN', ttl: z.ttl, data: nsName }], authorities: [], additionals: glue };
+      if (qtype === QTYPE.NS)
+        return { ...nodata, answers: [{ name: apex, type: 'NS', class: 'IN', ttl: z.ttl, data: nsName }], authorities: [], additionals: glue };
       if (qtype === QTYPE.ANY) return { ...nodata, answers: [soa, { name: apex, type: 'NS', class: 'IN', ttl: z.ttl, data: nsName }], authorities: [] };
       return nodata;
     }
     if (name === nsName) {
       const records = addressRecords(name, z.dns ?? [], z.ttl, qtype === QTYPE.A || qtype === QTYPE.AAAA ? qtype : undefined);
-      return qtype === QTYPE.A || qtype === QTYPE.AAAA || qtype === QTYPE.ANY ? (records.length > 0 ? { ...nodata, answers: records, authorities: [] } : nodata) : nodata;
+      return qtype === QTYPE.A || qtype === QTYPE.AAAA || qtype === QTYPE.ANY
+        ? records.length > 0
+          ? { ...nodata, answers: records, authorities: [] }
+          : nodata
+        : nodata;
     }
     const meaning = readName(name, this.#apex);
     if (meaning.kind === 'csi' || meaning.kind === 'email-hash') {

@@ -144,13 +144,7 @@ export class IdentityProver {
   readonly #clients = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_CLIENTS });
 
   /** `limits` default to the contract's (PROTOCOL.md §16), so the limits always apply. */
-  constructor(
-    zone: IdproverZone,
-    key: SigningKey,
-    deliver: DeliveryChannel,
-    now: () => number = Date.now,
-    limits: IdproverLimits = DEFAULT_LIMITS.idprover,
-  ) {
+  constructor(zone: IdproverZone, key: SigningKey, deliver: DeliveryChannel, now: () => number = Date.now, limits: IdproverLimits = DEFAULT_LIMITS.idprover) {
     this.#zone = zone;
     this.#key = key;
     this.#deliver = deliver;
@@ -232,7 +226,9 @@ export class IdentityProver {
     const counters = this.#countersOf(challenge.csi, now);
     if (counters.wrongCodes >= this.#limits.wrongCodesPerDay) {
       const wait = seconds(untilUtcMidnight(now));
-      throw new MimiError('too_many_attempts', `more than ${this.#limits.wrongCodesPerDay} wrong codes for this CSI today: try again after midnight UTC`, { retryAfter: wait });
+      throw new MimiError('too_many_attempts', `more than ${this.#limits.wrongCodesPerDay} wrong codes for this CSI today: try again after midnight UTC`, {
+        retryAfter: wait,
+      });
     }
     if (challenge.attempts >= MAX_ATTEMPTS) throw new MimiError('too_many_attempts', `more than ${MAX_ATTEMPTS} wrong codes: start a new challenge`);
     if (now >= challenge.expiresAt) {

@@ -28,7 +28,7 @@ async function resign(proof: Statement, key: SigningKey): Promise<Statement> {
 export async function rotateSigningKey(store: DpStore, key: SigningKey): Promise<number> {
   const updates: { table: 'active' | 'pending'; row: number; proof: Statement }[] = [];
   for (const table of ['active', 'pending'] as const) {
-    for (let after = 0; ; ) {
+    for (let after = 0; ;) {
       const batch = store.proofsAfter(table, after, BATCH);
       if (batch.length === 0) break;
       for (const { row, proof } of batch) updates.push({ table, row, proof: await resign(proof, key) });

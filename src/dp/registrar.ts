@@ -94,7 +94,10 @@ export class Registrar {
       }
       const revoked = this.#store.lastRevoke(mapping.holder, mapping.csi);
       if (revoked !== undefined && Date.parse(mapping.created) / 1000 <= revoked.iat) {
-        throw new MimiError('replayed', "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof");
+        throw new MimiError(
+          'replayed',
+          "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof",
+        );
       }
       this.#store.markSeen(payloadHash, this.#now());
       const notices: Notice[] = [];

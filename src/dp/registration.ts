@@ -44,8 +44,9 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
   // PROTOCOL.md §16: the submitter signs as holder and MSP, once each; the DP's signature is added here, never taken.
   for (const signature of shape.data.signatures) {
     // Everything that is served is signed: an unprotected header would ride along in every answer unsigned.
-    if (signature.header !== undefined) throw new MimiError('invalid_request', 'signatures: unprotected headers are not accepted (put every header parameter in protected)');
-    parseStrictBase64urlJson(signature.protected, 'a signature\'s protected header');
+    if (signature.header !== undefined)
+      throw new MimiError('invalid_request', 'signatures: unprotected headers are not accepted (put every header parameter in protected)');
+    parseStrictBase64urlJson(signature.protected, "a signature's protected header");
   }
   const roles = signatureRolesProblem(shape.data, ['holder', 'msp']);
   if (roles !== undefined) throw new MimiError('invalid_request', `signatures: ${roles}`);
@@ -67,4 +68,3 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
   const payloadHash = createHash('sha256').update(Buffer.from(shape.data.payload, 'base64url')).digest('base64url');
   return { payload, ...checked, payloadHash };
 }
-

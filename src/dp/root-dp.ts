@@ -21,7 +21,6 @@ function documentOf(body: Buffer, serial: number): ZoneDocument {
   return { body, etag: `"${serial}-${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` };
 }
 
-
 /** The root DP: answers referrals and `not_found` only. */
 export class RootDp implements DiscoveryProvider {
   readonly role = 'root' as const;

@@ -176,7 +176,8 @@ export class UpstreamPacer {
     }
     // Reserve a token now (the balance may go negative) and wait until it is ours: FIFO, and never above the rate.
     const wait = Math.max(0, (1 - bucket.tokens(now)) / qps) * 1000;
-    if (now + wait > deadline) throw new MimiError('upstream_unavailable', `${dp} allows ${qps} queries per second and the resolution's time would run out waiting`);
+    if (now + wait > deadline)
+      throw new MimiError('upstream_unavailable', `${dp} allows ${qps} queries per second and the resolution's time would run out waiting`);
     bucket.charge(1, now);
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }

@@ -121,7 +121,11 @@ export async function requestJson(url: string, init: JsonRequest): Promise<{ sta
     {
       method: init.method,
       dispatcher: init.dispatcher ?? defaultAgent,
-      headers: { accept: 'application/json, application/jose+json', ...init.headers, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        accept: 'application/json, application/jose+json',
+        ...init.headers,
+        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 15_000),
     },

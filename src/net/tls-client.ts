@@ -22,4 +22,3 @@ export function tlsConnectOptions(tls: TlsClientOptions | undefined): { ca?: str
     ...(tls?.cert !== undefined && tls.key !== undefined ? { cert: tls.cert, key: tls.key } : {}),
   };
 }
-

@@ -6,9 +6,7 @@
 import { z } from 'zod';
 
 /** Server, MSP and DP ids: one DNS label, so they can name NS targets (PROTOCOL.md §6). */
-export const idSchema = z
-  .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'an id is 1-63 lower-case letters, digits and inner hyphens');
+export const idSchema = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'an id is 1-63 lower-case letters, digits and inner hyphens');
 
 /** An HTTP(S) base URL: scheme, host and port, nothing else. */
 export const endpointSchema = z
@@ -32,7 +30,10 @@ export const endpointSchema = z
 
 const ipv4 = z.string().regex(/^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/);
 /** A DNS server address list (IPv4 or IPv6). */
-export const dnsListSchema = z.array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' })).min(1).max(16);
+export const dnsListSchema = z
+  .array(z.union([ipv4, z.string().regex(/^[0-9a-fA-F:]+$/)], { error: 'an IP address' }))
+  .min(1)
+  .max(16);
 
 /** One to 16 endpoints. */
 export const endpointsSchema = z.array(endpointSchema).min(1).max(16);

@@ -4,16 +4,7 @@
  * jose's; this file only fixes the choices and turns failures into `bogus`.
  * Pure: no I/O, and the clock (`iat`) is passed in.
  */
-import {
-  calculateJwkThumbprint,
-  exportJWK,
-  flattenedVerify,
-  FlattenedSign,
-  generateKeyPair,
-  importJWK,
-  type FlattenedJWS,
-  type JWK,
-} from 'jose';
+import { calculateJwkThumbprint, exportJWK, flattenedVerify, FlattenedSign, generateKeyPair, importJWK, type FlattenedJWS, type JWK } from 'jose';
 import type { webcrypto } from 'node:crypto';
 import { z } from 'zod';
 import { MimiError } from '../errors.ts';
@@ -82,9 +73,7 @@ export async function signingKeyFromJwk(jwk: JWK): Promise<SigningKey> {
 
 /** Signs a JSON payload as a flattened JWS with `{ alg: EdDSA, kid }`. */
 export function signFlattened(payload: unknown, key: SigningKey, extraHeader: Record<string, string> = {}): Promise<FlattenedJWS> {
-  return new FlattenedSign(new TextEncoder().encode(JSON.stringify(payload)))
-    .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, ...extraHeader })
-    .sign(key.key);
+  return new FlattenedSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, ...extraHeader }).sign(key.key);
 }
 
 const importedKeys = new Map<string, CryptoKey>();

@@ -107,12 +107,12 @@ export type Format = z.infer<typeof formatSchema>;
 /** `POST /v1/resolve` request body. */
 export const resolveRequestSchema = z
   .strictObject({
-  csi: z.string().optional(),
-  name: dnsNameSchema.optional(),
-  format: formatSchema.optional(),
-  msps: z.array(idSchema).max(64).optional(),
-  federation: federationSchema.optional(),
-})
+    csi: z.string().optional(),
+    name: dnsNameSchema.optional(),
+    format: formatSchema.optional(),
+    msps: z.array(idSchema).max(64).optional(),
+    federation: federationSchema.optional(),
+  })
   .refine(oneSubject, ONE_SUBJECT);
 /** A `POST /v1/resolve` request. */
 export type ResolveRequest = z.infer<typeof resolveRequestSchema>;

@@ -90,18 +90,20 @@ export async function verifyProof(
     const { payload: raw } = await compactVerify(payload.attestation, await publicCryptoKey(csip.jwk), { algorithms: ['EdDSA', 'Ed25519'] });
     claims = attestationClaimsSchema.parse(JSON.parse(new TextDecoder().decode(raw)));
   } catch {
-    throw new MimiError('bad_signature', 'attestation: the signature does not verify with the identity prover\'s key');
+    throw new MimiError('bad_signature', "attestation: the signature does not verify with the identity prover's key");
   }
-  if (claims.sub !== payload.csi) throw new MimiError('bad_signature', 'attestation: sub is not the statement\'s CSI');
+  if (claims.sub !== payload.csi) throw new MimiError('bad_signature', "attestation: sub is not the statement's CSI");
   const created = Date.parse(payload.created) / 1000;
   if (!(claims.iat <= created && created <= claims.exp) || (options.now !== undefined && options.now / 1000 > claims.exp)) {
-    throw new MimiError('attestation_expired', 'attestation: expired (it must cover the statement\'s created time and now)');
+    throw new MimiError('attestation_expired', "attestation: expired (it must cover the statement's created time and now)");
   }
-  if (!(await signedBy(statement, 'holder', claims.cnf.jwk))) throw new MimiError('bad_signature', 'holder: no valid signature by the key the attestation confirms');
+  if (!(await signedBy(statement, 'holder', claims.cnf.jwk)))
+    throw new MimiError('bad_signature', 'holder: no valid signature by the key the attestation confirms');
   const msp = registries.msps.get(payload.msp);
   if (msp?.jwk === undefined || !(await signedBy(statement, 'msp', msp.jwk))) {
     throw new MimiError('bad_signature', `msp: no valid signature by the registry key of ${payload.msp}`);
   }
-  if (options.dpKey !== undefined && !(await signedBy(statement, 'dp', options.dpKey))) throw new MimiError('bad_signature', 'dp: no valid signature by the publishing DP');
+  if (options.dpKey !== undefined && !(await signedBy(statement, 'dp', options.dpKey)))
+    throw new MimiError('bad_signature', 'dp: no valid signature by the publishing DP');
   return { holderKid: await thumbprint(claims.cnf.jwk), holderJwk: claims.cnf.jwk, level: claims.level ?? 'otp', attestationIat: claims.iat };
 }

@@ -11,7 +11,11 @@ import { dnsListSchema, endpointsSchema, idSchema } from './ids.ts';
 import { flattenedJwsSchema, publicCryptoKey, publicJwkSchema, type PublicJwk } from './jws.ts';
 import { parseStrictBase64urlJson } from './strict-json.ts';
 
-const iatSchema = z.number().int().min(0).max(2 ** 40);
+const iatSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 40);
 
 /** A holder's revocation (PROTOCOL.md §9). */
 export const revokePayloadSchema = z.strictObject({ csi: z.string().max(512), msp: z.union([idSchema, z.literal('*')]), iat: iatSchema });

@@ -104,6 +104,7 @@ export function assertCompactJwsStrict(compact: string, what: string): void {
     } catch {
       continue;
     }
-    if (hasDuplicateMembers(text, parsed)) throw new MimiError('invalid_request', `${what}: its ${i === 0 ? 'header' : 'payload'} names a member twice (RFC 7493 I-JSON)`);
+    if (hasDuplicateMembers(text, parsed))
+      throw new MimiError('invalid_request', `${what}: its ${i === 0 ? 'header' : 'payload'} names a member twice (RFC 7493 I-JSON)`);
   }
 }

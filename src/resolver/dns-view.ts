@@ -74,7 +74,11 @@ export class ResolverDnsView {
     if (qtype !== QTYPE.NAPTR && qtype !== QTYPE.ANY) {
       return { plan: { rcode: RCODE.NOERROR, aa: false, answers: [], authorities: [], additionals: [] }, errors, validUntil };
     }
-    const answers = naptrAnswers(name, resolution.mappings.map((m) => ({ msp: m.msp, preference: m.preference, ttl })), ttl);
+    const answers = naptrAnswers(
+      name,
+      resolution.mappings.map((m) => ({ msp: m.msp, preference: m.preference, ttl })),
+      ttl,
+    );
     return { plan: { rcode: RCODE.NOERROR, aa: false, answers, authorities: [], additionals: [] }, errors, validUntil };
   }
 

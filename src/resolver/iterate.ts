@@ -85,7 +85,17 @@ function leaf(provider: string, entry: RecordEntry, network: boolean, stale = fa
 
 /** A branch whose provider failed (and had nothing stale). */
 function failedBranch(provider: string, extra: Partial<Pick<Branch, 'bogus' | 'loops'>> = {}): Branch {
-  return { path: [provider], shares: [], failed: [provider], bogus: extra.bogus ?? [], loops: extra.loops ?? [], stale: false, network: true, secure: false, chain: [] };
+  return {
+    path: [provider],
+    shares: [],
+    failed: [provider],
+    bogus: extra.bogus ?? [],
+    loops: extra.loops ?? [],
+    stale: false,
+    network: true,
+    secure: false,
+    chain: [],
+  };
 }
 
 /**
@@ -181,7 +191,12 @@ export class Iterator {
       const cut = this.#rootDelegation(csi, root);
       if (cut === undefined) return this.#rootDenial(csi, root);
       const chain: Chain = { dps: new Set(), zones: new Set([cut.zone]), referrals: 0 };
-      starts = this.#bounded(cut.providers, `the delegation of ${cut.zone}`).map((provider) => ({ provider, bailiwick: [cut.zone], chain, trusted: root.secure }));
+      starts = this.#bounded(cut.providers, `the delegation of ${cut.zone}`).map((provider) => ({
+        provider,
+        bailiwick: [cut.zone],
+        chain,
+        trusted: root.secure,
+      }));
     } else {
       const ids = federation.mode === 'all' ? root.zone.dps.map((d) => d.id) : [...new Set(federation.dps)];
       starts = ids.map((id) => {
@@ -191,7 +206,10 @@ export class Iterator {
       });
     }
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new MimiError('upstream_unavailable', 'the resolution ran out of time', { status: 504 })), Math.max(0, context.deadline - Date.now()));
+    const timer = setTimeout(
+      () => deadline.abort(new MimiError('upstream_unavailable', 'the resolution ran out of time', { status: 504 })),
+      Math.max(0, context.deadline - Date.now()),
+    );
     timer.unref();
     try {
       const walk: Walk = {
@@ -221,14 +239,19 @@ export class Iterator {
   /** A registry DP as a provider, with at most `maxEndpoints` replicas. */
   #registryProvider(dp: DpRef): Provider {
     const { maxEndpoints } = this.#deps.fanout;
-    if (dp.endpoints.length > maxEndpoints) this.#deps.logger.warn({ dp: dp.id, endpoints: dp.endpoints.length, used: maxEndpoints }, 'provider has more endpoints than the resolver uses; the rest are ignored');
+    if (dp.endpoints.length > maxEndpoints)
+      this.#deps.logger.warn(
+        { dp: dp.id, endpoints: dp.endpoints.length, used: maxEndpoints },
+        'provider has more endpoints than the resolver uses; the rest are ignored',
+      );
     return { id: dp.id, endpoints: dp.endpoints.slice(0, maxEndpoints), ...(dp.jwk ? { jwk: dp.jwk } : {}), ...(dp.qps !== undefined ? { qps: dp.qps } : {}) };
   }
 
   /** At most `maxProviders` providers of one delegation or referral, each with at most `maxEndpoints` endpoints (PROTOCOL.md §16). */
   #bounded(providers: readonly Provider[], what: string): Provider[] {
     const { maxProviders, maxEndpoints } = this.#deps.fanout;
-    if (providers.length > maxProviders) this.#deps.logger.warn({ providers: providers.length, used: maxProviders, what }, 'more providers than the resolver uses; the rest are ignored');
+    if (providers.length > maxProviders)
+      this.#deps.logger.warn({ providers: providers.length, used: maxProviders, what }, 'more providers than the resolver uses; the rest are ignored');
     return providers.slice(0, maxProviders).map((p) => (p.endpoints.length > maxEndpoints ? this.#registryProvider({ ...p, endpoints: p.endpoints }) : p));
   }
 
@@ -293,7 +316,7 @@ export class Iterator {
       return this.#descend(walk, start, cut, { asked: false, stale: false });
     }
     this.#deps.observer.cache('records', 'miss');
-    if (!walk.context.network) throw new MimiError('not_cached', 'the answer is not in the resolver\'s cache');
+    if (!walk.context.network) throw new MimiError('not_cached', "the answer is not in the resolver's cache");
 
     let reply: LookupReply;
     try {
@@ -319,12 +342,13 @@ export class Iterator {
     // PROTOCOL.md §4.6, §16: a DP speaks only inside its bailiwick (asked directly: the zones the root delegates to it).
     // An answer or denial for a CSI outside it is no share, however it is dated or signed.
     if ((result.kind === 'answer' || result.kind === 'not_found') && !start.bailiwick.some((z) => csiInZone(walk.csi, z))) {
-      this.#deps.logger.warn({ dp: provider.id }, 'answer outside the provider\'s bailiwick ignored');
+      this.#deps.logger.warn({ dp: provider.id }, "answer outside the provider's bailiwick ignored");
       return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
     }
     switch (result.kind) {
       case 'not_authoritative':
-        if (!walk.noShareIsFailure) return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
+        if (!walk.noShareIsFailure)
+          return { path: [provider.id], shares: [], failed: [], bogus: [], loops: [], stale: false, network: true, secure: false, chain: [] };
         this.#deps.logger.warn({ dp: provider.id }, 'lame delegation: provider is not authoritative for a zone delegated to it');
         return this.#fallback(walk, start);
       case 'answer': {
@@ -337,7 +361,14 @@ export class Iterator {
           return { ...branch, bogus: branch.failed.includes(provider.id) ? [...branch.bogus, provider.id] : branch.bogus };
         }
         const ttl = Math.min(result.ttl, ...mappings.map((m) => m.ttl ?? result.ttl));
-        const entry: RecordEntry = { dp: provider.id, kind: 'answer', mappings, expiresAt: this.#deps.now() + clampTtl(ttl, this.#deps.policy) * 1000, secure, jws };
+        const entry: RecordEntry = {
+          dp: provider.id,
+          kind: 'answer',
+          mappings,
+          expiresAt: this.#deps.now() + clampTtl(ttl, this.#deps.policy) * 1000,
+          secure,
+          jws,
+        };
         this.#deps.records.set(key, entry);
         return leaf(provider.id, entry, true);
       }
@@ -394,7 +425,8 @@ export class Iterator {
     const dps = new Set(chain.dps).add(provider.id);
     if (chain.referrals + 1 > this.#deps.maxReferrals) return this.#loop(provider.id, `more than ${this.#deps.maxReferrals} referrals on one chain`);
     const repeated = cut.providers.find((p) => dps.has(p.id));
-    if (repeated !== undefined || chain.zones.has(cut.zone)) return this.#loop(provider.id, `referral loop: ${cut.zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
+    if (repeated !== undefined || chain.zones.has(cut.zone))
+      return this.#loop(provider.id, `referral loop: ${cut.zone} to ${repeated?.id ?? 'a zone already on the chain'}`);
     const next: Chain = { dps, zones: new Set(chain.zones).add(cut.zone), referrals: chain.referrals + 1 };
     const children = await Promise.all(cut.providers.map((p) => this.#ask(walk, { provider: p, bailiwick: [cut.zone], chain: next, trusted: cut.secure })));
     const lame = (cut.lame ?? []).map((id) => failedBranch(id));
@@ -496,7 +528,8 @@ export class Iterator {
       throw new MimiError('bogus', `no valid answer: the replies of ${[...new Set(bogus)].join(', ')} failed validation`);
     }
     // PROTOCOL.md §16: a loop ends its branch; the resolution is referral_loop only when no branch answered.
-    if (shares.length === 0 && loops.length > 0) throw new MimiError('referral_loop', `no branch answered: referral loop or too many referrals at ${loops.join(', ')}`);
+    if (shares.length === 0 && loops.length > 0)
+      throw new MimiError('referral_loop', `no branch answered: referral loop or too many referrals at ${loops.join(', ')}`);
     if (shares.length === 0 && failed.length > 0) {
       const timedOut = walk.signal.aborted;
       throw new MimiError(
@@ -507,9 +540,7 @@ export class Iterator {
     }
     const now = this.#deps.now();
     const expiresAt =
-      shares.length > 0
-        ? Math.min(...shares.map((s) => s.expiresAt))
-        : now + clampNegativeTtl(walk.root.zone.negativeTtl, this.#deps.policy) * 1000;
+      shares.length > 0 ? Math.min(...shares.map((s) => s.expiresAt)) : now + clampNegativeTtl(walk.root.zone.negativeTtl, this.#deps.policy) * 1000;
     const mappings = mergeShares(shares.filter((s) => s.kind === 'answer'));
     return {
       cached: !branches.some((b) => b.network),

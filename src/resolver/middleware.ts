@@ -14,9 +14,7 @@ import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
  * off, so any record it would have to fetch is `not_cached`.
  */
 export const localMode: Middleware = (next) => (question, context) =>
-  question.federation.mode === 'local'
-    ? next({ ...question, federation: { mode: 'default' } }, { ...context, network: false })
-    : next(question, context);
+  question.federation.mode === 'local' ? next({ ...question, federation: { mode: 'default' } }, { ...context, network: false }) : next(question, context);
 
 /**
  * The answer cache: whole resolutions until the shortest-lived record in them

@@ -56,7 +56,6 @@ export interface ResolverOptions {
   readonly observer?: ResolverObserver | undefined;
 }
 
-
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
 export interface ResolveInput {
   /** A CSI in any accepted form; or give `name`. */

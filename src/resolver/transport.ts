@@ -80,7 +80,8 @@ export class HttpTransport implements Transport {
   constructor(options: HttpTransportOptions = {}) {
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher =
-      options.dispatcher ?? createAgent({ tls: options.tls, connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
+      options.dispatcher ??
+      createAgent({ tls: options.tls, connections: options.connectionsPerOrigin ?? 16, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
     this.#headers = options.headers ?? {};
     this.#lookupHeaders = { 'content-type': 'application/json', accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...this.#headers };
   }
@@ -88,14 +89,21 @@ export class HttpTransport implements Transport {
   async lookup(endpoint: string, question: LookupQuestion, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<LookupReply> {
     const res = await sendRequest(
       `${endpoint}/v1/lookup`,
-      { method: 'POST', dispatcher: this.#dispatcher, headers: headers === undefined ? this.#lookupHeaders : { ...this.#lookupHeaders, ...headers }, body: JSON.stringify(question), signal },
+      {
+        method: 'POST',
+        dispatcher: this.#dispatcher,
+        headers: headers === undefined ? this.#lookupHeaders : { ...this.#lookupHeaders, ...headers },
+        body: JSON.stringify(question),
+        signal,
+      },
       endpoint,
     );
     const json = parseJsonBody(res.body, endpoint);
     if (res.status === 200) {
       const { payload, jws } = unwrap(json, isJose(res.headers), `${endpoint} lookup response`);
       const parsed = lookupResponseSchema.safeParse(payload);
-      if (!parsed.success) throw new MimiError('upstream_unavailable', `${endpoint}: malformed lookup response (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+      if (!parsed.success)
+        throw new MimiError('upstream_unavailable', `${endpoint}: malformed lookup response (${parsed.error.issues[0]?.message ?? 'invalid'})`);
       return { response: parsed.data, jws };
     }
     // A DP's problem is not the resolver's: only "not authoritative" is data, every other answer a failed replica.
@@ -109,7 +117,12 @@ export class HttpTransport implements Transport {
   async fetchZone(endpoint: string, etag: string | undefined, signal: AbortSignal): Promise<ZoneFetch> {
     const res = await sendRequest(
       `${endpoint}/v1/zone`,
-      { method: 'GET', dispatcher: this.#dispatcher, headers: { accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers }, signal },
+      {
+        method: 'GET',
+        dispatcher: this.#dispatcher,
+        headers: { accept: `application/json, ${JOSE_CONTENT_TYPE}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}), ...this.#headers },
+        signal,
+      },
       endpoint,
       MAX_ROOT_ZONE_BODY,
     );

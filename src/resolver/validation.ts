@@ -46,7 +46,11 @@ export async function checkProofs(root: RootSnapshot, provider: Provider, mappin
       const payload = statementPayloadSchema.parse(parseStrictBase64urlJson(mapping.proof.payload, 'the proof payload'));
       // PROTOCOL.md §16: the statement is bound to the DP that serves it.
       const same =
-        payload.csi === mapping.csi && payload.msp === mapping.msp && payload.preference === mapping.preference && payload.created === mapping.created && payload.dp === provider.id;
+        payload.csi === mapping.csi &&
+        payload.msp === mapping.msp &&
+        payload.preference === mapping.preference &&
+        payload.created === mapping.created &&
+        payload.dp === provider.id;
       if (!same) throw new MimiError('bad_signature', 'the proof is for other mapping fields');
       await verifyProof(mapping.proof, payload, registries, provider.jwk ? { dpKey: provider.jwk } : {});
       out.push({ ...mapping, verified: true });

@@ -85,7 +85,10 @@ const registrationUnchangedSchema = z.object({ status: z.literal('unchanged') })
 const revokedSchema = z.object({ status: z.string(), removed: z.number().int() });
 const deactivatedSchema = z.object({ status: z.literal('deactivated'), removed: z.number().int() });
 const contestedSchema = z.object({ status: z.literal('review'), conflict: z.string() });
-const conflictPageSchema = z.object({ pending: z.array(z.object({ id: z.string(), csi: z.string(), since: z.string(), review: z.boolean() })), next: z.string().optional() });
+const conflictPageSchema = z.object({
+  pending: z.array(z.object({ id: z.string(), csi: z.string(), since: z.string(), review: z.boolean() })),
+  next: z.string().optional(),
+});
 const decidedConflictSchema = z.object({ status: z.enum(['approved', 'rejected']), conflict: z.string() });
 const delegationActiveSchema = z.object({ status: z.literal('active'), serial: z.number().int() });
 const delegationPendingSchema = z.object({ status: z.literal('pending'), id: z.string() });
@@ -139,7 +142,13 @@ export const API_ROUTES: readonly ApiRoute[] = [
     summary: 'Iterative lookup of one CSI (or DNS owner name): an answer, a referral or not_found',
     section: '§3, §8',
     body: lookupRequestSchema,
-    responses: { 200: ok('the DP’s answer; a DP with a key signs it (application/jose+json, the response plus the question and iat)', lookupResponseSchema, flattenedJwsSchema) },
+    responses: {
+      200: ok(
+        'the DP’s answer; a DP with a key signs it (application/jose+json, the response plus the question and iat)',
+        lookupResponseSchema,
+        flattenedJwsSchema,
+      ),
+    },
     problems: ['invalid_csi', 'not_authoritative'],
   },
   {

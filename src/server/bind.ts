@@ -128,7 +128,7 @@ export async function bindHttp(options: BindOptions): Promise<BoundHttp> {
   const server: Server =
     tls === undefined
       ? createServer(handler)
-      : (createHttpsServer(
+      : createHttpsServer(
           {
             cert: tls.cert,
             key: tls.key,
@@ -138,7 +138,7 @@ export async function bindHttp(options: BindOptions): Promise<BoundHttp> {
             ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: tls.requireClientCert === true } : {}),
           },
           handler,
-        ));
+        );
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.setTimeout(CONNECTION_TIMEOUT_MS);
@@ -164,7 +164,7 @@ export async function bindHttp(options: BindOptions): Promise<BoundHttp> {
     },
     attach: async (app) => {
       await app.ready();
-      if (pending === undefined) throw new Error('the app was not created with this listener\'s serverFactory');
+      if (pending === undefined) throw new Error("the app was not created with this listener's serverFactory");
       route = pending;
     },
     close: async (graceMs) => {

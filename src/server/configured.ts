@@ -47,7 +47,8 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
   const { config, zones } = checked;
   const r = config.resolver;
   const servesDps = zones.some((z) => z.zone.role !== 'idprover' && (config.serve === undefined || config.serve.some((s) => s.id === z.zone.id)));
-  if (servesDps && config.dataDir === undefined) throw new MimiError('invalid_config', `${config.source}: data: required where this process runs a DP (the directory of its stores, PROTOCOL.md §9)`);
+  if (servesDps && config.dataDir === undefined)
+    throw new MimiError('invalid_config', `${config.source}: data: required where this process runs a DP (the directory of its stores, PROTOCOL.md §9)`);
   if (mode.demo && config.keysDir === undefined) throw new MimiError('invalid_config', `${config.source}: keys: the demo signs everything: give keys`);
   const tagSecret = r?.clientTagSecretFile !== undefined ? Buffer.from(await loadOrCreateSecret(r.clientTagSecretFile)) : undefined;
   const ttl = r?.ttl;
@@ -69,7 +70,9 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
     requireSecure: r?.requireSecure,
     otpOutbox: config.outbox,
     // The demo's seeding exists only here, with --demo: a production start never registers anything itself.
-    ...(mode.demo && config.keysDir !== undefined ? { seeding: demoSeeding({ keysDir: config.keysDir, outbox: config.outbox ?? DEFAULT_OUTBOX, logger: mode.logger }) } : {}),
+    ...(mode.demo && config.keysDir !== undefined
+      ? { seeding: demoSeeding({ keysDir: config.keysDir, outbox: config.outbox ?? DEFAULT_OUTBOX, logger: mode.logger }) }
+      : {}),
     playMsps: mode.demo,
     dataDir: config.dataDir,
     adminToken: config.adminTokenFile !== undefined ? await loadOrCreateSecret(config.adminTokenFile) : undefined,

@@ -62,7 +62,7 @@ function seedHolderId(csi: string): string {
 async function revokeUnseeded(zone: AuthoritativeZone, dp: AuthoritativeServer, store: DpStore, holdersDir: string): Promise<number> {
   const wanted = new Set(zone.mappings.map((m) => `${m.csi}\u0000${m.msp}`));
   const stale: { csi: string; msp: string; holder: string }[] = [];
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const batch = store.proofsAfter('active', after, 1000);
     if (batch.length === 0) break;
     after = batch.at(-1)?.row ?? after;

@@ -12,18 +12,7 @@ import type { Packet, Question } from 'dns-packet';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { DnsPlan } from '../protocol/dns-records.ts';
-import {
-  decodeQuery,
-  encodeResponse,
-  errorReply,
-  limitedReply,
-  FLAG,
-  MAX_MESSAGE,
-  optRecord,
-  patchAnswer,
-  scanQuery,
-  udpLimit,
-} from '../protocol/dns-wire.ts';
+import { decodeQuery, encodeResponse, errorReply, limitedReply, FLAG, MAX_MESSAGE, optRecord, patchAnswer, scanQuery, udpLimit } from '../protocol/dns-wire.ts';
 import { normaliseName } from '../protocol/enum-name.ts';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../zone/limits-file.ts';
 
@@ -86,7 +75,21 @@ function isDenial(plan: DnsPlan): boolean {
   return plan.rcode === 3 || plan.rcode === 2 || (plan.rcode === 0 && plan.answers.length === 0 && !plan.authorities.some((a) => a.type === 'NS'));
 }
 
-const TYPE_NUMBERS: Readonly<Record<string, number>> = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, ANY: 255 };
+const TYPE_NUMBERS: Readonly<Record<string, number>> = {
+  A: 1,
+  NS: 2,
+  CNAME: 5,
+  SOA: 6,
+  PTR: 12,
+  MX: 15,
+  TXT: 16,
+  AAAA: 28,
+  SRV: 33,
+  NAPTR: 35,
+  DS: 43,
+  DNSKEY: 48,
+  ANY: 255,
+};
 
 function typeNumber(question: Question): number {
   const t = question.type as unknown;
@@ -193,10 +196,16 @@ export class DnsResponder {
     if (opt !== undefined && (opt.ednsVersion ?? 0) > 0) {
       // RFC 6891 §6.1.3: BADVERS (extended RCODE 1 << 4) for an EDNS version we do not speak.
       const badvers = { ...optRecord(), extendedRcode: 1 } as unknown as NonNullable<Packet['additionals']>[number];
-      return { bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base, questions: [question], additionals: [badvers] }, limit), denial: false };
+      return {
+        bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base, questions: [question], additionals: [badvers] }, limit),
+        denial: false,
+      };
     }
     if (question.class !== 'IN' && (question.class as unknown) !== 1) {
-      return { bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base | 5, questions: [question], additionals: opt ? [optRecord()] : [] }, limit), denial: false };
+      return {
+        bytes: encodeResponse({ id: packet.id ?? 0, type: 'response', flags: base | 5, questions: [question], additionals: opt ? [optRecord()] : [] }, limit),
+        denial: false,
+      };
     }
     const answer = await this.#backend(normaliseName(question.name), typeNumber(question));
     const { plan } = answer;
@@ -245,7 +254,13 @@ const MAX_TCP_IN_FLIGHT = 32;
  * by both), with the TCP limits of PROTOCOL.md §16 (the contract's defaults
  * when `limits` is absent).
  */
-export async function listenDns(responder: DnsResponder, address: string, port: number, logger: Logger, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS): Promise<DnsListener> {
+export async function listenDns(
+  responder: DnsResponder,
+  address: string,
+  port: number,
+  logger: Logger,
+  limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
+): Promise<DnsListener> {
   const udp: Socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
   udp.on('message', (msg, rinfo) => {
     // The hot path: a cache hit is answered without a promise or a full decode.

@@ -90,7 +90,9 @@ export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, limits?:
       maxRequestBody: MAX_REQUEST_BODY,
       registrationDelay: 0,
       // What bounds this DP's clients (PROTOCOL.md §16); the delegation bounds at the root only.
-      ...(limits !== undefined ? { tiers: limits.tiers, perResolver: limits.perResolver, aggregate: limits.aggregate, dnsRrl: limits.dnsRrl, connections: limits.connections } : {}),
+      ...(limits !== undefined
+        ? { tiers: limits.tiers, perResolver: limits.perResolver, aggregate: limits.aggregate, dnsRrl: limits.dnsRrl, connections: limits.connections }
+        : {}),
       ...(dp.role === 'root' ? { delegations: { ...delegations } } : {}),
     },
   };

@@ -139,7 +139,8 @@ export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFact
         return;
       }
       try {
-        if (hasDuplicateMembers(text, value)) done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
+        if (hasDuplicateMembers(text, value))
+          done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
         else done(null, value);
       } catch (checkErr) {
         done(checkErr as Error, undefined);

@@ -11,7 +11,6 @@ import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
 import { parseBody, refuseOtherMethods } from './http-common.ts';
 
-
 /** Adds an identity prover's routes; `limits` name the known clients (API keys, certificates) and the prefix aggregation. */
 export function addIdproverRoutes(app: FastifyInstance, prover: IdentityProver, limits: () => Limits = () => DEFAULT_LIMITS): void {
   app.post('/v1/challenges', async (request, reply) => {

@@ -63,10 +63,16 @@ export async function loadSigningKey(dir: string, id: string, options: SigningKe
   if (signed && options.newKey !== true) {
     const by = recorded === undefined ? 'its key' : `key ${recorded}`;
     if (existing === undefined) {
-      throw new MimiError('start_refused', `${path} is missing, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with a new key`);
+      throw new MimiError(
+        'start_refused',
+        `${path} is missing, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with a new key`,
+      );
     }
     if (recorded !== undefined && recorded !== existing.kid) {
-      throw new MimiError('start_refused', `${path} holds key ${existing.kid}, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with this key`);
+      throw new MimiError(
+        'start_refused',
+        `${path} holds key ${existing.kid}, but the store of ${id} holds records signed by ${by}: restore the key file, or start with --new-key to sign with this key`,
+      );
     }
   }
   const key = existing ?? (await loadOrCreateKey(dir, id, stated));

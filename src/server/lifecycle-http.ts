@@ -36,7 +36,6 @@ export interface DelegationOptions extends LifecycleOptions {
   readonly limits?: Limits | undefined;
 }
 
-
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -74,18 +73,21 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
     const checked = await checkStatement(body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
     const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
     const { csi, msp, preference, created } = checked.payload;
-    const { outcome, notices } = await dp.registrar.register({
-      csi,
-      msp,
-      preference,
-      created,
-      proof,
-      holder: checked.holderKid,
-      holderJwk: checked.holderJwk,
-      level: checked.level,
-      attestationIat: checked.attestationIat,
-      registeredAt: now(),
-    }, checked.payloadHash);
+    const { outcome, notices } = await dp.registrar.register(
+      {
+        csi,
+        msp,
+        preference,
+        created,
+        proof,
+        holder: checked.holderKid,
+        holderJwk: checked.holderJwk,
+        level: checked.level,
+        attestationIat: checked.attestationIat,
+        registeredAt: now(),
+      },
+      checked.payloadHash,
+    );
     await notify(notices);
     if (outcome.status === 'pending') return { status: 202, body: outcome };
     if (outcome.status === 'unchanged') return { status: 200, body: outcome };
@@ -169,7 +171,10 @@ export function addDelegationRoutes(app: FastifyInstance, front: DpFront<RootSer
     const signed = readSignedRequest(request.body, delegationPayloadSchema);
     const txt = options.txt ?? (() => Promise.resolve([]));
     const outcome = await delegations.request(signed, txt);
-    return reply.code(outcome.status === 'pending' ? 202 : 201).type('application/json').send(json(outcome));
+    return reply
+      .code(outcome.status === 'pending' ? 202 : 201)
+      .type('application/json')
+      .send(json(outcome));
   });
   refuseOtherMethods(app, '/v1/delegations', ['POST']);
 

@@ -14,19 +14,84 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Every metric of one process. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly resolverRequests = new Counter({ name: 'mimi_resolver_requests_total', help: 'Resolutions answered, by outcome (found, not_found, or the error code).', labelNames: ['outcome'] as const, registers: [this.registry] });
-  readonly cacheRequests = new Counter({ name: 'mimi_resolver_cache_requests_total', help: 'Resolver cache look-ups, by cache and result (hit, miss, stale).', labelNames: ['cache', 'result'] as const, registers: [this.registry] });
-  readonly upstreamRequests = new Counter({ name: 'mimi_resolver_upstream_requests_total', help: 'Lookups the resolver sent to DPs, by DP and result.', labelNames: ['dp', 'result'] as const, registers: [this.registry] });
-  readonly upstreamDuration = new Histogram({ name: 'mimi_resolver_upstream_duration_seconds', help: 'Time of the resolver\'s lookups at DPs.', labelNames: ['dp'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly rateLimited = new Counter({ name: 'mimi_rate_limited_total', help: 'Requests refused by a rate limit, by front-end (http, dns).', labelNames: ['front'] as const, registers: [this.registry] });
-  readonly dpLookups = new Counter({ name: 'mimi_dp_lookups_total', help: 'POST /v1/lookup answered by a DP, by DP and kind (answer, referral, not_found, or the error code).', labelNames: ['dp', 'kind'] as const, registers: [this.registry] });
-  readonly dnsQueries = new Counter({ name: 'mimi_dns_queries_total', help: 'DNS queries answered, by server and RCODE.', labelNames: ['server', 'rcode'] as const, registers: [this.registry] });
-  readonly registrations = new Counter({ name: 'mimi_registrations_total', help: 'Registrations, by DP and result (created, pending, unchanged, or the error code).', labelNames: ['dp', 'result'] as const, registers: [this.registry] });
-  readonly conflictsPending = new Gauge({ name: 'mimi_conflicts_pending', help: 'Conflicts waiting for a decision, by DP.', labelNames: ['dp'] as const, registers: [this.registry] });
-  readonly storeCommit = new Histogram({ name: 'mimi_store_commit_duration_seconds', help: 'Durable commits of a DP\'s store (one group commit each).', labelNames: ['dp'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly zoneSerial = new Gauge({ name: 'mimi_zone_serial', help: 'The serial each server serves.', labelNames: ['server'] as const, registers: [this.registry] });
-  readonly reloadSuccessful = new Gauge({ name: 'mimi_config_last_reload_successful', help: 'Whether the last reload of the configuration succeeded (1) or not (0).', registers: [this.registry] });
-  readonly reloadTimestamp = new Gauge({ name: 'mimi_config_last_reload_success_timestamp_seconds', help: 'When the configuration was last loaded successfully.', registers: [this.registry] });
+  readonly resolverRequests = new Counter({
+    name: 'mimi_resolver_requests_total',
+    help: 'Resolutions answered, by outcome (found, not_found, or the error code).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheRequests = new Counter({
+    name: 'mimi_resolver_cache_requests_total',
+    help: 'Resolver cache look-ups, by cache and result (hit, miss, stale).',
+    labelNames: ['cache', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamRequests = new Counter({
+    name: 'mimi_resolver_upstream_requests_total',
+    help: 'Lookups the resolver sent to DPs, by DP and result.',
+    labelNames: ['dp', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'mimi_resolver_upstream_duration_seconds',
+    help: "Time of the resolver's lookups at DPs.",
+    labelNames: ['dp'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'mimi_rate_limited_total',
+    help: 'Requests refused by a rate limit, by front-end (http, dns).',
+    labelNames: ['front'] as const,
+    registers: [this.registry],
+  });
+  readonly dpLookups = new Counter({
+    name: 'mimi_dp_lookups_total',
+    help: 'POST /v1/lookup answered by a DP, by DP and kind (answer, referral, not_found, or the error code).',
+    labelNames: ['dp', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly dnsQueries = new Counter({
+    name: 'mimi_dns_queries_total',
+    help: 'DNS queries answered, by server and RCODE.',
+    labelNames: ['server', 'rcode'] as const,
+    registers: [this.registry],
+  });
+  readonly registrations = new Counter({
+    name: 'mimi_registrations_total',
+    help: 'Registrations, by DP and result (created, pending, unchanged, or the error code).',
+    labelNames: ['dp', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly conflictsPending = new Gauge({
+    name: 'mimi_conflicts_pending',
+    help: 'Conflicts waiting for a decision, by DP.',
+    labelNames: ['dp'] as const,
+    registers: [this.registry],
+  });
+  readonly storeCommit = new Histogram({
+    name: 'mimi_store_commit_duration_seconds',
+    help: "Durable commits of a DP's store (one group commit each).",
+    labelNames: ['dp'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly zoneSerial = new Gauge({
+    name: 'mimi_zone_serial',
+    help: 'The serial each server serves.',
+    labelNames: ['server'] as const,
+    registers: [this.registry],
+  });
+  readonly reloadSuccessful = new Gauge({
+    name: 'mimi_config_last_reload_successful',
+    help: 'Whether the last reload of the configuration succeeded (1) or not (0).',
+    registers: [this.registry],
+  });
+  readonly reloadTimestamp = new Gauge({
+    name: 'mimi_config_last_reload_success_timestamp_seconds',
+    help: 'When the configuration was last loaded successfully.',
+    registers: [this.registry],
+  });
 
   /** Run before every scrape: gauges read from the servers (pending conflicts, serials). */
   readonly #beforeScrape: (() => void)[] = [];

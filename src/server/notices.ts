@@ -26,7 +26,12 @@ export async function deliverNotices(
       await appendJsonLine(outbox, 'notices.jsonl', notice);
       continue;
     }
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(notice), signal: AbortSignal.timeout(NOTIFY_TIMEOUT_MS) })
+    fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(notice),
+      signal: AbortSignal.timeout(NOTIFY_TIMEOUT_MS),
+    })
       .then(async (res) => {
         await res.body?.cancel();
         if (!res.ok) logger.warn({ msp: notice.msp, status: res.status }, 'MSP notify endpoint refused a notice');

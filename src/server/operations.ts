@@ -26,7 +26,6 @@ export interface Operations {
   flush(zone: ZoneKey | undefined): number | undefined;
 }
 
-
 /** A listening operations listener. */
 export interface OperationsListener {
   /** `http://host:port`. */
@@ -53,14 +52,17 @@ export function createOperationsApp(ops: Operations, logger: Logger, bound: Pick
   const app = createHttpApp(logger, bound, options);
   app.get('/metrics', async (_request, reply) => reply.type(ops.metrics.contentType).send(await ops.metrics.text()));
   refuseOtherMethods(app, '/metrics', ['GET']);
-  app.get('/readyz', async (_request, reply) => (ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}')));
+  app.get('/readyz', async (_request, reply) =>
+    ops.ready() ? reply.type('application/json').send('{"status":"ready"}') : reply.code(503).type('application/json').send('{"status":"not ready"}'),
+  );
   refuseOtherMethods(app, '/readyz', ['GET']);
   app.post('/reload', async (_request, reply) => {
     try {
       await ops.reload();
     } catch (err) {
       // A refused file is the operator's to fix: 400 with what is wrong (file, field, reason); anything else stays internal.
-      if (isMimiError(err) && (err.code === 'invalid_config' || err.code === 'invalid_zone' || err.code === 'start_refused')) throw new MimiError('invalid_request', err.message, { status: 400, cause: err });
+      if (isMimiError(err) && (err.code === 'invalid_config' || err.code === 'invalid_zone' || err.code === 'start_refused'))
+        throw new MimiError('invalid_request', err.message, { status: 400, cause: err });
       throw err;
     }
     return reply.type('application/json').send('{"status":"reloaded"}');

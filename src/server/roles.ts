@@ -25,7 +25,16 @@ import { ResolverDnsView } from '../resolver/dns-view.ts';
 import { Resolver, type ResolverOptions } from '../resolver/resolver.ts';
 import { DEFAULT_LIMITS, type IdproverLimits, type Limits } from '../zone/limits-file.ts';
 import type { AuthoritativeZone, IdproverZone, RootZone } from '../zone/normalise.ts';
-import { addLookupRoutes, addZoneRoute, type AuthoritativeServing, type DpFront, type DpServing, type DpStats, type Registries, type RootServing } from './dp-http.ts';
+import {
+  addLookupRoutes,
+  addZoneRoute,
+  type AuthoritativeServing,
+  type DpFront,
+  type DpServing,
+  type DpStats,
+  type Registries,
+  type RootServing,
+} from './dp-http.ts';
 import { DnsResponder, type DnsGuard, type DnsResponderOptions } from './dns-server.ts';
 import type { FastPath } from './http-common.ts';
 import { addIdproverRoutes } from './idprover-http.ts';
@@ -146,7 +155,13 @@ class Front<S extends DpServing<RootDp | AuthoritativeDp>> implements DpFront<S>
 export function buildRoot(zone: RootZone, context: RootContext): RootServer {
   const serving = (base: RootZone, limits: Limits | undefined): RootServing => {
     // Each approved delegation publishes a new root zone: a new serving state over the same registry.
-    const delegations = new DelegationRegistrar(base, context.store, context.now, (next) => front.replace({ ...front.current(), dp: new RootDp(next) }), limits?.delegations);
+    const delegations = new DelegationRegistrar(
+      base,
+      context.store,
+      context.now,
+      (next) => front.replace({ ...front.current(), dp: new RootDp(next) }),
+      limits?.delegations,
+    );
     return { dp: new RootDp(delegations.zone), signer: context.signer, clients: limits !== undefined ? new DpClientLimits(limits) : undefined, delegations };
   };
   const front: Front<RootServing> = new Front(serving(zone, context.limits), context);
@@ -248,9 +263,18 @@ export interface IdproverServer extends BuiltServer {
 }
 
 /** Builds an identity prover: challenges delivered to the outbox (the demo's channel), attestations signed with its key. */
-export function buildIdprover(zone: IdproverZone, context: { readonly key: SigningKey; readonly outbox: string; readonly now: () => number; readonly limits: Limits | undefined }): IdproverServer {
+export function buildIdprover(
+  zone: IdproverZone,
+  context: { readonly key: SigningKey; readonly outbox: string; readonly now: () => number; readonly limits: Limits | undefined },
+): IdproverServer {
   let limits = context.limits;
-  const prover = new IdentityProver(zone, context.key, (delivery) => appendJsonLine(context.outbox, 'outbox.jsonl', delivery), context.now, limits?.idprover ?? NO_CHALLENGE_RATE_LIMITS);
+  const prover = new IdentityProver(
+    zone,
+    context.key,
+    (delivery) => appendJsonLine(context.outbox, 'outbox.jsonl', delivery),
+    context.now,
+    limits?.idprover ?? NO_CHALLENGE_RATE_LIMITS,
+  );
   return {
     id: zone.id,
     role: 'idprover',
@@ -287,7 +311,8 @@ const RESOLVER_RETIRE_MS = 15_000;
 /** Builds the recursive resolver: `POST /v1/resolve` (with its fast path), its signed root zone, and, when asked, its DNS front-end. */
 export function buildResolver(options: ResolverBuildOptions & { readonly dns: boolean; readonly metrics: Metrics | undefined }): ResolverServer {
   const { metrics, dns, logger } = options;
-  const make = (settings: ResolverBuildOptions): Resolver => new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...settings });
+  const make = (settings: ResolverBuildOptions): Resolver =>
+    new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...settings });
   let resolver = make(options);
   const retiring = new Set<{ timer: NodeJS.Timeout; resolver: Resolver }>();
   // Every front-end reads the resolver through this one place, so a reload switches them all at once.
@@ -348,10 +373,13 @@ export function buildResolver(options: ResolverBuildOptions & { readonly dns: bo
       const old = resolver;
       resolver = fresh;
       responder?.invalidate();
-      const entry = { resolver: old, timer: setTimeout(() => {
-        retiring.delete(entry);
-        void old.close();
-      }, RESOLVER_RETIRE_MS) };
+      const entry = {
+        resolver: old,
+        timer: setTimeout(() => {
+          retiring.delete(entry);
+          void old.close();
+        }, RESOLVER_RETIRE_MS),
+      };
       entry.timer.unref();
       retiring.add(entry);
     },

@@ -26,7 +26,18 @@ import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
 import { sameLimits, type Limits } from '../zone/limits-file.ts';
 import { bindHttp, type BoundHttp } from './bind.ts';
-import { buildAuthoritative, buildIdprover, buildResolver, buildRoot, type AuthoritativeServer, type BuiltServer, type IdproverServer, type ResolverBuildOptions, type ResolverServer, type RootServer } from './roles.ts';
+import {
+  buildAuthoritative,
+  buildIdprover,
+  buildResolver,
+  buildRoot,
+  type AuthoritativeServer,
+  type BuiltServer,
+  type IdproverServer,
+  type ResolverBuildOptions,
+  type ResolverServer,
+  type RootServer,
+} from './roles.ts';
 import type { Seeding } from './demo-seed.ts';
 import { addOpenApiRoute } from './openapi.ts';
 
@@ -159,7 +170,10 @@ async function tlsMaterial(tls: HierarchyTls | undefined): Promise<TlsMaterial |
   if (tls.pkiDir === undefined) {
     // Trust only: nothing is created anywhere, and an https:// endpoint here is refused at start.
     return {
-      server: (id) => Promise.reject(new MimiError('invalid_config', `${id}: an https:// endpoint needs a certificate (tls.cert and tls.key, or tls.pki / --tls for the development CA)`)),
+      server: (id) =>
+        Promise.reject(
+          new MimiError('invalid_config', `${id}: an https:// endpoint needs a certificate (tls.cert and tls.key, or tls.pki / --tls for the development CA)`),
+        ),
       client: { ca: tls.ca },
       clientIdentityCa: tls.clientCa,
       serves: false,
@@ -180,7 +194,12 @@ export type ResolverSettings = Pick<HierarchyOptions, 'resolverRoot' | 'resolver
 
 /** The resolver's settings as compared across a reload (its limits are compared with the servers'). */
 function resolverSettingsOf(settings: ResolverSettings): unknown {
-  return { root: settings.resolverRoot, trustAnchor: settings.resolverTrustAnchorFile, requireSecure: settings.requireSecure, options: settings.resolverOptions };
+  return {
+    root: settings.resolverRoot,
+    trustAnchor: settings.resolverTrustAnchorFile,
+    requireSecure: settings.requireSecure,
+    options: settings.resolverOptions,
+  };
 }
 
 /** What a reload swaps in. */
@@ -251,11 +270,21 @@ interface KeyContext {
  * is in the directory; the demo's MSP keys are created there too), and writes the
  * root's public key as the trust anchor.
  */
-async function applyKeys(zones: readonly LoadedZone[], started: ReadonlySet<string>, dir: string, keys: Map<string, SigningKey>, context: KeyContext): Promise<LoadedZone[]> {
+async function applyKeys(
+  zones: readonly LoadedZone[],
+  started: ReadonlySet<string>,
+  dir: string,
+  keys: Map<string, SigningKey>,
+  context: KeyContext,
+): Promise<LoadedZone[]> {
   for (const { zone } of zones) {
     if (!started.has(zone.id)) continue;
     const { key, replaced } = await loadSigningKey(dir, zone.id, { stated: zone.jwk, store: context.stores.get(zone.id), newKey: context.newKey });
-    if (replaced !== undefined) context.logger.warn({ server: zone.id, kid: key.kid, previous: replaced }, 'signing with a new key (--new-key): records signed by the previous key keep its signatures');
+    if (replaced !== undefined)
+      context.logger.warn(
+        { server: zone.id, kid: key.kid, previous: replaced },
+        'signing with a new key (--new-key): records signed by the previous key keep its signatures',
+      );
     keys.set(zone.id, key);
   }
   const publicOf = async (id: string, stated: PublicJwk | undefined): Promise<PublicJwk | undefined> =>
@@ -305,7 +334,14 @@ function registriesFor(
     return () => Promise.resolve(fixed);
   }
   if (options.rootUrl === undefined) return undefined;
-  const copy = new RootZoneCopy({ hints: [options.rootUrl], transport: new HttpTransport({ tls: client }), now: Date.now, logger, timeoutMs: 3000, trustAnchor });
+  const copy = new RootZoneCopy({
+    hints: [options.rootUrl],
+    transport: new HttpTransport({ tls: client }),
+    now: Date.now,
+    logger,
+    timeoutMs: 3000,
+    trustAnchor,
+  });
   return async () => {
     const snapshot = await copy.current();
     return { msps: snapshot.msps, csips: snapshot.zone.csips };
@@ -381,7 +417,10 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     for (const { zone } of selected) {
       if (zone.role === 'idprover') continue;
       const commits = options.metrics?.storeCommit.labels(zone.id);
-      const store = openSqliteStore(options.dataDir, zone.id, { hashKey: emailHashKey, ...(commits !== undefined ? { onCommit: (s: number) => commits.observe(s) } : {}) });
+      const store = openSqliteStore(options.dataDir, zone.id, {
+        hashKey: emailHashKey,
+        ...(commits !== undefined ? { onCommit: (s: number) => commits.observe(s) } : {}),
+      });
       stores.set(zone.id, store);
       resources.add('stores', () => store.close());
     }
@@ -413,8 +452,14 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let resolverListener: BoundHttp | undefined;
     if (options.resolver !== undefined) {
       const at = options.resolver;
-      const serverTls = tls?.serves !== true ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
-      resolverListener = await bind('resolver', `${serverTls === undefined ? 'http' : 'https'}://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`, serverTls, at.port);
+      const serverTls =
+        tls?.serves !== true ? undefined : { ...(await tls.server('resolver', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
+      resolverListener = await bind(
+        'resolver',
+        `${serverTls === undefined ? 'http' : 'https'}://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`,
+        serverTls,
+        at.port,
+      );
     }
     const urlMap = new Map(listeners.map((l) => [l.endpoint, l.bound.url]));
 
@@ -522,7 +567,13 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     }
     let resolverDns: string | undefined;
     if (resolverServer?.dns !== undefined && options.resolverDns !== undefined) {
-      const listener = await listenDns(resolverServer.dns, options.resolverDns.host, options.resolverDns.port, logger.child({ server: 'resolver' }), resolverServer.resolver.limits?.connections);
+      const listener = await listenDns(
+        resolverServer.dns,
+        options.resolverDns.host,
+        options.resolverDns.port,
+        logger.child({ server: 'resolver' }),
+        resolverServer.resolver.limits?.connections,
+      );
       resources.add('listeners', () => listener.close());
       resolverDns = `${listener.address}:${listener.port}`;
     }
@@ -530,7 +581,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       logger.warn({ fault: err instanceof Error ? err.message : String(err) }, 'root zone not loaded yet; the resolver will retry');
     });
 
-    const authoritative = (): Map<string, AuthoritativeServer> => new Map([...dps].flatMap(([id, dp]) => (dp.role === 'authoritative' ? [[id, dp] as const] : [])));
+    const authoritative = (): Map<string, AuthoritativeServer> =>
+      new Map([...dps].flatMap(([id, dp]) => (dp.role === 'authoritative' ? [[id, dp] as const] : [])));
     await options.seeding?.seed({ zones, dps: authoritative(), stores, ca: tls?.client.ca });
 
     const metrics = options.metrics;
@@ -553,8 +605,13 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       for (const { zone: first } of selected) {
         const zone = live.zones.find((z) => z.zone.id === first.id)?.zone ?? first;
         const after = nextZones.find((z) => z.zone.id === zone.id)?.zone;
-        if (after === undefined || after.role !== zone.role) throw new MimiError('invalid_config', `${zone.id}: its zone file is gone or changed role; the servers a process runs are fixed at start`);
-        if (listenOf(after) !== listenOf(zone)) throw new MimiError('invalid_config', `${zone.id}: its endpoints or dns addresses changed; listen addresses are fixed at start (restart to change them)`);
+        if (after === undefined || after.role !== zone.role)
+          throw new MimiError('invalid_config', `${zone.id}: its zone file is gone or changed role; the servers a process runs are fixed at start`);
+        if (listenOf(after) !== listenOf(zone))
+          throw new MimiError(
+            'invalid_config',
+            `${zone.id}: its endpoints or dns addresses changed; listen addresses are fixed at start (restart to change them)`,
+          );
       }
       if (options.keysDir !== undefined) nextZones = await applyKeys(nextZones, started, options.keysDir, keys, keyContext);
       const nextLimits = options.serverLimits ?? next.limits ?? live.serverLimits;
@@ -590,7 +647,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         changed.push(zone.id);
       }
       live = { zones: nextZones, serverLimits: nextLimits };
-      if (resolver !== undefined && next.limits !== undefined && resolver.limits !== undefined && !sameLimits(next.limits, resolver.limits)) resolver.setLimits(next.limits);
+      if (resolver !== undefined && next.limits !== undefined && resolver.limits !== undefined && !sameLimits(next.limits, resolver.limits))
+        resolver.setLimits(next.limits);
       if (resolver !== undefined && changed.some((id) => dps.get(id)?.role === 'root')) await resolver.refreshRoot();
       // The demo's seeded registrations follow the edited zone files (PROTOCOL.md §11: served data matches the files).
       if (changed.length > 0) await options.seeding?.seed({ zones: nextZones, dps: authoritative(), stores, ca: tls?.client.ca }, new Set(changed));

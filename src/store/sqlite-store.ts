@@ -52,9 +52,13 @@ function writeProblem(path: string, mode: number): string | undefined {
 
 /** The error of a store that cannot be opened for writing: not damaged, so it says what to fix. */
 function accessError(file: string, problem: string, cause?: unknown): MimiError {
-  return new MimiError('start_refused', `${file}: the store cannot be opened for writing: ${problem} (nothing is wrong with its data: give this process write access, or mount the file system read-write)`, {
-    cause,
-  });
+  return new MimiError(
+    'start_refused',
+    `${file}: the store cannot be opened for writing: ${problem} (nothing is wrong with its data: give this process write access, or mount the file system read-write)`,
+    {
+      cause,
+    },
+  );
 }
 
 /**
@@ -68,7 +72,8 @@ function checkStoreFiles(dir: string, file: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const problem = code === 'EROFS' ? `${dir} is on a read-only file system` : code === 'EACCES' || code === 'EPERM' ? `permission denied creating ${dir}` : undefined;
+    const problem =
+      code === 'EROFS' ? `${dir} is on a read-only file system` : code === 'EACCES' || code === 'EPERM' ? `permission denied creating ${dir}` : undefined;
     if (problem !== undefined) throw accessError(file, problem, err);
     throw new MimiError('start_refused', `${dir}: cannot create the data directory (${code ?? String(err)})`, { cause: err });
   }
@@ -83,7 +88,9 @@ function checkStoreFiles(dir: string, file: string): void {
   }
   const problem =
     writeProblem(dir, constants.W_OK | constants.X_OK) ??
-    [file, wal, `${file}-shm`].filter((f) => existsSync(f)).reduce<string | undefined>((found, f) => found ?? writeProblem(f, constants.R_OK | constants.W_OK), undefined);
+    [file, wal, `${file}-shm`]
+      .filter((f) => existsSync(f))
+      .reduce<string | undefined>((found, f) => found ?? writeProblem(f, constants.R_OK | constants.W_OK), undefined);
   if (problem !== undefined) throw accessError(file, problem);
 }
 
@@ -170,7 +177,19 @@ function pendingOf(row: PendingRow): PendingMapping {
 
 /** The column values of a mapping (the e-mail hash key is computed by the caller's `hashKey`). */
 function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
-  return [m.csi, m.msp, m.preference, m.created, m.holder, JSON.stringify(m.holderJwk), m.level, m.attestationIat, JSON.stringify(m.proof), m.registeredAt, hkey];
+  return [
+    m.csi,
+    m.msp,
+    m.preference,
+    m.created,
+    m.holder,
+    JSON.stringify(m.holderJwk),
+    m.level,
+    m.attestationIat,
+    JSON.stringify(m.proof),
+    m.registeredAt,
+    hkey,
+  ];
 }
 
 /** Options of {@link openSqliteStore}. */
@@ -208,8 +227,13 @@ export function openSqliteStore(dir: string | undefined, id: string, options: Sq
   } catch (err) {
     db?.close();
     if (isAccessFault(err)) throw accessError(file, `${(err as Error).message} (permission denied or a read-only file system)`, err);
-    if (isStorageFault(err)) throw new MimiError('start_refused', `${file}: the store cannot be written (${(err as Error).message}): is the disk full?`, { cause: err });
-    throw new MimiError('start_refused', `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`, { cause: err });
+    if (isStorageFault(err))
+      throw new MimiError('start_refused', `${file}: the store cannot be written (${(err as Error).message}): is the disk full?`, { cause: err });
+    throw new MimiError(
+      'start_refused',
+      `${file}: the database is damaged or unreadable (${err instanceof Error ? err.message : String(err)}); restore it from a backup or move it away`,
+      { cause: err },
+    );
   }
   return new SqliteStore(db, options);
 }
@@ -241,7 +265,9 @@ class SqliteStore implements DpStore {
     this.#s = {
       active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
       byHash: p<{ csi: string }>('SELECT csi FROM mappings WHERE hkey = ? LIMIT 1'),
-      put: p('INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
+      put: p(
+        'INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+      ),
       remove: p('DELETE FROM mappings WHERE csi = ? AND msp = ?'),
       issuedBefore: p<{ csi: string; msp: string }>('SELECT csi, msp FROM mappings WHERE att_iat < ? ORDER BY att_iat LIMIT ?'),
       pendingOf: p<PendingRow>('SELECT * FROM pending WHERE csi = ? ORDER BY seq'),

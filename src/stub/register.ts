@@ -44,7 +44,11 @@ export async function proveCsi(root: RootZone, csiInput: string, holder: Signing
   if (csip === undefined) throw new MimiError('untrusted_csip', 'no identity prover in the registry attests this CSI space');
   const prover = csip.endpoints[0] ?? '';
   const challenge = await postJson<{ id: string; expires: string }>(`${prover}/v1/challenges`, { csi: csi.canonical, jwk: holder.publicJwk }, { dispatcher });
-  const { attestation } = await postJson<{ attestation: string }>(`${prover}/v1/challenges/${challenge.id}/answer`, { code: await code(challenge.id) }, { dispatcher });
+  const { attestation } = await postJson<{ attestation: string }>(
+    `${prover}/v1/challenges/${challenge.id}/answer`,
+    { code: await code(challenge.id) },
+    { dispatcher },
+  );
   return attestation;
 }
 
@@ -73,7 +77,8 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string, dis
     const reply = await postJson<unknown>(`${provider.endpoints[0] ?? ''}/v1/lookup`, { csi: csi.canonical }, { dispatcher });
     const signed = typeof reply === 'object' && reply !== null && 'signature' in reply;
     if (provider.jwk !== undefined && !signed) throw new MimiError('bogus', `${provider.id} answered unsigned, but its key is known`);
-    const payload = provider.jwk !== undefined ? await verifyFlattened(reply, provider.jwk, provider.id) : signed ? unverifiedPayload(reply, provider.id) : reply;
+    const payload =
+      provider.jwk !== undefined ? await verifyFlattened(reply, provider.jwk, provider.id) : signed ? unverifiedPayload(reply, provider.id) : reply;
     const response = lookupResponseSchema.parse(payload);
     if (response.kind !== 'referral') return provider;
     provider = pick(response.providers);
@@ -84,11 +89,16 @@ export async function findServingDp(root: RootZone, csi: Csi, only?: string, dis
 /** Runs the whole flow; returns the published mapping. The statement names the DP it is registered at (PROTOCOL.md §16). */
 export async function registerThroughFlow(req: RegistrationRequest): Promise<RegistrationReply & { readonly dp: string }> {
   const csi = parseCsi(req.csi);
-  if (req.dpEndpoint !== undefined && req.dp === undefined) throw new MimiError('invalid_request', 'registering at a given endpoint needs the DP id too (statements name their DP)');
+  if (req.dpEndpoint !== undefined && req.dp === undefined)
+    throw new MimiError('invalid_request', 'registering at a given endpoint needs the DP id too (statements name their DP)');
   const attestation = req.attestation ?? (await proveCsi(req.root, csi.canonical, req.holder, req.code, req.dispatcher));
   const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp, req.dispatcher);
   // Milliseconds: two statements of one holder in one second differ, so a new one is never taken for a replay (PROTOCOL.md §16).
   const created = new Date().toISOString();
-  const statement = await signStatement({ csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation }, req.holder, req.mspKey);
+  const statement = await signStatement(
+    { csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation },
+    req.holder,
+    req.mspKey,
+  );
   return { ...(await registerStatement(dp.endpoints[0] ?? '', statement, req.dispatcher)), dp: dp.id };
 }

@@ -7,13 +7,7 @@ import type { Dispatcher } from 'undici';
 import type { TlsClientOptions } from '../net/tls-client.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
-import {
-  compactAnswerSchema,
-  verboseAnswerSchema,
-  type CompactAnswer,
-  type Federation,
-  type VerboseAnswer,
-} from '../protocol/messages.ts';
+import { compactAnswerSchema, verboseAnswerSchema, type CompactAnswer, type Federation, type VerboseAnswer } from '../protocol/messages.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { problemError, requestJson, tlsAgent } from '../net/http-client.ts';
@@ -79,7 +73,14 @@ export class StubResolver {
       ...(options.federation !== undefined ? { federation: options.federation } : {}),
     };
     const who = `the resolver at ${this.#base}`;
-    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, { method: 'POST', body, dispatcher: this.#dispatcher, timeoutMs: this.#timeoutMs, who, headers: this.#headers });
+    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, {
+      method: 'POST',
+      body,
+      dispatcher: this.#dispatcher,
+      timeoutMs: this.#timeoutMs,
+      who,
+      headers: this.#headers,
+    });
     if (status !== 200) throw problemError(status, json, 'the resolver');
     const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
     if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');

@@ -58,22 +58,33 @@ export async function verifyAnswer(answer: VerboseAnswer, root: RootZone): Promi
     if (question !== undefined && signedFor !== undefined && signedFor !== question) throw new MimiError('bogus', `chain[${i}]: signed for another CSI`);
     const response = payload.data;
     if (response.kind === 'referral') for (const p of response.providers) if (p.jwk !== undefined) keys.set(p.id, p.jwk);
-    if (response.kind === 'answer') shares.set(response.dp, response.mappings.map((m) => ({ msp: m.msp, preference: m.preference })));
+    if (response.kind === 'answer')
+      shares.set(
+        response.dp,
+        response.mappings.map((m) => ({ msp: m.msp, preference: m.preference })),
+      );
   }
   const registries = { msps: new Map(root.msps.map((m) => [m.id, m])), csips: root.csips };
   for (const mapping of answer.mappings) {
     // Every mapping must come from a verified share of every source the answer names.
     for (const source of mapping.sources) {
-      if (!(shares.get(source) ?? []).some((m) => m.msp === mapping.msp)) throw new MimiError('bogus', `${mapping.msp}: not in the verified answer of ${source}`);
+      if (!(shares.get(source) ?? []).some((m) => m.msp === mapping.msp))
+        throw new MimiError('bogus', `${mapping.msp}: not in the verified answer of ${source}`);
     }
     if (mapping.verified === true) {
       if (mapping.proof === undefined) throw new MimiError('bogus', `${mapping.msp}: marked verified without a proof`);
       const payload = statementPayloadSchema.safeParse(JSON.parse(Buffer.from(mapping.proof.payload, 'base64url').toString('utf8')));
-      if (!payload.success || payload.data.msp !== mapping.msp || payload.data.preference !== mapping.preference || payload.data.csi !== parseCsi(answer.csi).canonical) {
+      if (
+        !payload.success ||
+        payload.data.msp !== mapping.msp ||
+        payload.data.preference !== mapping.preference ||
+        payload.data.csi !== parseCsi(answer.csi).canonical
+      ) {
         throw new MimiError('bogus', `${mapping.msp}: the proof is for another mapping`);
       }
       // PROTOCOL.md §16: the statement names the DP it was registered at, which must be one of the sources.
-      if (!mapping.sources.includes(payload.data.dp)) throw new MimiError('bogus', `${mapping.msp}: the proof was registered at ${payload.data.dp}, not at a source of the answer`);
+      if (!mapping.sources.includes(payload.data.dp))
+        throw new MimiError('bogus', `${mapping.msp}: the proof was registered at ${payload.data.dp}, not at a source of the answer`);
       const dpKey = keys.get(payload.data.dp);
       try {
         await verifyProof(mapping.proof, payload.data, registries, dpKey !== undefined ? { dpKey } : {});

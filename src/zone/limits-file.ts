@@ -172,7 +172,14 @@ export interface Limits {
 }
 
 /** PROTOCOL.md §16 defaults of the limits every role applies even without a limits file. */
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perSource: 256, max: 10_000, tlsHandshakeMs: 10_000, dnsTcpPerSource: 16, dnsTcpMax: 1024, dnsMessageMs: 10_000 };
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  perSource: 256,
+  max: 10_000,
+  tlsHandshakeMs: 10_000,
+  dnsTcpPerSource: 16,
+  dnsTcpMax: 1024,
+  dnsMessageMs: 10_000,
+};
 /** PROTOCOL.md §16: at most 8 providers, 4 endpoints each, 32 upstream requests per resolution. */
 export const DEFAULT_FANOUT: FanoutLimits = { maxProviders: 8, maxEndpoints: 4, maxUpstreamPerResolution: 32 };
 
@@ -199,7 +206,6 @@ export function sameLimits(a: Limits | undefined, b: Limits | undefined): boolea
   return text(a) === text(b);
 }
 
-
 /** Largest limits file read. */
 export const MAX_LIMITS_FILE_BYTES = 16 * 1024 * 1024;
 
@@ -225,9 +231,15 @@ export function parseLimits(text: string, source: string): Limits {
     map.set(hex, { name: c.name, tier: c.tier });
   });
   const d = DEFAULT_LIMITS;
-  const perResolver = file.perResolver === undefined
-    ? d.perResolver
-    : { rate: file.perResolver.rate, burst: file.perResolver.burst, notFoundRate: file.perResolver.notFoundRate ?? file.perResolver.rate, notFoundBurst: file.perResolver.notFoundBurst ?? file.perResolver.burst };
+  const perResolver =
+    file.perResolver === undefined
+      ? d.perResolver
+      : {
+          rate: file.perResolver.rate,
+          burst: file.perResolver.burst,
+          notFoundRate: file.perResolver.notFoundRate ?? file.perResolver.rate,
+          notFoundBurst: file.perResolver.notFoundBurst ?? file.perResolver.burst,
+        };
   return {
     tiers: file.tiers,
     keys,

@@ -8,14 +8,7 @@ import { parseCsi, type Csi } from '../csi/parse.ts';
 import { csiInZone, parseZoneKey, zoneContains, zoneStrictlyContains, type ZoneKey } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
-import {
-  zoneFileSchema,
-  type AuthoritativeFile,
-  type DpEntry,
-  type IdproverFile,
-  type MspEntry,
-  type RootFile,
-} from './schema.ts';
+import { zoneFileSchema, type AuthoritativeFile, type DpEntry, type IdproverFile, type MspEntry, type RootFile } from './schema.ts';
 
 /** A DP with the endpoints of its replicas. */
 export interface DpRef {
@@ -285,7 +278,7 @@ function normaliseAuthoritative(file: AuthoritativeFile, source: string): Author
     zones.push(zone);
   });
   const dps = normaliseDps(problems, 'dps', file.dps);
-  const delegations = normaliseDelegations(problems, file.delegations, new Set(dps.map((d) => d.id)), 'this file\'s glue (dps)');
+  const delegations = normaliseDelegations(problems, file.delegations, new Set(dps.map((d) => d.id)), "this file's glue (dps)");
   delegations.forEach((d, i) => {
     // The DNS bailiwick rule: a DP refers only to zones strictly inside its own.
     if (!zones.some((z) => zoneStrictlyContains(z, d.zone))) {
@@ -360,7 +353,9 @@ export function crossCheckZones(zones: readonly { zone: Zone; source: string }[]
       if (zone.role !== 'authoritative') continue;
       zone.dps.forEach((entry, i) => {
         if (!registered.has(entry.id) && problems.length < 50) {
-          problems.push(`${source}: dps[${i}].id: DP "${entry.id}" is not in the root's DP registry (list every DP of the federation there, sub-delegated ones included)`);
+          problems.push(
+            `${source}: dps[${i}].id: DP "${entry.id}" is not in the root's DP registry (list every DP of the federation there, sub-delegated ones included)`,
+          );
         }
       });
       zone.mappings.forEach((m, i) => {

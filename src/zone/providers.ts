@@ -11,6 +11,12 @@ export function toProviders(ids: readonly string[], registry: ReadonlyMap<string
   return ids.map((id) => {
     const dp = registry.get(id);
     if (dp === undefined) throw new Error(`provider ${id} is not in the registry`);
-    return { id: dp.id, endpoints: [...dp.endpoints], ...(dp.dns ? { dns: [...dp.dns] } : {}), ...(dp.jwk ? { jwk: dp.jwk } : {}), ...(dp.qps !== undefined ? { qps: dp.qps } : {}) };
+    return {
+      id: dp.id,
+      endpoints: [...dp.endpoints],
+      ...(dp.dns ? { dns: [...dp.dns] } : {}),
+      ...(dp.jwk ? { jwk: dp.jwk } : {}),
+      ...(dp.qps !== undefined ? { qps: dp.qps } : {}),
+    };
   });
 }

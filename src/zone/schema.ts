@@ -86,9 +86,19 @@ export const authoritativeFileSchema = z.strictObject({
   dps: z.array(dpEntrySchema).max(10_000).default([]),
   mappings: z.array(mappingSchema).max(5_000_000).default([]),
   /** Seconds before an unresolved conflict goes to operator review (PROTOCOL.md §9). */
-  conflictTimeout: z.number().int().min(1).max(10 * 365 * 86_400).optional(),
+  conflictTimeout: z
+    .number()
+    .int()
+    .min(1)
+    .max(10 * 365 * 86_400)
+    .optional(),
   /** Seconds after the attestation's `iat` a registered mapping lapses (PROTOCOL.md §9). */
-  maxMappingAge: z.number().int().min(1).max(10 * 365 * 86_400).optional(),
+  maxMappingAge: z
+    .number()
+    .int()
+    .min(1)
+    .max(10 * 365 * 86_400)
+    .optional(),
 });
 
 /** An identity prover's file (PROTOCOL.md §8): which CSI spaces it may attest. */

@@ -87,7 +87,10 @@ describe('mimi zone check', () => {
   it('refuses a bad file with its path, field and reason, exit 2', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mimi-zone-'));
     const file = join(dir, 'bad.yaml');
-    await writeFile(file, 'role: authoritative\nid: dp-x\nserial: 1\nzones: [ "e164:1" ]\nttl: 60\nnegativeTtl: 60\nendpoints: [ "http://127.0.0.1:1" ]\nmappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 300 } ]\n');
+    await writeFile(
+      file,
+      'role: authoritative\nid: dp-x\nserial: 1\nzones: [ "e164:1" ]\nttl: 60\nnegativeTtl: 60\nendpoints: [ "http://127.0.0.1:1" ]\nmappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 300 } ]\n',
+    );
     const r = await mimi('zone', 'check', file);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(file);

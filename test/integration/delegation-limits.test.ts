@@ -112,11 +112,14 @@ describe('paged admin lists', () => {
     expect((await admin(root(), '/v1/admin/delegations')).json.next).toBeUndefined();
   });
 
-  it.each(['limit=0', 'limit=501', 'limit=x', 'limit=-1', 'limit=1.5', 'after=', 'after=d-gone', 'other=1'])('refuses ?%s on the delegations list (400 invalid_request)', async (query) => {
-    const res = await admin(root(), `/v1/admin/delegations?${query}`);
-    expect(res.status).toBe(400);
-    expect(res.json.code).toBe('invalid_request');
-  });
+  it.each(['limit=0', 'limit=501', 'limit=x', 'limit=-1', 'limit=1.5', 'after=', 'after=d-gone', 'other=1'])(
+    'refuses ?%s on the delegations list (400 invalid_request)',
+    async (query) => {
+      const res = await admin(root(), `/v1/admin/delegations?${query}`);
+      expect(res.status).toBe(400);
+      expect(res.json.code).toBe('invalid_request');
+    },
+  );
 
   it('pages pending conflicts on an authoritative DP the same way', async () => {
     const dp = h.servers['dp-uk']?.[0] ?? '';
@@ -135,7 +138,8 @@ describe('well-known', () => {
   it('discloses the bounds on delegation requests on the root only', async () => {
     const rootLimits = ((await (await fetch(`${root()}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> }).limits;
     expect(rootLimits.delegations).toEqual({ clientRate: 10 / 60, clientBurst: 10, pendingPerKey: 10, pendingTotal: 1000, activePerKey: 10 });
-    const dpLimits = ((await (await fetch(`${h.servers['dp-uk']?.[0] ?? ''}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> }).limits;
+    const dpLimits = ((await (await fetch(`${h.servers['dp-uk']?.[0] ?? ''}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> })
+      .limits;
     expect(dpLimits.delegations).toBeUndefined();
   });
 });

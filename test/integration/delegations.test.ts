@@ -117,7 +117,20 @@ describe('E.164 zones: operator approval', () => {
     const keysDir = await mkdtemp(join(tmpdir(), 'mimi-deleg-keys-'));
     const key = await loadOrCreateKey(keysDir, 'dp-cli');
     const run = promisify(execFile);
-    const { stdout } = await run(process.execPath, ['src/mimi.js', 'delegate', 'e164:3397', '--id', 'dp-cli', '--endpoint', newDp.url, '--keys', keysDir, '--root', root(), '--json']);
+    const { stdout } = await run(process.execPath, [
+      'src/mimi.js',
+      'delegate',
+      'e164:3397',
+      '--id',
+      'dp-cli',
+      '--endpoint',
+      newDp.url,
+      '--keys',
+      keysDir,
+      '--root',
+      root(),
+      '--json',
+    ]);
     const answer = JSON.parse(stdout) as { status: string; id: string };
     expect(answer.status).toBe('pending');
     const listed = (await admin('/v1/admin/delegations')).json.pending as { id: string; dp: { id: string; jwk: { x: string } } }[];

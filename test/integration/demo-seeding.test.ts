@@ -20,7 +20,9 @@ async function published(h: TestHierarchy, csi: string): Promise<string[]> {
 /** The zones with dp-uk's chat-b mapping of +44 7700 900123 taken out of its file. */
 function withoutChatB(zones: readonly LoadedZone[]): LoadedZone[] {
   return zones.map((z) =>
-    z.zone.role === 'authoritative' && z.zone.id === 'dp-uk' ? { ...z, zone: { ...z.zone, mappings: z.zone.mappings.filter((m) => !(m.csi === 'tel:+447700900123' && m.msp === 'chat-b')) } } : z,
+    z.zone.role === 'authoritative' && z.zone.id === 'dp-uk'
+      ? { ...z, zone: { ...z.zone, mappings: z.zone.mappings.filter((m) => !(m.csi === 'tel:+447700900123' && m.msp === 'chat-b')) } }
+      : z,
   );
 }
 

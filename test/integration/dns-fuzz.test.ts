@@ -65,7 +65,11 @@ function packets(count: number, seed: number): Buffer[] {
         p[at] = (p[at] ?? 0) ^ (1 << int(8));
       }
     } else if (kind === 6) {
-      const q = dnsPacket.encode({ type: 'query', id: int(65536), questions: [{ type: int(2) === 0 ? 'NAPTR' : 'A', name: Array.from({ length: 1 + int(20) }, () => String(int(10))).join('.') + '.e164.mimi.arpa' }] });
+      const q = dnsPacket.encode({
+        type: 'query',
+        id: int(65536),
+        questions: [{ type: int(2) === 0 ? 'NAPTR' : 'A', name: Array.from({ length: 1 + int(20) }, () => String(int(10))).join('.') + '.e164.mimi.arpa' }],
+      });
       p = q; // many plausible names
     } else {
       p = Buffer.from(valid);
@@ -103,11 +107,7 @@ async function blast(target: string, list: readonly Buffer[]): Promise<number> {
   socket.bind(0, '127.0.0.1');
   await once(socket, 'listening');
   for (let i = 0; i < list.length; i += 200) {
-    await Promise.all(
-      list.slice(i, i + 200).map(
-        (p) => new Promise<void>((resolve) => socket.send(p, Number(port), address, () => resolve())),
-      ),
-    );
+    await Promise.all(list.slice(i, i + 200).map((p) => new Promise<void>((resolve) => socket.send(p, Number(port), address, () => resolve()))));
     await new Promise((resolve) => setImmediate(resolve));
   }
   await new Promise((resolve) => setTimeout(resolve, 200));

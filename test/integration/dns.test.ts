@@ -64,7 +64,9 @@ describe.skipIf(!hasDig)('an authoritative DP', () => {
   });
 
   it('answers SOA and NS at its apex, and A for its NS name', async () => {
-    expect((await dig(at('dp-dc'), ['SOA', '2.0.2.1.e164.mimi.arpa.', '+norec'])).answer[0]).toMatch(/ IN SOA dp-dc\._ns\.2\.0\.2\.1\.e164\.mimi\.arpa\. .* 2026112301 /);
+    expect((await dig(at('dp-dc'), ['SOA', '2.0.2.1.e164.mimi.arpa.', '+norec'])).answer[0]).toMatch(
+      / IN SOA dp-dc\._ns\.2\.0\.2\.1\.e164\.mimi\.arpa\. .* 2026112301 /,
+    );
     const ns = await dig(at('dp-dc'), ['NS', '2.0.2.1.e164.mimi.arpa.', '+norec']);
     expect(ns.answer).toEqual(['2.0.2.1.e164.mimi.arpa. 3600 IN NS dp-dc._ns.2.0.2.1.e164.mimi.arpa.']);
     const a = await dig(at('dp-dc'), ['A', 'dp-dc._ns.2.0.2.1.e164.mimi.arpa.', '+norec']);
@@ -110,7 +112,7 @@ describe.skipIf(!hasDig)('an authoritative DP', () => {
   });
 });
 
-describe.skipIf(!hasDig)('the resolver\'s DNS front-end', () => {
+describe.skipIf(!hasDig)("the resolver's DNS front-end", () => {
   it('resolves through two delegation levels, recursively (RA), the same MSPs as HTTP', async () => {
     const r = await dig(h.resolverDns ?? '', ['NAPTR', name('+12025550123')]);
     expect(r.status).toBe('NOERROR');

@@ -24,7 +24,21 @@ let dir: string;
 let dpUrl: string;
 
 function serveArgs(): string[] {
-  return ['serve', '--zones', join(dir, 'zones'), '--keys', join(dir, 'keys'), '--data', join(dir, 'data'), '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', '--limits', join(dir, 'limits.yaml')];
+  return [
+    'serve',
+    '--zones',
+    join(dir, 'zones'),
+    '--keys',
+    join(dir, 'keys'),
+    '--data',
+    join(dir, 'data'),
+    '--otp-outbox',
+    join(dir, 'outbox'),
+    '--resolver',
+    '127.0.0.1:0',
+    '--limits',
+    join(dir, 'limits.yaml'),
+  ];
 }
 
 const serve = new ServeProcess();
@@ -45,8 +59,14 @@ beforeAll(async () => {
   );
   // The test reads back thousands of mappings at once over plain HTTP, where the resolver has no certificate
   // and the DP counts it as an anonymous client (PROTOCOL.md §16): far above the default limits.
-  await writeFile(join(dir, 'limits.yaml'), 'tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } }\nperResolver: { rate: 100000, burst: 100000 }\n');
-  await writeFile(join(dir, 'zones', 'dp-uk.yaml'), `role: authoritative\nid: dp-uk\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:44" ]\nendpoints: [ "${dpUrl}" ]\n`);
+  await writeFile(
+    join(dir, 'limits.yaml'),
+    'tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } }\nperResolver: { rate: 100000, burst: 100000 }\n',
+  );
+  await writeFile(
+    join(dir, 'zones', 'dp-uk.yaml'),
+    `role: authoritative\nid: dp-uk\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:44" ]\nendpoints: [ "${dpUrl}" ]\n`,
+  );
 });
 afterAll(async () => {
   await stop('SIGKILL');
@@ -78,7 +98,11 @@ describe('durability of the registration store', () => {
         const item = all[next++];
         if (item === undefined) return;
         try {
-          const res = await fetch(`${dpUrl}/v1/mappings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(item.statement) });
+          const res = await fetch(`${dpUrl}/v1/mappings`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(item.statement),
+          });
           await res.arrayBuffer();
           if (res.status === 201) acked.push(item.csi);
           else throw new Error(`registration answered ${res.status}`);
@@ -100,7 +124,12 @@ describe('durability of the registration store', () => {
     for (let i = 0; i < acked.length; i += 200) {
       await Promise.all(
         acked.slice(i, i + 200).map(async (csi) => {
-          const res = await undiciFetch(`${dpUrl}/v1/lookup`, { method: 'POST', dispatcher: pool, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csi }) });
+          const res = await undiciFetch(`${dpUrl}/v1/lookup`, {
+            method: 'POST',
+            dispatcher: pool,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ csi }),
+          });
           const jws = (await res.json()) as { payload: string };
           const body = JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { kind: string; mappings?: { msp: string }[] };
           if (body.kind !== 'answer' || body.mappings?.[0]?.msp !== 'chat-a') missing.push(csi);
@@ -115,14 +144,18 @@ describe('durability of the registration store', () => {
   it.each([
     ['truncated', async (file: string) => truncate(file, (await stat(file)).size - 1000)],
     ['overwritten with garbage', (file: string) => writeFile(file, 'this is not a database '.repeat(200))],
-  ])('refuses to start on a %s store, naming the file, with a non-zero exit and nothing served', async (_name, damage) => {
-    const file = join(dir, 'data', 'dp-uk.sqlite');
-    await damage(file);
-    const result = await start();
-    expect(result.ready).toBe(false);
-    expect(result.code).not.toBe(0);
-    expect(result.stderr).toContain(file);
-    expect(result.stderr).toMatch(/damaged/);
-    await expect(fetch(`${dpUrl}/healthz`)).rejects.toThrow();
-  }, 30_000);
+  ])(
+    'refuses to start on a %s store, naming the file, with a non-zero exit and nothing served',
+    async (_name, damage) => {
+      const file = join(dir, 'data', 'dp-uk.sqlite');
+      await damage(file);
+      const result = await start();
+      expect(result.ready).toBe(false);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(file);
+      expect(result.stderr).toMatch(/damaged/);
+      await expect(fetch(`${dpUrl}/healthz`)).rejects.toThrow();
+    },
+    30_000,
+  );
 });

@@ -58,12 +58,13 @@ afterAll(async () => {
 
 const resolve = (body: unknown, agent: Agent) => ask(`${h.resolverUrl}/v1/resolve`, body, agent);
 
-describe('the resolver\'s budgets (PROTOCOL.md §16)', () => {
+describe("the resolver's budgets (PROTOCOL.md §16)", () => {
   it('limits anonymous clients per /24: two addresses of one prefix share one not-found budget, another prefix has its own', async () => {
     const a = from('127.0.40.1');
     const b = from('127.0.40.2');
     const c = from('127.0.41.1');
-    for (const n of ['+447700900911', '+447700900912', '+447700900913']) expect((await resolve({ csi: n }, n.endsWith('2') ? b : a)).json.status).toBe('not_found');
+    for (const n of ['+447700900911', '+447700900912', '+447700900913'])
+      expect((await resolve({ csi: n }, n.endsWith('2') ? b : a)).json.status).toBe('not_found');
     expect((await resolve({ csi: '+447700900123' }, b)).status).toBe(429);
     expect((await resolve({ csi: '+447700900123' }, a)).status).toBe(429);
     expect((await resolve({ csi: '+447700900123' }, c)).json.status).toBe('found');
@@ -129,7 +130,8 @@ describe('a DP defends its own lookups (PROTOCOL.md §16)', () => {
         return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
       };
       // 30 denials walked through the resolver, which presents its certificate to dp-uk: far past the anonymous 3.
-      for (let i = 0; i < 30; i++) expect((await post(`${d.resolverUrl}/v1/resolve`, { csi: `+4477009009${String(i).padStart(2, '0')}` })).json.status).toBe('not_found');
+      for (let i = 0; i < 30; i++)
+        expect((await post(`${d.resolverUrl}/v1/resolve`, { csi: `+4477009009${String(i).padStart(2, '0')}` })).json.status).toBe('not_found');
       // The same walk sent straight to dp-uk without a certificate runs dry after 3.
       const direct: number[] = [];
       for (let i = 0; i < 6; i++) direct.push((await post(`${d.servers['dp-uk']?.[0]}/v1/lookup`, { csi: `+4477009009${String(50 + i)}` })).status);
@@ -146,7 +148,7 @@ function query(id: number, digits: string): Buffer {
   return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'NAPTR', name }] });
 }
 
-describe('a DP\'s DNS front-end limits responses per prefix (PROTOCOL.md §16)', () => {
+describe("a DP's DNS front-end limits responses per prefix (PROTOCOL.md §16)", () => {
   it('answers at most its rate over UDP, every second refused response truncated (TC) and the rest dropped', async () => {
     const d = await bootHierarchy({ limits, realClock: true, dns: { port: 0, resolverDns: { host: '127.0.2.54', port: 0 } } });
     const socket = createSocket('udp4');
@@ -187,7 +189,10 @@ describe('a DP\'s DNS front-end limits responses per prefix (PROTOCOL.md §16)',
         }
       });
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-      for (let i = 0; i < 100; i++) socket.write(dnsPacket.streamEncode({ type: 'query', id: i, flags: 0, questions: [{ type: 'NAPTR', name: '3.2.1.0.0.9.0.0.7.7.4.4.e164.mimi.arpa' }] }));
+      for (let i = 0; i < 100; i++)
+        socket.write(
+          dnsPacket.streamEncode({ type: 'query', id: i, flags: 0, questions: [{ type: 'NAPTR', name: '3.2.1.0.0.9.0.0.7.7.4.4.e164.mimi.arpa' }] }),
+        );
       for (let waited = 0; waited < 5000 && rcodes.length < 100; waited += 50) await new Promise((r) => setTimeout(r, 50));
       socket.destroy();
       expect(rcodes).toHaveLength(100);

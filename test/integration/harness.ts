@@ -165,9 +165,7 @@ export interface ScriptedServer {
 }
 
 /** Starts a scripted DP on port 0; `reply` returns [status, body] or undefined to never answer. */
-export async function scriptedDp(
-  reply: (body: { csi?: string }) => [number, unknown] | undefined,
-): Promise<ScriptedServer> {
+export async function scriptedDp(reply: (body: { csi?: string }) => [number, unknown] | undefined): Promise<ScriptedServer> {
   const requests: ScriptedServer['requests'] = [];
   const hanging: ServerResponse[] = [];
   const server: Server = createServer((req, res) => {

@@ -74,7 +74,13 @@ describe('every server', () => {
     const base = h.servers[id]?.[0] ?? '';
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     const wk = await raw(`${base}/.well-known/mimi-discovery`, {});
-    expect(wk.json).toMatchObject({ id, serial: 2026112301, formats: expect.any(Array), federation: { default: expect.any(String), modes: expect.any(Array) }, limits: expect.any(Object) });
+    expect(wk.json).toMatchObject({
+      id,
+      serial: 2026112301,
+      formats: expect.any(Array),
+      federation: { default: expect.any(String), modes: expect.any(Array) },
+      limits: expect.any(Object),
+    });
     expect(wk.json.role).toBe(id === 'root' ? 'root' : 'authoritative');
   });
 

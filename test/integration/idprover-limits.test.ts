@@ -58,7 +58,11 @@ function send(path: string, options: { body?: unknown; from?: string; headers?: 
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const retry = res.headers['retry-after'];
-          resolve({ status: res.statusCode ?? 0, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), retryAfter: typeof retry === 'string' ? retry : undefined });
+          resolve({
+            status: res.statusCode ?? 0,
+            json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+            retryAfter: typeof retry === 'string' ? retry : undefined,
+          });
         });
         res.on('error', reject);
       },
@@ -68,7 +72,8 @@ function send(path: string, options: { body?: unknown; from?: string; headers?: 
   });
 }
 
-const challenge = (csi: string, from?: string): Promise<Reply> => send('/v1/challenges', { body: { csi, jwk: holder.publicJwk }, ...(from !== undefined ? { from } : {}) });
+const challenge = (csi: string, from?: string): Promise<Reply> =>
+  send('/v1/challenges', { body: { csi, jwk: holder.publicJwk }, ...(from !== undefined ? { from } : {}) });
 const answer = (id: string, code: string): Promise<Reply> => send(`/v1/challenges/${id}/answer`, { body: { code } });
 
 /** The code the outbox holds for a challenge. */
@@ -87,7 +92,13 @@ beforeAll(async () => {
   outbox = await mkdtemp(join(tmpdir(), 'mimi-idp-limits-outbox-'));
   holder = await generateSigningKey();
   clock = createClock();
-  h = await bootHierarchy({ zones: await zonesWithProvers(), keysDir: keys, otpOutbox: outbox, dpNow: () => clock.now, limits: parseLimits(LIMITS, 'limits.yaml') });
+  h = await bootHierarchy({
+    zones: await zonesWithProvers(),
+    keysDir: keys,
+    otpOutbox: outbox,
+    dpNow: () => clock.now,
+    limits: parseLimits(LIMITS, 'limits.yaml'),
+  });
 });
 afterAll(async () => {
   agent.destroy();

@@ -49,7 +49,12 @@ describe('mimi --version and --help', () => {
     expect(res.stdout.trim()).toBe(pkg.version);
   });
 
-  it.each([['serve', /--config FILE[\s\S]*default/], ['lookup', /mimi lookup CSI/], ['key', /mimi key create FILE/], ['config', /mimi config check FILE/]])('mimi %s --help prints its usage and exits 0', (command, text) => {
+  it.each([
+    ['serve', /--config FILE[\s\S]*default/],
+    ['lookup', /mimi lookup CSI/],
+    ['key', /mimi key create FILE/],
+    ['config', /mimi config check FILE/],
+  ])('mimi %s --help prints its usage and exits 0', (command, text) => {
     const res = mimi(command, '--help');
     expect(res.status).toBe(0);
     expect(res.stdout).toMatch(text);

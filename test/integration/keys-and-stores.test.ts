@@ -55,7 +55,20 @@ const statement = (csi: string): Promise<Statement> => attestedStatement(csi, { 
 const serve = new ServeProcess();
 /** Starts `mimi serve` and waits (at most 60 s) for its ready line or its exit. */
 const start = (data: string, extra: readonly string[] = []): Promise<StartResult> =>
-  serve.start(['serve', '--zones', join(dir, 'zones'), '--keys', keysDir(), '--data', data, '--otp-outbox', join(dir, 'outbox'), '--resolver', '127.0.0.1:0', ...extra]);
+  serve.start([
+    'serve',
+    '--zones',
+    join(dir, 'zones'),
+    '--keys',
+    keysDir(),
+    '--data',
+    data,
+    '--otp-outbox',
+    join(dir, 'outbox'),
+    '--resolver',
+    '127.0.0.1:0',
+    ...extra,
+  ]);
 const stop = (signal?: NodeJS.Signals): Promise<void> => serve.stop(signal);
 
 beforeAll(async () => {
@@ -153,7 +166,10 @@ describe('mimi key rotate (PROTOCOL.md §16: a new key only by re-signing what t
   }, 120_000);
 
   it('refuses a server id without a store', () => {
-    const res = spawnSync(process.execPath, [MIMI, 'key', 'rotate', 'dp-none', '--keys', keysDir(), '--data', join(dir, 'no-such-data')], { encoding: 'utf8', timeout: 60_000 });
+    const res = spawnSync(process.execPath, [MIMI, 'key', 'rotate', 'dp-none', '--keys', keysDir(), '--data', join(dir, 'no-such-data')], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(res.status).toBe(3);
     expect(res.stderr).toContain('no such store');
   });
@@ -191,7 +207,7 @@ function fill(mount: string, maxBytes: number): string {
   try {
     for (const size of [64 * 1024, 4096, 512, 1]) {
       const chunk = Buffer.alloc(size, 1);
-      for (let written = 0; written < maxBytes; ) {
+      for (let written = 0; written < maxBytes;) {
         try {
           const n = writeSync(fd, chunk);
           if (n === 0) break;
@@ -230,7 +246,11 @@ describe.skipIf(!CAN_MOUNT)(`stores on a real, small file system${CAN_MOUNT ? ''
     let h: TestHierarchy | undefined;
     let filler: string | undefined;
     try {
-      h = await bootHierarchy({ zones: [inlineZone(rootYaml(rootUrl, dp), 'root.yaml'), inlineZone(dpYaml(dp), 'dp-uk.yaml')], keysDir: keysDir(), dataDir: data });
+      h = await bootHierarchy({
+        zones: [inlineZone(rootYaml(rootUrl, dp), 'root.yaml'), inlineZone(dpYaml(dp), 'dp-uk.yaml')],
+        keysDir: keysDir(),
+        dataDir: data,
+      });
       // The CSIP's and MSP's public keys come from the key directory, as in production from the zone files.
       const url = h.servers['dp-uk']?.[0] ?? '';
       expect(url).not.toBe('');
@@ -283,7 +303,13 @@ describe.skipIf(!CAN_MOUNT)(`stores on a real, small file system${CAN_MOUNT ? ''
     const script = `import { openSqliteStore } from './src/store/sqlite-store.ts';
 try { openSqliteStore(${JSON.stringify(data)}, 'dp-uk', { hashKey: () => undefined }); console.log('opened'); }
 catch (err) { console.log(err.code + ': ' + err.message); }`;
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOME: '/tmp' } });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, HOME: '/tmp' },
+    });
     expect(run.stdout).toMatch(/^start_refused: /);
     expect(run.stdout).toContain(join(data, 'dp-uk.sqlite'));
     expect(run.stdout).toMatch(/permission denied/);

@@ -17,7 +17,7 @@ import { signStatement } from '../../src/stub/msp.ts';
 import { checkDig } from '../fixtures/prerequisites.ts';
 import { bootHierarchy, dig, fixtureZones, postJson, scriptedDp, zonesWithProvers, type ScriptedServer, type TestHierarchy } from './harness.ts';
 
-const hasDig = checkDig('the test of the DP\'s DNS view after registrations');
+const hasDig = checkDig("the test of the DP's DNS view after registrations");
 
 const TOKEN = 'test-admin-token-0123456789';
 let h: TestHierarchy;
@@ -136,10 +136,11 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
     expect(JSON.stringify(notice)).not.toContain('chat-c');
   });
 
-  it('POSTs the notice to an MSP\'s notify URL when the registry gives one', async () => {
+  it("POSTs the notice to an MSP's notify URL when the registry gives one", async () => {
     await register('tel:+447700900415', 'chat-f', await generateSigningKey());
     const conflict = String((await register('tel:+447700900415', 'chat-c', await generateSigningKey())).json.conflict);
-    for (let i = 0; i < 50 && !mspInbox.requests.some((r) => (r as { conflict?: string }).conflict === conflict); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 50 && !mspInbox.requests.some((r) => (r as { conflict?: string }).conflict === conflict); i++)
+      await new Promise((r) => setTimeout(r, 20));
     const received = mspInbox.requests.find((r) => (r as { conflict?: string }).conflict === conflict) as Record<string, unknown> | undefined;
     expect(received).toMatchObject({ notice: 'conflict', msp: 'chat-f', csi: 'tel:+447700900415', conflict });
     expect((await notices()).some((n) => n.conflict === conflict)).toBe(false);
@@ -242,7 +243,7 @@ describe('conflicts: older wins (PROTOCOL.md §9)', () => {
   });
 });
 
-describe.skipIf(!hasDig)('the DP\'s DNS view follows registrations at once', () => {
+describe.skipIf(!hasDig)("the DP's DNS view follows registrations at once", () => {
   it('answers NAPTR after a registration and NODATA after its revocation; an empty non-terminal looks like any other name (PROTOCOL.md §16)', async () => {
     const server = h.dns['dp-uk']?.[0] ?? '';
     const name = '1.6.4.0.0.9.0.0.7.7.4.4.e164.mimi.arpa';
@@ -303,7 +304,11 @@ describe('revocation by the holder', () => {
     const body = b64(`{"iss":"csip-uk","sub":"tel:+447700900999","sub":"tel:+447700900414","deactivated_at":${seconds()}}`);
     // Signed by hand: jose would not produce a JWT naming a claim twice.
     const { createPrivateKey, sign } = await import('node:crypto');
-    const signature = sign(null, Buffer.from(`${header}.${body}`), createPrivateKey({ key: csip.privateJwk as import('node:crypto').JsonWebKey, format: 'jwk' })).toString('base64url');
+    const signature = sign(
+      null,
+      Buffer.from(`${header}.${body}`),
+      createPrivateKey({ key: csip.privateJwk as import('node:crypto').JsonWebKey, format: 'jwk' }),
+    ).toString('base64url');
     const deactivation = await postJson(`${dp()}/v1/deactivations`, { jwt: `${header}.${body}.${signature}` });
     expect(deactivation.status).toBe(400);
     expect(deactivation.json.code).toBe('invalid_request');
@@ -393,7 +398,8 @@ describe('lapse and the discoverability bound', () => {
 
 describe('the lifecycle from the command line', () => {
   const run = promisify(execFile);
-  const mimi = (...args: string[]) => run(process.execPath, ['src/mimi.js', ...args, '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(keys, 'trust-anchor.jwk')]);
+  const mimi = (...args: string[]) =>
+    run(process.execPath, ['src/mimi.js', ...args, '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(keys, 'trust-anchor.jwk')]);
 
   it('raises a conflict with mimi register, settles it with mimi admin, and revokes with mimi revoke', async () => {
     const tokenFile = join(outbox, 'admin-token');
@@ -403,11 +409,15 @@ describe('the lifecycle from the command line', () => {
     const raised = await mimi('register', '+447700900441', '--msp', 'chat-c', '--holder-key', newcomer, '--keys', keys, '--otp-outbox', outbox, '--json');
     const conflict = String((JSON.parse(raised.stdout) as { conflict: string }).conflict);
     expect(conflict).toMatch(/^c-/);
-    const listed = JSON.parse((await mimi('admin', 'conflicts', '--admin-token-file', tokenFile, '--json')).stdout) as { pending: { id: string; dp: string }[] };
+    const listed = JSON.parse((await mimi('admin', 'conflicts', '--admin-token-file', tokenFile, '--json')).stdout) as {
+      pending: { id: string; dp: string }[];
+    };
     expect(listed.pending).toContainEqual(expect.objectContaining({ id: conflict, dp: 'dp-uk' }));
     expect((await mimi('admin', 'approve', conflict, '--admin-token-file', tokenFile)).stdout).toContain(`approved conflict ${conflict} at dp-uk`);
     expect(await published('tel:+447700900441')).toEqual(['chat-c']);
-    const revoked = JSON.parse((await mimi('revoke', '+447700900441', '--holder-key', newcomer, '--json')).stdout) as { results: { dp: string; status: string }[] };
+    const revoked = JSON.parse((await mimi('revoke', '+447700900441', '--holder-key', newcomer, '--json')).stdout) as {
+      results: { dp: string; status: string }[];
+    };
     expect(revoked.results).toEqual([{ dp: 'dp-uk', status: 'revoked', removed: 1 }]);
     expect(await published('tel:+447700900441')).toEqual([]);
     await expect(mimi('admin', 'conflicts', '--admin-token-file', join(outbox, 'no-such-token'))).rejects.toMatchObject({ code: 3 });
@@ -418,10 +428,26 @@ describe('malformed lifecycle requests', () => {
   it.each([
     ['/v1/mappings/revoke', 'not json', 400],
     ['/v1/mappings/revoke', { protected: 'x', payload: 'y', signature: 'z' }, 400],
-    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1,"extra":1}').toString('base64url'), signature: 'AA' }, 400],
-    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"+44 7700 900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 400],
-    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+15550100","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 404],
-    ['/v1/mappings/revoke', { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' }, 403],
+    [
+      '/v1/mappings/revoke',
+      { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1,"extra":1}').toString('base64url'), signature: 'AA' },
+      400,
+    ],
+    [
+      '/v1/mappings/revoke',
+      { protected: 'e30', payload: Buffer.from('{"csi":"+44 7700 900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' },
+      400,
+    ],
+    [
+      '/v1/mappings/revoke',
+      { protected: 'e30', payload: Buffer.from('{"csi":"tel:+15550100","msp":"*","iat":1}').toString('base64url'), signature: 'AA' },
+      404,
+    ],
+    [
+      '/v1/mappings/revoke',
+      { protected: 'e30', payload: Buffer.from('{"csi":"tel:+447700900999","msp":"*","iat":1}').toString('base64url'), signature: 'AA' },
+      403,
+    ],
     ['/v1/deactivations', { jwt: 'not.a.jwt' }, 400],
     ['/v1/deactivations', { jwt: 42 }, 400],
     ['/v1/deactivations', {}, 400],

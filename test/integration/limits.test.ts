@@ -123,7 +123,11 @@ describe('query costs and Retry-After (the test clock: no refill unless it moves
   it('discloses tiers, costs and the negative TTL cap in well-known, never a client name or key', async () => {
     const text = await (await fetch(`${h.resolverUrl}/.well-known/mimi-discovery`)).text();
     const wk = JSON.parse(text) as { limits: Record<string, unknown> };
-    expect(wk.limits).toMatchObject({ tiers: { anonymous: { rate: 10, burst: 10, notFoundRate: 1, notFoundBurst: 3 } }, costs: { default: 1 }, maxNegativeTtl: 60 });
+    expect(wk.limits).toMatchObject({
+      tiers: { anonymous: { rate: 10, burst: 10, notFoundRate: 1, notFoundBurst: 3 } },
+      costs: { default: 1 },
+      maxNegativeTtl: 60,
+    });
     expect(text).not.toContain('msp-a');
     expect(text).not.toContain(sha(KEY));
     const dpWk = (await (await fetch(`${h.servers['dp-uk']?.[0]}/.well-known/mimi-discovery`)).json()) as { limits: Record<string, unknown> };
@@ -174,7 +178,10 @@ describe('upstream protection and privacy', () => {
 
 describe('anti-enumeration under load (real clock)', () => {
   it('stops a client walking 10,000 numbers while a normal client keeps >= 99% success', async () => {
-    const real = await bootHierarchy({ limits: parseLimits('tiers: { anonymous: { rate: 20, burst: 40, notFoundRate: 0.5, notFoundBurst: 20 } }\n', 'defaults'), realClock: true });
+    const real = await bootHierarchy({
+      limits: parseLimits('tiers: { anonymous: { rate: 20, burst: 40, notFoundRate: 0.5, notFoundBurst: 20 } }\n', 'defaults'),
+      realClock: true,
+    });
     try {
       const walker = from('127.0.21.1');
       const normal = from('127.0.22.1');

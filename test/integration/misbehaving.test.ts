@@ -16,31 +16,84 @@ const digits = (csi?: string): string => (csi ?? '').replace('tel:+', '');
 beforeAll(async () => {
   s.good = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-good', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-a', preference: 1 }] }]);
   s.outside = await scriptedDp(() => [200, { kind: 'answer', dp: 'dp-x', serial: 1, ttl: 300, mappings: [] }]);
-  s.evil = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-evil', zone: 'e164:44', ttl: 300, providers: [{ id: 'dp-x', endpoints: [s.outside?.url] }] }]);
-  s.sideways = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-sideways', zone: 'e164:4477009001', ttl: 300, providers: [{ id: 'dp-x', endpoints: [s.outside?.url] }] }]);
-  s.loop1 = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-loop1', zone: 'e164:44770090021', ttl: 300, providers: [{ id: 'dp-loop2', endpoints: [s.loop2?.url] }] }]);
-  s.loop2 = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-loop2', zone: 'e164:447700900212', ttl: 300, providers: [{ id: 'dp-loop1', endpoints: [s.loop1?.url] }] }]);
+  s.evil = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-evil', zone: 'e164:44', ttl: 300, providers: [{ id: 'dp-x', endpoints: [s.outside?.url] }] },
+  ]);
+  s.sideways = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-sideways', zone: 'e164:4477009001', ttl: 300, providers: [{ id: 'dp-x', endpoints: [s.outside?.url] }] },
+  ]);
+  s.loop1 = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-loop1', zone: 'e164:44770090021', ttl: 300, providers: [{ id: 'dp-loop2', endpoints: [s.loop2?.url] }] },
+  ]);
+  s.loop2 = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-loop2', zone: 'e164:447700900212', ttl: 300, providers: [{ id: 'dp-loop1', endpoints: [s.loop1?.url] }] },
+  ]);
   s.deep = await scriptedDp((b) => {
     const n = s.deep?.requests.length ?? 0;
     const id = n === 1 ? 'dp-deep' : `dp-deep${n - 1}`;
-    return [200, { kind: 'referral', dp: id, zone: `e164:${digits(b.csi).slice(0, 3 + n)}`, ttl: 300, providers: [{ id: `dp-deep${n}`, endpoints: [s.deep?.url] }] }];
+    return [
+      200,
+      { kind: 'referral', dp: id, zone: `e164:${digits(b.csi).slice(0, 3 + n)}`, ttl: 300, providers: [{ id: `dp-deep${n}`, endpoints: [s.deep?.url] }] },
+    ];
   });
   s.hang = await scriptedDp(() => undefined);
   s.lame = await scriptedDp(() => [404, { type: 'about:blank', status: 404, code: 'not_authoritative' }]);
   s.garbage = await scriptedDp(() => [200, { kind: 'answer', dp: 'dp-garbage' }]);
-  s.liar = await scriptedDp(() => [200, { kind: 'answer', dp: 'dp-liar', serial: 1, ttl: 300, mappings: [{ csi: 'tel:+447700900123', msp: 'chat-a', preference: 1 }, { csi: 'tel:+447700900701', msp: 'chat-zz', preference: 1 }] }]);
+  s.liar = await scriptedDp(() => [
+    200,
+    {
+      kind: 'answer',
+      dp: 'dp-liar',
+      serial: 1,
+      ttl: 300,
+      mappings: [
+        { csi: 'tel:+447700900123', msp: 'chat-a', preference: 1 },
+        { csi: 'tel:+447700900701', msp: 'chat-zz', preference: 1 },
+      ],
+    },
+  ]);
   // PROTOCOL.md §16 attackers: NXNS-style fan-out, a spoofed provider id, a sub-zone hijack by a co-provider, a loop on one branch.
   for (let i = 0; i < 16; i++) victims.push(await scriptedDp(() => [500, { type: 'about:blank', status: 500, code: 'internal' }]));
   const fanout = (id: string, zone: string, ids: string[]) =>
     scriptedDp(() => [200, { kind: 'referral', dp: id, zone, ttl: 300, providers: ids.map((p) => ({ id: p, endpoints: victims.map((v) => v.url) })) }]);
-  s.fan = await fanout('dp-fan', 'e164:44770090091', Array.from({ length: 32 }, (_, i) => `dp-v${i}`));
-  s.fanUnknown = await fanout('dp-fan-unknown', 'e164:44770090092', Array.from({ length: 32 }, (_, i) => `dp-unlisted${i}`));
-  s.collector = await scriptedDp(() => [200, { kind: 'answer', dp: 'dp-good', serial: 1, ttl: 300, mappings: [{ csi: 'tel:+447700900931', msp: 'chat-b', preference: 1 }] }]);
-  s.spoof = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-spoof', zone: 'e164:447700900931', ttl: 300, providers: [{ id: 'dp-good', endpoints: [s.collector?.url] }] }]);
-  s.hijacked = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-hijacked', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1 }] }]);
-  s.hijack = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-hijack', zone: 'e164:44770090081', ttl: 300, providers: [{ id: 'dp-hijacked', endpoints: [s.hijacked?.url] }] }]);
-  s.loop3 = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-loop3', zone: 'e164:447700900951', ttl: 300, providers: [{ id: 'dp-loop4', endpoints: [s.loop4?.url] }] }]);
-  s.loop4 = await scriptedDp(() => [200, { kind: 'referral', dp: 'dp-loop4', zone: 'e164:4477009009512', ttl: 300, providers: [{ id: 'dp-loop3', endpoints: [s.loop3?.url] }] }]);
+  s.fan = await fanout(
+    'dp-fan',
+    'e164:44770090091',
+    Array.from({ length: 32 }, (_, i) => `dp-v${i}`),
+  );
+  s.fanUnknown = await fanout(
+    'dp-fan-unknown',
+    'e164:44770090092',
+    Array.from({ length: 32 }, (_, i) => `dp-unlisted${i}`),
+  );
+  s.collector = await scriptedDp(() => [
+    200,
+    { kind: 'answer', dp: 'dp-good', serial: 1, ttl: 300, mappings: [{ csi: 'tel:+447700900931', msp: 'chat-b', preference: 1 }] },
+  ]);
+  s.spoof = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-spoof', zone: 'e164:447700900931', ttl: 300, providers: [{ id: 'dp-good', endpoints: [s.collector?.url] }] },
+  ]);
+  s.hijacked = await scriptedDp((b) => [
+    200,
+    { kind: 'answer', dp: 'dp-hijacked', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1 }] },
+  ]);
+  s.hijack = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-hijack', zone: 'e164:44770090081', ttl: 300, providers: [{ id: 'dp-hijacked', endpoints: [s.hijacked?.url] }] },
+  ]);
+  s.loop3 = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-loop3', zone: 'e164:447700900951', ttl: 300, providers: [{ id: 'dp-loop4', endpoints: [s.loop4?.url] }] },
+  ]);
+  s.loop4 = await scriptedDp(() => [
+    200,
+    { kind: 'referral', dp: 'dp-loop4', zone: 'e164:4477009009512', ttl: 300, providers: [{ id: 'dp-loop3', endpoints: [s.loop3?.url] }] },
+  ]);
   const victimEndpoints = `[ ${victims.map((v) => `"${v.url}"`).join(', ')} ]`;
 
   const root = inlineZone(`
@@ -209,7 +262,10 @@ describe('attacks through the federation (PROTOCOL.md §16)', () => {
   });
 
   it('ignores what a DP asked directly says outside its bailiwick (all and client-selected modes)', async () => {
-    const liar = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-far', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1, created: '1970-01-01T00:00:00Z' }] }]);
+    const liar = await scriptedDp((b) => [
+      200,
+      { kind: 'answer', dp: 'dp-far', serial: 1, ttl: 300, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1, created: '1970-01-01T00:00:00Z' }] },
+    ]);
     const root = inlineZone(`
 role: root
 id: root

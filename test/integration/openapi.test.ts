@@ -56,7 +56,9 @@ describe('docs/openapi.json', () => {
   });
 
   it('gives every operation its responses and problem codes, and every body its schema', () => {
-    const doc = openApiDocument() as { paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: { content: Record<string, { schema: unknown }> } }>> };
+    const doc = openApiDocument() as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: { content: Record<string, { schema: unknown }> } }>>;
+    };
     for (const route of API_ROUTES) {
       const op = doc.paths[openApiPath(route.path)]?.[route.method.toLowerCase()];
       expect(op, `${route.method} ${route.path}`).toBeDefined();
@@ -71,7 +73,17 @@ describe('the routes each kind of server registers', () => {
   it('are exactly the catalogued ones, for every role', async () => {
     const zones = await zonesWithProvers();
     const key = await generateSigningKey();
-    const base = { signer: key, registries: undefined, limits: DEFAULT_LIMITS, now: Date.now, apex: 'mimi.arpa', logger: silent, metrics: undefined, adminToken: 'token', dns: false };
+    const base = {
+      signer: key,
+      registries: undefined,
+      limits: DEFAULT_LIMITS,
+      now: Date.now,
+      apex: 'mimi.arpa',
+      logger: silent,
+      metrics: undefined,
+      adminToken: 'token',
+      dns: false,
+    };
     const servers: BuiltServer[] = [];
     for (const { zone } of zones) {
       if (zone.role === 'root' && !servers.some((s) => s.role === 'root')) {

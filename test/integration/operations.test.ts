@@ -48,7 +48,12 @@ mappings:
 `;
 
 async function resolve(csi: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await request(`${resolverUrl}/v1/resolve`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csi }) });
+  const res = await request(`${resolverUrl}/v1/resolve`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ csi }),
+  });
   return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
 }
 
@@ -157,7 +162,8 @@ describe('reload (PROTOCOL.md §11)', () => {
   it('puts the resolver’s new settings in force under load with no failed request; a new listen address is refused', async () => {
     const config = join(dir, 'mimi.yaml');
     const good = await readFile(config, 'utf8');
-    const wellKnown = async (): Promise<{ limits: { maxTtl: number } }> => (await (await fetch(`${resolverUrl}/.well-known/mimi-discovery`)).json()) as { limits: { maxTtl: number } };
+    const wellKnown = async (): Promise<{ limits: { maxTtl: number } }> =>
+      (await (await fetch(`${resolverUrl}/.well-known/mimi-discovery`)).json()) as { limits: { maxTtl: number } };
     expect((await wellKnown()).limits.maxTtl).toBe(3600);
     let stop = false;
     const failures: number[] = [];
@@ -211,7 +217,13 @@ describe('two resolver processes with one tag secret (PROTOCOL.md §10, §11)', 
   beforeAll(async () => {
     spy = await scriptedDp(() => [200, { kind: 'not_found', dp: 'dp-spy', zone: 'e164:33', ttl: 60 }]);
     const { fixtureZones } = await import('./harness.ts');
-    h = await bootHierarchy({ zones: await fixtureZones((root) => ({ ...root, dps: [...root.dps, { id: 'dp-spy', endpoints: [spy.url] }], delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-spy'] }] })) });
+    h = await bootHierarchy({
+      zones: await fixtureZones((root) => ({
+        ...root,
+        dps: [...root.dps, { id: 'dp-spy', endpoints: [spy.url] }],
+        delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-spy'] }],
+      })),
+    });
   });
   afterAll(async () => {
     for (const p of processes) await p.stop('SIGKILL');
@@ -224,7 +236,10 @@ describe('two resolver processes with one tag secret (PROTOCOL.md §10, §11)', 
     const urls: string[] = [];
     for (const [i, p] of processes.entries()) {
       const port = await freePort();
-      await writeFile(join(dir, `resolver-${i}.yaml`), `resolver: { listen: "127.0.0.1:${port}", root: [ "${h.servers.root?.[0] ?? ''}" ], clientTagSecretFile: ./tag-secret }\n`);
+      await writeFile(
+        join(dir, `resolver-${i}.yaml`),
+        `resolver: { listen: "127.0.0.1:${port}", root: [ "${h.servers.root?.[0] ?? ''}" ], clientTagSecretFile: ./tag-secret }\n`,
+      );
       expect((await p.start(['serve', '--config', join(dir, `resolver-${i}.yaml`)])).ready).toBe(true);
       urls.push(`http://127.0.0.1:${port}`);
     }
@@ -256,7 +271,13 @@ describe('shutdown with a request in flight (PROTOCOL.md §11)', () => {
     await once(slow, 'listening');
     const slowUrl = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
     const { fixtureZones } = await import('./harness.ts');
-    const h = await bootHierarchy({ zones: await fixtureZones((root) => ({ ...root, dps: [...root.dps, { id: 'dp-slow', endpoints: [slowUrl] }], delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-slow'] }] })) });
+    const h = await bootHierarchy({
+      zones: await fixtureZones((root) => ({
+        ...root,
+        dps: [...root.dps, { id: 'dp-slow', endpoints: [slowUrl] }],
+        delegations: [...root.delegations, { zone: 'e164:33', providers: ['dp-slow'] }],
+      })),
+    });
     const p = new ServeProcess();
     try {
       const port = await freePort();

@@ -111,17 +111,39 @@ beforeAll(async () => {
   const manifest = JSON.parse(await readFile(join(project, 'package.json'), 'utf8')) as Manifest;
   const lock = JSON.parse(await readFile(join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
   const typesNode = lock.packages['node_modules/@types/node']?.version ?? '*';
-  const root = { name: 'consumer', version: '1.0.0', private: true, type: 'module', dependencies: { [manifest.name]: `file:${tarball}` }, devDependencies: { '@types/node': typesNode } };
-  const integrity = `sha512-${createHash('sha512').update(await readFile(tarball)).digest('base64')}`;
+  const root = {
+    name: 'consumer',
+    version: '1.0.0',
+    private: true,
+    type: 'module',
+    dependencies: { [manifest.name]: `file:${tarball}` },
+    devDependencies: { '@types/node': typesNode },
+  };
+  const integrity = `sha512-${createHash('sha512')
+    .update(await readFile(tarball))
+    .digest('base64')}`;
   const packages = {
     '': { name: root.name, version: root.version, dependencies: root.dependencies, devDependencies: root.devDependencies },
-    [`node_modules/${manifest.name}`]: { version: manifest.version, resolved: `file:${tarball}`, integrity, license: manifest.license, dependencies: manifest.dependencies, bin: manifest.bin, engines: manifest.engines },
+    [`node_modules/${manifest.name}`]: {
+      version: manifest.version,
+      resolved: `file:${tarball}`,
+      integrity,
+      license: manifest.license,
+      dependencies: manifest.dependencies,
+      bin: manifest.bin,
+      engines: manifest.engines,
+    },
     ...lockClosure(lock.packages, [...Object.keys(manifest.dependencies), '@types/node']),
   };
   await writeFile(join(consumer, 'package.json'), JSON.stringify(root, null, 2));
-  await writeFile(join(consumer, 'package-lock.json'), JSON.stringify({ name: root.name, version: root.version, lockfileVersion: 3, requires: true, packages }, null, 2));
+  await writeFile(
+    join(consumer, 'package-lock.json'),
+    JSON.stringify({ name: root.name, version: root.version, lockfileVersion: 3, requires: true, packages }, null, 2),
+  );
   await run('npm', ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: consumer, env }).catch((err: unknown) => {
-    throw new Error(`npm ci --offline in the consumer failed (a dependency missing from the npm cache? run npm ci in the project first): ${String((err as { stderr?: string }).stderr ?? err)}`);
+    throw new Error(
+      `npm ci --offline in the consumer failed (a dependency missing from the npm cache? run npm ci in the project first): ${String((err as { stderr?: string }).stderr ?? err)}`,
+    );
   });
 
   await writeFile(
@@ -142,7 +164,11 @@ try {
   );
   await writeFile(
     join(consumer, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['app.ts'] }, null, 2),
+    JSON.stringify(
+      { compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['app.ts'] },
+      null,
+      2,
+    ),
   );
   await writeFile(join(consumer, 'tsconfig.bad.json'), JSON.stringify({ extends: './tsconfig.json', files: ['bad.ts'] }, null, 2));
   await writeFile(
@@ -190,7 +216,19 @@ describe('the packed package', () => {
   it('holds the compiled code, its types and the licence, and no tests, fixtures, benchmarks, CI or demo state', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: project, env });
     const files = (parsePackReport(stdout)[0]?.files ?? []).map((f) => f.path);
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'src/mimi.js', 'dist/index.js', 'dist/index.d.ts', 'dist/stub/index.js', 'dist/stub/index.d.ts', 'dist/cli.js']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'README.md',
+        'LICENSE',
+        'src/mimi.js',
+        'dist/index.js',
+        'dist/index.d.ts',
+        'dist/stub/index.js',
+        'dist/stub/index.d.ts',
+        'dist/cli.js',
+      ]),
+    );
     expect(files.filter((f) => /^(test|bench|\.ci|\.mimi|zones|node_modules)\//.test(f) || f === 'mimi.demo.yaml')).toEqual([]);
     expect(files.filter((f) => f.startsWith('src/') && f !== 'src/mimi.js')).toEqual([]);
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
@@ -202,10 +240,14 @@ describe('the packed package', () => {
     expect(existsSync(join(consumer, 'node_modules/mimi-discovery/dist/index.js'))).toBe(true);
   });
 
-  it.each(['mimi-discovery', 'mimi-discovery/stub'])('resolves a CSI from a plain .mjs file importing %s, verifying every signature itself', async (entry) => {
-    const { stdout } = await node('resolve.mjs', entry, h.resolverUrl ?? '', join(keys, 'trust-anchor.jwk'), '+1 202 555 0123');
-    expect(JSON.parse(stdout)).toEqual({ status: 'found', msps: ['chat-b', 'chat-d'], chain: 2, refused: 'invalid_csi' });
-  }, 60_000);
+  it.each(['mimi-discovery', 'mimi-discovery/stub'])(
+    'resolves a CSI from a plain .mjs file importing %s, verifying every signature itself',
+    async (entry) => {
+      const { stdout } = await node('resolve.mjs', entry, h.resolverUrl ?? '', join(keys, 'trust-anchor.jwk'), '+1 202 555 0123');
+      expect(JSON.parse(stdout)).toEqual({ status: 'found', msps: ['chat-b', 'chat-d'], chain: 2, refused: 'invalid_csi' });
+    },
+    60_000,
+  );
 
   it('imports the stub with better-sqlite3 and fastify removed (and the whole package then does not import)', async () => {
     const modules = join(consumer, 'node_modules');
@@ -215,7 +257,9 @@ describe('the packed package', () => {
       const { stdout } = await node('resolve.mjs', 'mimi-discovery/stub', h.resolverUrl ?? '', join(keys, 'trust-anchor.jwk'), '+12025550123');
       expect(JSON.parse(stdout)).toMatchObject({ status: 'found', msps: ['chat-b', 'chat-d'] });
       // The removal is real: the full entry point needs them.
-      await expect(node('--input-type=module', '-e', "await import('mimi-discovery')")).rejects.toMatchObject({ stderr: expect.stringMatching(/ERR_MODULE_NOT_FOUND/) });
+      await expect(node('--input-type=module', '-e', "await import('mimi-discovery')")).rejects.toMatchObject({
+        stderr: expect.stringMatching(/ERR_MODULE_NOT_FOUND/),
+      });
     } finally {
       for (const name of removed) await rename(join(modules, `.removed-${name}`), join(modules, name));
     }

@@ -82,7 +82,10 @@ function portTaken(port: number): Promise<boolean> {
 }
 
 const needed = ['dig', 'jq', 'curl'].filter((p) => findProgram(p) === undefined);
-const runs = checkPrerequisite("the README's commands", needed.length === 0 ? undefined : `${needed.join(', ')} not installed (Debian/Ubuntu packages bind9-dnsutils, jq, curl; .ci/run installs them)`);
+const runs = checkPrerequisite(
+  "the README's commands",
+  needed.length === 0 ? undefined : `${needed.join(', ')} not installed (Debian/Ubuntu packages bind9-dnsutils, jq, curl; .ci/run installs them)`,
+);
 
 describe.skipIf(!runs)("the README's commands, against the demo", () => {
   let dir: string;

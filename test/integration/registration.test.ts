@@ -42,7 +42,10 @@ async function attest(csi: string, holder: SigningKey, prover = 'csip-uk'): Prom
   const base = h.servers[prover]?.[0] ?? '';
   const created = await postJson(`${base}/v1/challenges`, { csi, jwk: holder.publicJwk });
   expect(created.status).toBe(201);
-  const lines = (await readFile(join(outbox, 'outbox.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { challenge: string; code: string });
+  const lines = (await readFile(join(outbox, 'outbox.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { challenge: string; code: string });
   const code = lines.find((l) => l.challenge === created.json.id)?.code ?? '';
   const answered = await postJson(`${base}/v1/challenges/${String(created.json.id)}/answer`, { code });
   expect(answered.status).toBe(200);
@@ -73,17 +76,47 @@ describe('registration end to end', () => {
     expect(checked.mappings[0]).toMatchObject({ msp: 'chat-c', verified: true });
     // The zone-file mappings were registered through the same flow at start: they verify too.
     const fromZone = await h.resolve({ csi: '+12025550123' });
-    expect(fromZone.json).toMatchObject({ path: ['dp-nanp', 'dp-dc'], mappings: [{ msp: 'chat-b', verified: true }, { msp: 'chat-d', verified: true }] });
+    expect(fromZone.json).toMatchObject({
+      path: ['dp-nanp', 'dp-dc'],
+      mappings: [
+        { msp: 'chat-b', verified: true },
+        { msp: 'chat-d', verified: true },
+      ],
+    });
   });
 
   it('mimi register runs the whole flow from the command line', async () => {
     const { execFile } = await import('node:child_process');
     const holderKey = join(outbox, 'holder.jwk');
-    const args = ['src/mimi.js', 'register', 'Carol.New@Example.COM', '--msp', 'chat-b', '--preference', '2', '--dp', 'dp-mail-b', '--resolver', h.resolverUrl ?? '', '--trust-anchor', join(keys, 'trust-anchor.jwk'), '--keys', keys, '--holder-key', holderKey, '--otp-outbox', outbox, '--json'];
+    const args = [
+      'src/mimi.js',
+      'register',
+      'Carol.New@Example.COM',
+      '--msp',
+      'chat-b',
+      '--preference',
+      '2',
+      '--dp',
+      'dp-mail-b',
+      '--resolver',
+      h.resolverUrl ?? '',
+      '--trust-anchor',
+      join(keys, 'trust-anchor.jwk'),
+      '--keys',
+      keys,
+      '--holder-key',
+      holderKey,
+      '--otp-outbox',
+      outbox,
+      '--json',
+    ];
     const stdout = await new Promise<string>((resolve, reject) => {
       execFile(process.execPath, args, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out)));
     });
-    expect(JSON.parse(stdout)).toMatchObject({ dp: 'dp-mail-b', mapping: { csi: 'mailto:carol.new@example.com', msp: 'chat-b', preference: 2, verified: true } });
+    expect(JSON.parse(stdout)).toMatchObject({
+      dp: 'dp-mail-b',
+      mapping: { csi: 'mailto:carol.new@example.com', msp: 'chat-b', preference: 2, verified: true },
+    });
     const res = await h.resolve({ csi: 'carol.new@example.com' });
     expect(res.json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b', sources: ['dp-mail-b'], verified: true }] });
   });
@@ -91,23 +124,30 @@ describe('registration end to end', () => {
   it('drops a served mapping whose proof does not verify (bogus when none remains)', async () => {
     const holder = await generateSigningKey();
     const attestation = await attest('tel:+447700900323', holder);
-    const proof = await signStatement({ csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), dp: 'dp-uk', attestation }, holder, await key('chat-d'));
+    const proof = await signStatement(
+      { csi: 'tel:+447700900323', msp: 'chat-d', preference: 1, created: now(), dp: 'dp-uk', attestation },
+      holder,
+      await key('chat-d'),
+    );
     const uk = h.dps.get('dp-uk');
     if (uk?.role !== 'authoritative') throw new Error('no dp-uk');
     const { dp } = uk.current();
     // Published without the DP's countersignature, as a compromised store might serve it.
-    await dp.registrar.register({
-      csi: 'tel:+447700900323',
-      msp: 'chat-d',
-      preference: 1,
-      created: (JSON.parse(Buffer.from(proof.payload, 'base64url').toString()) as { created: string }).created,
-      proof,
-      holder: holder.kid,
-      holderJwk: holder.publicJwk,
-      level: 'otp',
-      attestationIat: Math.floor(Date.now() / 1000),
-      registeredAt: Date.now(),
-    }, 'test-unsigned');
+    await dp.registrar.register(
+      {
+        csi: 'tel:+447700900323',
+        msp: 'chat-d',
+        preference: 1,
+        created: (JSON.parse(Buffer.from(proof.payload, 'base64url').toString()) as { created: string }).created,
+        proof,
+        holder: holder.kid,
+        holderJwk: holder.publicJwk,
+        level: 'otp',
+        attestationIat: Math.floor(Date.now() / 1000),
+        registeredAt: Date.now(),
+      },
+      'test-unsigned',
+    );
     const res = await h.resolve({ csi: '+447700900323' });
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('bogus');
@@ -118,10 +158,15 @@ describe('registration end to end', () => {
     const attestation = await attest('tel:+447700900322', holder);
     const msp = await key('chat-a');
     for (const preference of [3, 2]) {
-      await registerStatement(h.servers['dp-uk']?.[0] ?? '', await signStatement({ csi: 'tel:+447700900322', msp: 'chat-a', preference, created: now(), dp: 'dp-uk', attestation }, holder, msp));
+      await registerStatement(
+        h.servers['dp-uk']?.[0] ?? '',
+        await signStatement({ csi: 'tel:+447700900322', msp: 'chat-a', preference, created: now(), dp: 'dp-uk', attestation }, holder, msp),
+      );
     }
     const dp = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi: '+447700900322' });
-    const payload = JSON.parse(Buffer.from(String((dp.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { msp: string; preference: number }[] };
+    const payload = JSON.parse(Buffer.from(String((dp.json as { payload: string }).payload), 'base64url').toString()) as {
+      mappings: { msp: string; preference: number }[];
+    };
     expect(payload.mappings.map((m) => [m.msp, m.preference])).toEqual([['chat-a', 2]]);
   });
 });
@@ -130,7 +175,9 @@ describe('replays (PROTOCOL.md §16): a published proof cannot be posted again',
   /** The statement as the DP published it: the proof a lookup serves, with its DP signature. */
   async function publishedProof(csi: string): Promise<{ payload: string; signatures: { protected: string; signature: string }[] }> {
     const res = await postJson(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { csi });
-    const payload = JSON.parse(Buffer.from(String((res.json as { payload: string }).payload), 'base64url').toString()) as { mappings: { proof: { payload: string; signatures: { protected: string; signature: string }[] } }[] };
+    const payload = JSON.parse(Buffer.from(String((res.json as { payload: string }).payload), 'base64url').toString()) as {
+      mappings: { proof: { payload: string; signatures: { protected: string; signature: string }[] } }[];
+    };
     const proof = payload.mappings[0]?.proof;
     if (proof === undefined) throw new Error('no proof served');
     return proof;
@@ -156,7 +203,9 @@ describe('replays (PROTOCOL.md §16): a published proof cannot be posted again',
     // Revoked by the holder, then the old statement posted again: 409 replayed, still gone.
     const iat = Math.floor(Date.now() / 1000) + 1;
     const { FlattenedSign } = await import('jose');
-    const revoke = await new FlattenedSign(Buffer.from(JSON.stringify({ csi, msp: '*', iat }))).setProtectedHeader({ alg: 'EdDSA', kid: holder.kid }).sign(holder.key);
+    const revoke = await new FlattenedSign(Buffer.from(JSON.stringify({ csi, msp: '*', iat })))
+      .setProtectedHeader({ alg: 'EdDSA', kid: holder.kid })
+      .sign(holder.key);
     expect((await postJson(`${dpUk}/v1/mappings/revoke`, revoke)).status).toBe(200);
     const replay = await postJson(`${dpUk}/v1/mappings`, statement);
     expect(replay.status).toBe(409);
@@ -164,16 +213,28 @@ describe('replays (PROTOCOL.md §16): a published proof cannot be posted again',
     const lookup = await postJson(`${dpUk}/v1/lookup`, { csi });
     expect(JSON.parse(Buffer.from(String((lookup.json as { payload: string }).payload), 'base64url').toString())).toMatchObject({ kind: 'not_found' });
     // A statement signed anew, dated before the revocation, is refused too; one dated after it is taken.
-    const old = await signStatement({ csi, msp: 'chat-a', preference: 2, created: new Date((iat - 1) * 1000).toISOString(), dp: 'dp-uk', attestation }, holder, msp);
+    const old = await signStatement(
+      { csi, msp: 'chat-a', preference: 2, created: new Date((iat - 1) * 1000).toISOString(), dp: 'dp-uk', attestation },
+      holder,
+      msp,
+    );
     expect((await postJson(`${dpUk}/v1/mappings`, old)).json.code).toBe('replayed');
-    const fresh = await signStatement({ csi, msp: 'chat-a', preference: 2, created: new Date((iat + 1) * 1000).toISOString(), dp: 'dp-uk', attestation }, holder, msp);
+    const fresh = await signStatement(
+      { csi, msp: 'chat-a', preference: 2, created: new Date((iat + 1) * 1000).toISOString(), dp: 'dp-uk', attestation },
+      holder,
+      msp,
+    );
     expect((await postJson(`${dpUk}/v1/mappings`, fresh)).status).toBe(201);
   });
 
   it('a statement for one DP of a shared zone is refused by the other', async () => {
     const csi = 'mailto:replay@example.com';
     const holder = await generateSigningKey();
-    const statement = await signStatement({ csi, msp: 'chat-b', preference: 1, created: now(), dp: 'dp-mail-a', attestation: await attest(csi, holder, 'csip-mail') }, holder, await key('chat-b'));
+    const statement = await signStatement(
+      { csi, msp: 'chat-b', preference: 1, created: now(), dp: 'dp-mail-a', attestation: await attest(csi, holder, 'csip-mail') },
+      holder,
+      await key('chat-b'),
+    );
     expect((await postJson(`${h.servers['dp-mail-a']?.[0]}/v1/mappings`, statement)).status).toBe(201);
     const elsewhere = await postJson(`${h.servers['dp-mail-b']?.[0]}/v1/mappings`, statement);
     expect(elsewhere.status).toBe(404);
@@ -183,7 +244,7 @@ describe('replays (PROTOCOL.md §16): a published proof cannot be posted again',
 
 describe('finding the DP to register with', () => {
   it('follows verified referrals only: a forged referral stops the flow as bogus', async () => {
-    const root = (h.zones.find((z) => z.zone.role === 'root')?.zone) as RootZone;
+    const root = h.zones.find((z) => z.zone.role === 'root')?.zone as RootZone;
     expect((await findServingDp(root, parseCsi('+12025550177'))).id).toBe('dp-dc');
     const nanp = h.dps.get('dp-nanp');
     if (nanp === undefined) throw new Error('no dp-nanp');

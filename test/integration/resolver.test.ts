@@ -188,7 +188,7 @@ describe('federation modes', () => {
     expect(bad.json.code).toBe('invalid_request');
   });
 
-  it('client-selected follows a chosen DP\'s referral inside the zones the root delegates to it', async () => {
+  it("client-selected follows a chosen DP's referral inside the zones the root delegates to it", async () => {
     const res = await h.resolve({ csi: '+12025550123', federation: { mode: 'client-selected', dps: ['dp-nanp'] } });
     expect(res.json).toMatchObject({ status: 'found', path: ['dp-nanp', 'dp-dc'] });
   });

@@ -48,7 +48,13 @@ describe('a signed hierarchy', () => {
     const payload = (await verifyFlattened(await res.json(), key, 'lookup')) as Record<string, unknown>;
     expect(payload).toMatchObject({ kind: 'answer', dp: 'dp-uk', csi: 'tel:+447700900123' });
     expect(Math.abs(Number(payload.iat) - Date.now() / 1000)).toBeLessThan(60);
-    await expect(verifyFlattened(await (await fetch(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { method: 'POST', body: '{"csi":"+447700900123"}' })).json(), anchor, 'lookup')).rejects.toMatchObject({ code: 'bogus' });
+    await expect(
+      verifyFlattened(
+        await (await fetch(`${h.servers['dp-uk']?.[0]}/v1/lookup`, { method: 'POST', body: '{"csi":"+447700900123"}' })).json(),
+        anchor,
+        'lookup',
+      ),
+    ).rejects.toMatchObject({ code: 'bogus' });
   });
 
   it('signs referrals, which carry the child DP key', async () => {

@@ -23,7 +23,8 @@ import { bootHierarchy, dig, type TestHierarchy } from './harness.ts';
 const run = promisify(execFile);
 const unboundPath = findProgram('unbound') ?? '';
 const canBind53 = process.getuid?.() === 0;
-const why = unboundPath === '' ? 'unbound is not installed (Debian package "unbound"; .ci/run installs it)' : !canBind53 ? 'binding port 53 needs root' : undefined;
+const why =
+  unboundPath === '' ? 'unbound is not installed (Debian package "unbound"; .ci/run installs it)' : !canBind53 ? 'binding port 53 needs root' : undefined;
 // The test waits for Unbound with dig, and compares with it.
 const available = checkPrerequisite('the Unbound interop test', why) && checkDig('the Unbound interop test');
 

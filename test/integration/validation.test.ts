@@ -39,7 +39,11 @@ describe('a validating resolver', () => {
     expect(res.json).toMatchObject({ status: 'found', path: ['dp-nanp', 'dp-dc'] });
     const chain = res.json.chain as unknown[];
     expect(chain).toHaveLength(2);
-    const rootZone = (await verifyFlattened(await (await fetch(`${h.resolverUrl}/v1/zone`)).json(), await readTrustAnchor(join(dir, 'trust-anchor.jwk')), 'zone')) as {
+    const rootZone = (await verifyFlattened(
+      await (await fetch(`${h.resolverUrl}/v1/zone`)).json(),
+      await readTrustAnchor(join(dir, 'trust-anchor.jwk')),
+      'zone',
+    )) as {
       dps: { id: string; jwk: PublicJwk }[];
     };
     const nanpKey = rootZone.dps.find((d) => d.id === 'dp-nanp')?.jwk as PublicJwk;
@@ -160,7 +164,9 @@ describe('an insecure link', () => {
     const org = await scriptedDp((b) => [200, { kind: 'answer', dp: 'dp-org', serial: 1, ttl: 60, mappings: [{ csi: b.csi, msp: 'chat-b', preference: 1 }] }]);
     const zones = (await loadZoneDir('test/fixtures/hierarchy'))
       .filter((z) => z.zone.id !== 'dp-org')
-      .map((z) => (z.zone.role === 'root' ? { ...z, zone: { ...z.zone, dps: z.zone.dps.map((d) => (d.id === 'dp-org' ? { ...d, endpoints: [org.url] } : d)) } } : z));
+      .map((z) =>
+        z.zone.role === 'root' ? { ...z, zone: { ...z.zone, dps: z.zone.dps.map((d) => (d.id === 'dp-org' ? { ...d, endpoints: [org.url] } : d)) } } : z,
+      );
     h = await bootHierarchy({ zones, keysDir: dir, trustAnchorFile: join(dir, 'trust-anchor.jwk'), resolver: { requireSecure } });
     return org;
   }

@@ -19,8 +19,16 @@ describe('config schema: bad files are refused with the field path', () => {
     ['a bad listen address', { resolver: { listen: 'localhost', root: ['https://127.0.0.1:1'] } }, /resolver\.listen: HOST:PORT/],
     ['a port past 65535', { operations: '127.0.0.1:70000', zones: './z' }, /operations: the port must be 0-65535/],
     ['a negative TTL clamp', { resolver: { listen: '127.0.0.1:1', root: ['https://127.0.0.1:1'], ttl: { min: -1 } } }, /resolver\.ttl\.min/],
-    ['min above max', { resolver: { listen: '127.0.0.1:1', root: ['https://127.0.0.1:1'], ttl: { min: 10, max: 5 } } }, /resolver\.ttl\.min: min must not exceed max/],
-    ['replica timeout above the resolution timeout', { resolver: { listen: '127.0.0.1:1', root: ['https://127.0.0.1:1'], timeouts: { replicaMs: 9000, resolutionMs: 1000 } } }, /resolver\.timeouts\.replicaMs/],
+    [
+      'min above max',
+      { resolver: { listen: '127.0.0.1:1', root: ['https://127.0.0.1:1'], ttl: { min: 10, max: 5 } } },
+      /resolver\.ttl\.min: min must not exceed max/,
+    ],
+    [
+      'replica timeout above the resolution timeout',
+      { resolver: { listen: '127.0.0.1:1', root: ['https://127.0.0.1:1'], timeouts: { replicaMs: 9000, resolutionMs: 1000 } } },
+      /resolver\.timeouts\.replicaMs/,
+    ],
     ['cert without key', { zones: './z', tls: { cert: './c.pem' } }, /tls\.cert: cert and key go together/],
     ['pki with cert', { zones: './z', tls: { pki: './pki', cert: './c.pem', key: './k.pem' } }, /tls\.pki: give either pki/],
     ['a bad serve item', { zones: './z', serve: [{ id: 'dp-uk', endpoints: ['ftp://x'] }] }, /serve\.0/],
@@ -40,16 +48,34 @@ describe('config normalisation', () => {
     const c = parse({
       zones: '/z',
       root: 'https://root.example:18000',
-      resolver: { listen: '[::1]:8053', dns: '127.0.0.53:53', cache: { maxEntries: 5000 }, ttl: { min: 1, max: 600, maxNegative: 30 }, timeouts: { replicaMs: 1000, resolutionMs: 5000 }, maxReferrals: 4 },
+      resolver: {
+        listen: '[::1]:8053',
+        dns: '127.0.0.53:53',
+        cache: { maxEntries: 5000 },
+        ttl: { min: 1, max: 600, maxNegative: 30 },
+        timeouts: { replicaMs: 1000, resolutionMs: 5000 },
+        maxReferrals: 4,
+      },
       serve: ['dp-uk', { id: 'dp-nanp', endpoints: ['https://127.0.0.1:18002/'] }],
     });
-    expect(c.resolver).toMatchObject({ listen: { host: '::1', port: 8053 }, dns: { host: '127.0.0.53', port: 53 }, root: ['https://root.example:18000'], cacheEntries: 5000, ttl: { min: 1, max: 600, maxNegative: 30 }, replicaTimeoutMs: 1000, maxReferrals: 4 });
+    expect(c.resolver).toMatchObject({
+      listen: { host: '::1', port: 8053 },
+      dns: { host: '127.0.0.53', port: 53 },
+      root: ['https://root.example:18000'],
+      cacheEntries: 5000,
+      ttl: { min: 1, max: 600, maxNegative: 30 },
+      replicaTimeoutMs: 1000,
+      maxReferrals: 4,
+    });
     expect(c.serve).toEqual([{ id: 'dp-uk' }, { id: 'dp-nanp', endpoints: ['https://127.0.0.1:18002'] }]);
     expect(c.log).toEqual({ level: 'info', format: 'json' });
   });
 
   it('makes relative paths absolute against the config file, and flags (relative to the working directory) win', () => {
-    const file = resolvePaths(parseRawConfig({ zones: './zones', data: 'data', tls: { pki: '../pki' }, resolver: { listen: '127.0.0.1:1', trustAnchor: 'ta.jwk' } }, 'f'), '/etc/mimi');
+    const file = resolvePaths(
+      parseRawConfig({ zones: './zones', data: 'data', tls: { pki: '../pki' }, resolver: { listen: '127.0.0.1:1', trustAnchor: 'ta.jwk' } }, 'f'),
+      '/etc/mimi',
+    );
     const flags = resolvePaths(parseRawConfig({ data: 'here', resolver: { listen: '127.0.0.1:2' } }, 'flags'), '/work');
     const c = normaliseConfig(parseRawConfig(overlay(file, flags), 'f'), 'f');
     expect(c.zonesDir).toBe('/etc/mimi/zones');
@@ -62,9 +88,15 @@ describe('config normalisation', () => {
   it('reads a file: YAML with a duplicate key is refused with its line; an empty file is an empty config', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mimi-config-'));
     await writeFile(join(dir, 'dup.yaml'), 'zones: ./a\nzones: ./b\n');
-    await expect(loadConfig(join(dir, 'dup.yaml'), {}, dir)).rejects.toMatchObject({ code: 'invalid_config', message: expect.stringMatching(/dup\.yaml: line 2/) });
+    await expect(loadConfig(join(dir, 'dup.yaml'), {}, dir)).rejects.toMatchObject({
+      code: 'invalid_config',
+      message: expect.stringMatching(/dup\.yaml: line 2/),
+    });
     await writeFile(join(dir, 'big.yaml'), `# ${'x'.repeat(1024 * 1024)}\n`);
-    await expect(loadConfig(join(dir, 'big.yaml'), {}, dir)).rejects.toMatchObject({ code: 'invalid_config', message: expect.stringMatching(/larger than 1048576 bytes/) });
+    await expect(loadConfig(join(dir, 'big.yaml'), {}, dir)).rejects.toMatchObject({
+      code: 'invalid_config',
+      message: expect.stringMatching(/larger than 1048576 bytes/),
+    });
     await writeFile(join(dir, 'ok.yaml'), 'zones: ./zones\n');
     await expect(loadConfig(join(dir, 'ok.yaml'), {}, dir)).resolves.toMatchObject({ zonesDir: join(dir, 'zones') });
   });

@@ -25,7 +25,13 @@ const noTxt = (): Promise<string[]> => Promise.resolve([]);
 function registrar(limits?: Partial<DelegationLimits>) {
   const clock = { now: Date.parse('2026-11-23T12:00:00Z') };
   const store = openSqliteStore(undefined, 'root', { hashKey: emailHashKey });
-  const r = new DelegationRegistrar(root, store, () => clock.now, () => undefined, limits === undefined ? undefined : { ...DEFAULT_LIMITS.delegations, ...limits });
+  const r = new DelegationRegistrar(
+    root,
+    store,
+    () => clock.now,
+    () => undefined,
+    limits === undefined ? undefined : { ...DEFAULT_LIMITS.delegations, ...limits },
+  );
   return { r, store, clock };
 }
 
@@ -124,7 +130,12 @@ describe('delegation requests', () => {
 describe('the conflicts admin list', () => {
   it('pages pending conflicts in insertion order with a next cursor', () => {
     const store = openSqliteStore(undefined, 'dp-uk', { hashKey: emailHashKey });
-    const reg = new Registrar(store, dpUk, () => Date.parse('2026-11-23T12:00:00Z'), () => undefined);
+    const reg = new Registrar(
+      store,
+      dpUk,
+      () => Date.parse('2026-11-23T12:00:00Z'),
+      () => undefined,
+    );
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       const id = `c-${String(i)}`;

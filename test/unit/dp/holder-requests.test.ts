@@ -20,7 +20,18 @@ async function dpWith(csi: string, holder: SigningKey): Promise<AuthoritativeDp>
   const dp = new AuthoritativeDp(dpUk, openSqliteStore(undefined, 'dp-uk', { hashKey: emailHashKey }), () => now);
   const payload = { csi, msp: 'chat-a', preference: 1, created: new Date(now).toISOString(), dp: 'dp-uk', attestation: 'x' };
   await dp.registrar.register(
-    { csi, msp: 'chat-a', preference: 1, created: payload.created, proof: newStatement(payload), holder: holder.kid, holderJwk: holder.publicJwk, level: 'otp', attestationIat: seconds, registeredAt: now },
+    {
+      csi,
+      msp: 'chat-a',
+      preference: 1,
+      created: payload.created,
+      proof: newStatement(payload),
+      holder: holder.kid,
+      holderJwk: holder.publicJwk,
+      level: 'otp',
+      attestationIat: seconds,
+      registeredAt: now,
+    },
     'hash-1',
   );
   return dp;
@@ -53,7 +64,12 @@ describe('checkContest', () => {
   it('refuses a contest of an unknown conflict, or one naming another conflict than the URL', async () => {
     const holder = await generateSigningKey();
     const dp = await dpWith('tel:+447700900503', holder);
-    await expect(checkContest('c-none', await signFlattened({ conflict: 'c-none', iat: seconds }, holder), dp, now)).rejects.toMatchObject({ code: 'invalid_request', status: 404 });
-    await expect(checkContest('c-a', await signFlattened({ conflict: 'c-b', iat: seconds }, holder), dp, now)).rejects.toMatchObject({ code: 'invalid_request' });
+    await expect(checkContest('c-none', await signFlattened({ conflict: 'c-none', iat: seconds }, holder), dp, now)).rejects.toMatchObject({
+      code: 'invalid_request',
+      status: 404,
+    });
+    await expect(checkContest('c-a', await signFlattened({ conflict: 'c-b', iat: seconds }, holder), dp, now)).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
   });
 });

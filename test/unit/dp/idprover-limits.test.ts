@@ -24,7 +24,13 @@ function prover(limits?: Partial<IdproverLimits>, codeTtl = 300) {
     sent.set(d.challenge, d.code);
     return Promise.resolve();
   };
-  const p = new IdentityProver({ ...zone, codeTtl }, proverKey, deliver, () => clock.now, limits === undefined ? undefined : { ...DEFAULT_LIMITS.idprover, ...limits });
+  const p = new IdentityProver(
+    { ...zone, codeTtl },
+    proverKey,
+    deliver,
+    () => clock.now,
+    limits === undefined ? undefined : { ...DEFAULT_LIMITS.idprover, ...limits },
+  );
   const advance = (seconds: number): void => {
     clock.now += seconds * 1000;
   };

@@ -11,10 +11,15 @@ async function prover() {
   const holder = await generateSigningKey();
   const sent: CodeDelivery[] = [];
   const clock = { now: Date.parse('2026-11-23T12:00:00Z') };
-  const p = new IdentityProver(zone, key, (d) => {
-    sent.push(d);
-    return Promise.resolve();
-  }, () => clock.now);
+  const p = new IdentityProver(
+    zone,
+    key,
+    (d) => {
+      sent.push(d);
+      return Promise.resolve();
+    },
+    () => clock.now,
+  );
   return { p, key, holder, sent, clock };
 }
 
@@ -28,7 +33,9 @@ describe('identity prover challenges', () => {
     expect(sent[0]?.code).toMatch(/^\d{6,}$/);
     const { attestation } = await p.answer(id, sent[0]?.code ?? '');
     expect(decodeProtectedHeader(attestation)).toMatchObject({ alg: 'EdDSA', kid: key.kid });
-    const { payload } = await jwtVerify(attestation, await importJWK({ kty: 'OKP', crv: 'Ed25519', x: key.publicJwk.x }, 'EdDSA'), { currentDate: new Date('2026-11-23T12:00:00Z') });
+    const { payload } = await jwtVerify(attestation, await importJWK({ kty: 'OKP', crv: 'Ed25519', x: key.publicJwk.x }, 'EdDSA'), {
+      currentDate: new Date('2026-11-23T12:00:00Z'),
+    });
     expect(payload).toMatchObject({ iss: 'csip-uk', sub: 'tel:+447700900123', level: 'otp', cnf: { jwk: holder.publicJwk } });
     expect((payload.exp ?? 0) > (payload.iat ?? 0)).toBe(true);
     expect(decodeJwt(attestation).iat).toBe(Date.parse('2026-11-23T12:00:00Z') / 1000);

@@ -26,15 +26,21 @@ const script: Record<string, (req: IncomingMessage, res: ServerResponse) => void
   // Never answers: the caller's deadline passes (here: the moment the peer has the request).
   '/stall': () => stalled.abort(),
   '/problem': (_req, res) =>
-    res.writeHead(429, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ type: 'about:blank', title: 'Rate limited', status: 429, detail: 'slow down', code: 'rate_limited' })),
+    res
+      .writeHead(429, { 'content-type': 'application/problem+json' })
+      .end(JSON.stringify({ type: 'about:blank', title: 'Rate limited', status: 429, detail: 'slow down', code: 'rate_limited' })),
   '/plain-error': (_req, res) => res.writeHead(500).end('oops'),
   '/echo': (req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ headers: req.headers, method: req.method })),
   '/v1/lookup': (req, res) => {
     const kind = req.headers['x-script'];
     if (kind === 'not-authoritative') {
-      res.writeHead(404, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ type: 'about:blank', title: 'Not authoritative', status: 404, code: 'not_authoritative' }));
+      res
+        .writeHead(404, { 'content-type': 'application/problem+json' })
+        .end(JSON.stringify({ type: 'about:blank', title: 'Not authoritative', status: 404, code: 'not_authoritative' }));
     } else if (kind === 'problem') {
-      res.writeHead(400, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ type: 'about:blank', title: 'Invalid request', status: 400, code: 'invalid_request' }));
+      res
+        .writeHead(400, { 'content-type': 'application/problem+json' })
+        .end(JSON.stringify({ type: 'about:blank', title: 'Invalid request', status: 400, code: 'invalid_request' }));
     } else if (kind === 'malformed') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"answer"}');
     } else {
@@ -47,7 +53,8 @@ let stalled = new AbortController();
 let server: Server;
 let base = '';
 const agent = createAgent();
-const get = (path: string, signal = AbortSignal.timeout(5_000)) => sendRequest(`${base}${path}`, { method: 'GET', headers: {}, dispatcher: agent, signal }, 'the peer', 1024);
+const get = (path: string, signal = AbortSignal.timeout(5_000)) =>
+  sendRequest(`${base}${path}`, { method: 'GET', headers: {}, dispatcher: agent, signal }, 'the peer', 1024);
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -76,13 +83,26 @@ describe('sendRequest and parseJsonBody', () => {
   });
 
   it.each([
-    ['a peer that cannot be reached', async () => sendRequest(`http://127.0.0.1:${await freePort()}/json`, { method: 'GET', headers: {}, dispatcher: agent, signal: AbortSignal.timeout(5_000) }, 'the peer'), /^cannot reach the peer: /],
+    [
+      'a peer that cannot be reached',
+      async () =>
+        sendRequest(
+          `http://127.0.0.1:${await freePort()}/json`,
+          { method: 'GET', headers: {}, dispatcher: agent, signal: AbortSignal.timeout(5_000) },
+          'the peer',
+        ),
+      /^cannot reach the peer: /,
+    ],
     ['an answer larger than the limit', () => get('/big'), /^the answer of the peer larger than 1024 bytes$/],
     ['an answer broken off', () => get('/broken'), /^the answer of the peer broke off: /],
-    ['a deadline passed', () => {
-      stalled = new AbortController();
-      return get('/stall', stalled.signal);
-    }, /^cannot reach the peer: /],
+    [
+      'a deadline passed',
+      () => {
+        stalled = new AbortController();
+        return get('/stall', stalled.signal);
+      },
+      /^cannot reach the peer: /,
+    ],
     ['an answer that is not JSON', async () => parseJsonBody((await get('/garbage')).body, 'the peer'), /^the peer sent an answer that is not JSON$/],
   ])('%s is upstream_unavailable naming who was asked', async (_name, act, message) => {
     await expect(act()).rejects.toMatchObject({ code: 'upstream_unavailable', message: expect.stringMatching(message) });
@@ -93,7 +113,10 @@ describe('requestJson and postJson', () => {
   it('sends JSON with its content type, the accepted types and the extra headers', async () => {
     const { status, json } = await requestJson(`${base}/echo`, { method: 'POST', body: { a: 1 }, headers: { authorization: 'Bearer k' } });
     expect(status).toBe(200);
-    expect(json).toMatchObject({ method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, application/jose+json', authorization: 'Bearer k' } });
+    expect(json).toMatchObject({
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, application/jose+json', authorization: 'Bearer k' },
+    });
   });
 
   it.each([
@@ -116,7 +139,8 @@ describe('requestJson and postJson', () => {
 describe('HttpTransport over the client', () => {
   const transport = new HttpTransport();
   afterAll(() => transport.close());
-  const lookup = (script?: string) => transport.lookup(base, { csi: 'tel:+447700900123' }, AbortSignal.timeout(5_000), script === undefined ? undefined : { 'x-script': script });
+  const lookup = (script?: string) =>
+    transport.lookup(base, { csi: 'tel:+447700900123' }, AbortSignal.timeout(5_000), script === undefined ? undefined : { 'x-script': script });
 
   it('classifies an answer, and a not-authoritative problem as data', async () => {
     expect(await lookup()).toEqual({ response: { kind: 'not_found', dp: 'dp-uk', ttl: 60, zone: 'e164:44' }, jws: undefined });
@@ -124,7 +148,7 @@ describe('HttpTransport over the client', () => {
   });
 
   it.each([
-    ['another problem (a DP\'s problem is not the resolver\'s)', 'problem', `HTTP 400 (invalid_request)`],
+    ["another problem (a DP's problem is not the resolver's)", 'problem', `HTTP 400 (invalid_request)`],
     ['a malformed response', 'malformed', 'malformed lookup response'],
   ])('makes %s a failed replica', async (_name, script, message) => {
     await expect(lookup(script)).rejects.toMatchObject({ code: 'upstream_unavailable', message: expect.stringContaining(message) });

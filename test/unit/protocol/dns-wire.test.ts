@@ -70,7 +70,12 @@ describe('encodeResponse', () => {
 
 describe('scanQuery and EDNS versions', () => {
   it('leaves a query with an EDNS version other than 0 to the full decode (BADVERS), never to the cache', () => {
-    const q = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'NAPTR', name: 'a.b' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, ednsVersion: 1 } as never] });
+    const q = dnsPacket.encode({
+      type: 'query',
+      id: 1,
+      questions: [{ type: 'NAPTR', name: 'a.b' }],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, ednsVersion: 1 } as never],
+    });
     expect(scanQuery(q)).toBeUndefined();
   });
 });

@@ -69,7 +69,12 @@ describe('ExpiringCache with fake timers', () => {
 
   it('keeps a cut for the provider that made it only (PROTOCOL.md §16: a co-provider cannot cut the others out)', () => {
     const cuts = new ReferralCache(10, 60_000);
-    cuts.set('dp-mail-a', { zone: 'email:sub.example.com', providers: [{ id: 'dp-evil', endpoints: ['http://127.0.0.1:1'] }], expiresAt: Date.now() + 1000, secure: false });
+    cuts.set('dp-mail-a', {
+      zone: 'email:sub.example.com',
+      providers: [{ id: 'dp-evil', endpoints: ['http://127.0.0.1:1'] }],
+      expiresAt: Date.now() + 1000,
+      secure: false,
+    });
     const csi = parseCsi('bob@sub.example.com');
     expect(cuts.findFresh('dp-mail-a', csi, Date.now(), () => true)?.zone).toBe('email:sub.example.com');
     expect(cuts.findFresh('dp-mail-b', csi, Date.now(), () => true)).toBeUndefined();

@@ -50,7 +50,13 @@ class ScriptedTransport implements Transport {
   }
 }
 
-const referralToDc: LookupResult = { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: ['http://dc-1.test', 'http://dc-2.test'] }] };
+const referralToDc: LookupResult = {
+  kind: 'referral',
+  dp: 'dp-nanp',
+  zone: 'e164:1202',
+  ttl: 3600,
+  providers: [{ id: 'dp-dc', endpoints: ['http://dc-1.test', 'http://dc-2.test'] }],
+};
 const rootReferral: LookupResult = { kind: 'referral', dp: 'root', zone: 'e164:1', ttl: 3600, providers: [{ id: 'dp-nanp', endpoints: ['http://nanp.test'] }] };
 const dcAnswer = (question: LookupQuestion): LookupResult => ({
   kind: 'answer',

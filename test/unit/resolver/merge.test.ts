@@ -29,9 +29,24 @@ describe('mergeShares (PROTOCOL.md §3)', () => {
     ['equal instants in other offsets tie', m('x', 4, '2026-01-01T01:00:00+01:00'), m('x', 3, '2026-01-01T00:00:00Z'), 3],
     ['undated tie: lower preference', m('x', 9), m('x', 3), 3],
     // PROTOCOL.md §16: a co-provider's unverified mapping dated 1970 does not override a verified one.
-    ['verified beats an older unverified one', { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true }, { ...m('x', 9, '1970-01-01T00:00:00Z'), verified: false }, 2],
-    ['verified beats an older unverified one either order', { ...m('x', 9, '1970-01-01T00:00:00Z'), verified: false }, { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true }, 2],
-    ['among verified ones the older wins', { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true }, { ...m('x', 6, '2025-01-01T00:00:00Z'), verified: true }, 6],
+    [
+      'verified beats an older unverified one',
+      { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true },
+      { ...m('x', 9, '1970-01-01T00:00:00Z'), verified: false },
+      2,
+    ],
+    [
+      'verified beats an older unverified one either order',
+      { ...m('x', 9, '1970-01-01T00:00:00Z'), verified: false },
+      { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true },
+      2,
+    ],
+    [
+      'among verified ones the older wins',
+      { ...m('x', 2, '2026-01-01T00:00:00Z'), verified: true },
+      { ...m('x', 6, '2025-01-01T00:00:00Z'), verified: true },
+      6,
+    ],
   ])('%s', (_name, first, second, preference) => {
     const [merged] = mergeShares([
       { dp: 'a', mappings: [first] },

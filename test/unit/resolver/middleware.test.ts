@@ -24,10 +24,27 @@ const question = (over: Partial<Question> = {}): Question => ({ csi: parseCsi('+
 const context = (over: Partial<Context> = {}): Context => ({ deadline: Date.now() + 10_000, network: true, ...over });
 const outcome = (mappings: { msp: string }[], secure = true): Outcome => ({
   cached: false,
-  resolution: { csi: 'tel:+447700900123', mappings: mappings.map((m) => ({ ...m, preference: 1, sources: ['dp-uk'] })), expiresAt: Date.now() + 60_000, path: ['dp-uk'], stale: false, incomplete: [], negativeZone: undefined, root: snapshot, secure, chain: [] },
+  resolution: {
+    csi: 'tel:+447700900123',
+    mappings: mappings.map((m) => ({ ...m, preference: 1, sources: ['dp-uk'] })),
+    expiresAt: Date.now() + 60_000,
+    path: ['dp-uk'],
+    stale: false,
+    incomplete: [],
+    negativeZone: undefined,
+    root: snapshot,
+    secure,
+    chain: [],
+  },
 });
-const answering = (o: Outcome): Resolve => () => Promise.resolve(o);
-const failing = (code: 'upstream_unavailable' | 'invalid_request'): Resolve => () => Promise.reject(new MimiError(code, 'scripted'));
+const answering =
+  (o: Outcome): Resolve =>
+  () =>
+    Promise.resolve(o);
+const failing =
+  (code: 'upstream_unavailable' | 'invalid_request'): Resolve =>
+  () =>
+    Promise.reject(new MimiError(code, 'scripted'));
 
 describe('clientLimits', () => {
   const limits = parseLimits('tiers: { anonymous: { rate: 100, burst: 3, notFoundRate: 0.001, notFoundBurst: 2 } }\n', 'l');
@@ -36,7 +53,10 @@ describe('clientLimits', () => {
   it('refuses past the burst before next runs', async () => {
     const limiter = new ClientLimiter(limits);
     let calls = 0;
-    const chain = clientLimits(() => limiter, () => 0)(() => {
+    const chain = clientLimits(
+      () => limiter,
+      () => 0,
+    )(() => {
       calls += 1;
       return Promise.resolve(outcome([{ msp: 'chat-a' }]));
     });
@@ -52,18 +72,28 @@ describe('clientLimits', () => {
     expect(limiter.notFoundTokens(client, 0)).toBe(2);
     await clientLimits(() => limiter, now)(answering(outcome([])))(question(), context({ client }));
     expect(limiter.notFoundTokens(client, 0)).toBe(1);
-    await expect(clientLimits(() => limiter, now)(failing('upstream_unavailable'))(question(), context({ client }))).rejects.toMatchObject({ code: 'upstream_unavailable' });
+    await expect(clientLimits(() => limiter, now)(failing('upstream_unavailable'))(question(), context({ client }))).rejects.toMatchObject({
+      code: 'upstream_unavailable',
+    });
     expect(limiter.notFoundTokens(client, 0)).toBe(0);
   });
 
   it('counts a mapping the MSP filter drops as not found', async () => {
     const limiter = new ClientLimiter(limits);
-    await clientLimits(() => limiter, () => 0)(answering(outcome([{ msp: 'chat-a' }])))(question({ msps: ['chat-b'] }), context({ client }));
+    await clientLimits(
+      () => limiter,
+      () => 0,
+    )(answering(outcome([{ msp: 'chat-a' }])))(question({ msps: ['chat-b'] }), context({ client }));
     expect(limiter.notFoundTokens(client, 0)).toBe(1);
   });
 
   it('lets a question without a client through untouched', async () => {
-    await expect(clientLimits(() => new ClientLimiter(limits), () => 0)(answering(outcome([])))(question(), context())).resolves.toBeDefined();
+    await expect(
+      clientLimits(
+        () => new ClientLimiter(limits),
+        () => 0,
+      )(answering(outcome([])))(question(), context()),
+    ).resolves.toBeDefined();
   });
 });
 
@@ -74,7 +104,9 @@ describe('mspFilter, requireSecure and observe', () => {
       ran = true;
       return Promise.resolve(outcome([]));
     };
-    await expect(mspFilter(() => Promise.resolve(snapshot))(next)(question({ msps: ['chat-zz'] }), context())).rejects.toMatchObject({ code: 'invalid_request' });
+    await expect(mspFilter(() => Promise.resolve(snapshot))(next)(question({ msps: ['chat-zz'] }), context())).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
     expect(ran).toBe(false);
     await expect(mspFilter(() => Promise.resolve(snapshot))(next)(question({ msps: ['chat-a'] }), context())).resolves.toBeDefined();
   });
@@ -116,7 +148,8 @@ describe('the walk over a scripted transport', () => {
   it('follows a referral, caches it for the referring provider, and asks the referred DP', async () => {
     const transport = new ScriptedTransport((endpoint, q) => {
       const csi = 'csi' in q ? q.csi : '';
-      if (endpoint === endpointOf('dp-nanp')) return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: ['http://203.0.113.9:1'] }] };
+      if (endpoint === endpointOf('dp-nanp'))
+        return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: ['http://203.0.113.9:1'] }] };
       return { kind: 'answer', dp: 'dp-dc', serial: 1, ttl: 300, mappings: [{ csi, msp: 'chat-a', preference: 1 }] };
     });
     const resolver = new Resolver({ rootHints: root.endpoints, transport });
@@ -132,7 +165,8 @@ describe('the walk over a scripted transport', () => {
   it('fails over to the next replica of a provider', async () => {
     const dc = root.dps.find((d) => d.id === 'dp-dc')?.endpoints ?? [];
     const transport = new ScriptedTransport((endpoint, q) => {
-      if (endpoint === endpointOf('dp-nanp')) return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: [...dc] }] };
+      if (endpoint === endpointOf('dp-nanp'))
+        return { kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600, providers: [{ id: 'dp-dc', endpoints: [...dc] }] };
       if (endpoint === dc[0]) throw new MimiError('upstream_unavailable', 'scripted: the first replica is down');
       return { kind: 'answer', dp: 'dp-dc', serial: 1, ttl: 300, mappings: [{ csi: 'csi' in q ? q.csi : '', msp: 'chat-a', preference: 1 }] };
     });

@@ -45,7 +45,10 @@ describe('loadSigningKey', () => {
   ])('refuses, naming the file, when the store has records and %s', async (_case, present) => {
     if (present) await writeKey();
     const store = memoryStore(true, { [SIGNING_KID_META]: 'the-old-kid' });
-    await expect(loadSigningKey(dir, 'dp-x', { store })).rejects.toMatchObject({ code: 'start_refused', message: expect.stringContaining(join(dir, 'dp-x.jwk')) });
+    await expect(loadSigningKey(dir, 'dp-x', { store })).rejects.toMatchObject({
+      code: 'start_refused',
+      message: expect.stringContaining(join(dir, 'dp-x.jwk')),
+    });
     expect(store.values.get(SIGNING_KID_META)).toBe('the-old-kid');
     if (!present) await expect(stat(join(dir, 'dp-x.jwk'))).rejects.toThrow();
   });

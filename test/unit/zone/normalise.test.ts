@@ -61,7 +61,11 @@ describe('zone files: refusals name the file, the field and the reason', () => {
     ['bad id', root().replace('id: root', 'id: Root_1'), /id: an id is/],
     ['duplicate MSP bit', root().replace('bit: 1', 'bit: 0'), /msps\[1\]\.bit: bit 0 is already used by MSP "chat-a"/],
     ['duplicate MSP id', root().replace('id: chat-b', 'id: chat-a'), /msps\[1\]\.id: duplicate MSP id/],
-    ['unknown provider', root().replace('providers: [ dp-uk ]', 'providers: [ dp-fr ]'), /delegations\[0\]\.providers\[0\]: DP "dp-fr" is not in the DP registry/],
+    [
+      'unknown provider',
+      root().replace('providers: [ dp-uk ]', 'providers: [ dp-fr ]'),
+      /delegations\[0\]\.providers\[0\]: DP "dp-fr" is not in the DP registry/,
+    ],
     ['bad zone key', root().replace('"e164:44"', '"e164:4x"'), /delegations\[0\]\.zone: an e164 zone is a digit prefix/],
     ['delegating an apex', root().replace('"e164:44"', '"e164:"'), /delegations\[0\]\.zone: the root cannot delegate/],
     ['zone delegated twice', root('  - { zone: "e164:44", providers: [ dp-uk ] }'), /delegations\[1\]\.zone: zone e164:44 is delegated twice/],
@@ -71,17 +75,39 @@ describe('zone files: refusals name the file, the field and the reason', () => {
   });
 
   it.each([
-    ['delegation outside its zones', dp('delegations: [ { zone: "e164:44", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]'), /delegations\[0\]\.zone: e164:44 is not strictly inside this DP's zones/],
-    ['delegation of its own zone', dp('delegations: [ { zone: "e164:1", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]'), /not strictly inside/],
-    ['delegation to a DP without glue', dp('delegations: [ { zone: "e164:1202", providers: [ dp-x ] } ]'), /providers\[0\]: DP "dp-x" is not in this file's glue/],
+    [
+      'delegation outside its zones',
+      dp('delegations: [ { zone: "e164:44", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]'),
+      /delegations\[0\]\.zone: e164:44 is not strictly inside this DP's zones/,
+    ],
+    [
+      'delegation of its own zone',
+      dp('delegations: [ { zone: "e164:1", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]'),
+      /not strictly inside/,
+    ],
+    [
+      'delegation to a DP without glue',
+      dp('delegations: [ { zone: "e164:1202", providers: [ dp-x ] } ]'),
+      /providers\[0\]: DP "dp-x" is not in this file's glue/,
+    ],
     ['mapping outside its zones', dp('mappings: [ { csi: "tel:+447700900123", msp: chat-a, preference: 1 } ]'), /mappings\[0\]\.csi: outside this DP's zones/],
     ['mapping not canonical', dp('mappings: [ { csi: "+1 202 555 0123", msp: chat-a, preference: 1 } ]'), /not canonical: write "tel:\+12025550123"/],
     ['mapping not a CSI', dp('mappings: [ { csi: "12025550123", msp: chat-a, preference: 1 } ]'), /mappings\[0\]\.csi: a phone number/],
     ['preference 0', dp('mappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 0 } ]'), /mappings\[0\]\.preference/],
     ['preference 256', dp('mappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 256 } ]'), /mappings\[0\]\.preference/],
     ['bad created', dp('mappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 1, created: "yesterday" } ]'), /mappings\[0\]\.created/],
-    ['same CSI and MSP twice', dp('mappings:\n  - { csi: "tel:+12025550123", msp: chat-a, preference: 1 }\n  - { csi: "tel:+12025550123", msp: chat-a, preference: 2 }'), /mappings\[1\]: a second mapping/],
-    ['occluded mapping', dp('delegations: [ { zone: "e164:1202", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]\nmappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 1 } ]'), /inside the delegated zone e164:1202/],
+    [
+      'same CSI and MSP twice',
+      dp('mappings:\n  - { csi: "tel:+12025550123", msp: chat-a, preference: 1 }\n  - { csi: "tel:+12025550123", msp: chat-a, preference: 2 }'),
+      /mappings\[1\]: a second mapping/,
+    ],
+    [
+      'occluded mapping',
+      dp(
+        'delegations: [ { zone: "e164:1202", providers: [ dp-x ] } ]\ndps: [ { id: dp-x, endpoints: [ "http://127.0.0.1:1" ] } ]\nmappings: [ { csi: "tel:+12025550123", msp: chat-a, preference: 1 } ]',
+      ),
+      /inside the delegated zone e164:1202/,
+    ],
   ])('%s', (_name, text, reason) => {
     expect(refusal(text)).toMatch(reason);
   });
@@ -89,13 +115,21 @@ describe('zone files: refusals name the file, the field and the reason', () => {
   it('cross-checks MSPs against the root registry', () => {
     const r = parseZoneText(root(), 'zones/root.yaml');
     const a = parseZoneText(dp('mappings: [ { csi: "tel:+12025550123", msp: chat-z, preference: 1 } ]'), 'zones/dp-nanp.yaml');
-    expect(() => crossCheckZones([{ zone: r, source: 'zones/root.yaml' }, { zone: a, source: 'zones/dp-nanp.yaml' }])).toThrow(
-      /zones\/dp-nanp\.yaml: mappings\[0\]\.msp: MSP "chat-z" is not in the root's MSP registry/,
-    );
+    expect(() =>
+      crossCheckZones([
+        { zone: r, source: 'zones/root.yaml' },
+        { zone: a, source: 'zones/dp-nanp.yaml' },
+      ]),
+    ).toThrow(/zones\/dp-nanp\.yaml: mappings\[0\]\.msp: MSP "chat-z" is not in the root's MSP registry/);
   });
 
   it('refuses two servers with one id', () => {
     const a = parseZoneText(dp(''), 'one.yaml');
-    expect(() => crossCheckZones([{ zone: a, source: 'one.yaml' }, { zone: a, source: 'two.yaml' }])).toThrow(/two\.yaml: id "dp-nanp" is also the id of one\.yaml/);
+    expect(() =>
+      crossCheckZones([
+        { zone: a, source: 'one.yaml' },
+        { zone: a, source: 'two.yaml' },
+      ]),
+    ).toThrow(/two\.yaml: id "dp-nanp" is also the id of one\.yaml/);
   });
 });
