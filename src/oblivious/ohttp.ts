@@ -1,0 +1,280 @@
+/**
+ * Oblivious HTTP message encapsulation (RFC 9458 §4): the client seals a Binary
+ * HTTP request to a gateway key with HPKE (RFC 9180, from @hpke/core), the
+ * gateway opens it and seals its response under a key derived from the same
+ * HPKE context. Only the RFC 9458 framing is written here; HPKE is the
+ * library's. Every length of a received message is checked before it is used,
+ * and anything that does not open is `invalid_request`.
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  hkdfSync,
+  randomBytes,
+  type CipherChaCha20Poly1305,
+  type CipherGCM,
+  type DecipherChaCha20Poly1305,
+  type DecipherGCM,
+} from 'node:crypto';
+import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, type AeadInterface } from '@hpke/core';
+import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
+import { MimiError } from '../errors.ts';
+import './webcrypto-types.ts';
+import { AEAD_AES_128_GCM, AEAD_CHACHA20_POLY1305, KDF_HKDF_SHA256, KEM_X25519_SHA256, type KeyConfig, type SymmetricSuite } from './key-config.ts';
+
+/** The media type of an encapsulated request (RFC 9458 §9.2). */
+export const OHTTP_REQUEST_CONTENT_TYPE = 'message/ohttp-req';
+/** The media type of an encapsulated response (RFC 9458 §9.3). */
+export const OHTTP_RESPONSE_CONTENT_TYPE = 'message/ohttp-res';
+
+/** RFC 9458 §4.3 and §4.4 labels. */
+const REQUEST_LABEL = 'message/bhttp request';
+const RESPONSE_LABEL = 'message/bhttp response';
+/** RFC 9458 §4.3: key id (1) + KEM (2) + KDF (2) + AEAD (2). */
+const HEADER_LENGTH = 7;
+/** DHKEM(X25519) Nenc (RFC 9180 §7.1). */
+const X25519_ENC_LENGTH = 32;
+/** AEAD tag length (Nt) of both AEADs. */
+const TAG_LENGTH = 16;
+
+/** What an AEAD needs: its HPKE module, key and nonce lengths, and node:crypto's cipher for the response (RFC 9458 §4.4). */
+interface AeadParams {
+  readonly hpke: () => AeadInterface;
+  readonly nk: number;
+  readonly nn: number;
+  readonly cipher: (key: Buffer, nonce: Buffer) => CipherGCM | CipherChaCha20Poly1305;
+  readonly decipher: (key: Buffer, nonce: Buffer) => DecipherGCM | DecipherChaCha20Poly1305;
+}
+
+/** RFC 9180 §7.3 AEADs the gateway and client take. */
+const AEADS: Readonly<Record<number, AeadParams>> = {
+  [AEAD_AES_128_GCM]: {
+    hpke: () => new Aes128Gcm(),
+    nk: 16,
+    nn: 12,
+    cipher: (key, nonce) => createCipheriv('aes-128-gcm', key, nonce, { authTagLength: TAG_LENGTH }),
+    decipher: (key, nonce) => createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: TAG_LENGTH }),
+  },
+  [AEAD_CHACHA20_POLY1305]: {
+    hpke: () => new Chacha20Poly1305(),
+    nk: 32,
+    nn: 12,
+    cipher: (key, nonce) => createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_LENGTH }),
+    decipher: (key, nonce) => createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_LENGTH }),
+  },
+};
+
+/** The suites every gateway key of this project offers (PROTOCOL.md §14), preferred first. */
+export const SUPPORTED_SUITES: readonly SymmetricSuite[] = [
+  { kdfId: KDF_HKDF_SHA256, aeadId: AEAD_AES_128_GCM },
+  { kdfId: KDF_HKDF_SHA256, aeadId: AEAD_CHACHA20_POLY1305 },
+];
+
+const suites = new Map<number, CipherSuite>();
+
+/** The HPKE cipher suite for X25519, HKDF-SHA256 and `aeadId` (one instance each, reused). */
+function cipherSuite(aeadId: number): CipherSuite {
+  let suite = suites.get(aeadId);
+  if (suite === undefined) {
+    const aead = AEADS[aeadId];
+    if (aead === undefined) throw new MimiError('invalid_request', `AEAD 0x${aeadId.toString(16)} is not supported`);
+    suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: aead.hpke() });
+    suites.set(aeadId, suite);
+  }
+  return suite;
+}
+
+/** Tells whether this implementation can use `suite` with an X25519 key. */
+export function isSupportedSuite(kemId: number, suite: SymmetricSuite): boolean {
+  return kemId === KEM_X25519_SHA256 && suite.kdfId === KDF_HKDF_SHA256 && AEADS[suite.aeadId] !== undefined;
+}
+
+/** A gateway's private key and the configuration it publishes. */
+export interface GatewayKey {
+  readonly config: KeyConfig;
+  readonly privateKey: CryptoKey;
+}
+
+/** Makes a fresh X25519 gateway key under `keyId`, offering {@link SUPPORTED_SUITES}. */
+export async function generateGatewayKey(keyId: number): Promise<GatewayKey> {
+  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
+  const pair = await kem.generateKeyPair();
+  const publicKey = new Uint8Array(await kem.serializePublicKey(pair.publicKey));
+  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey, suites: SUPPORTED_SUITES }, privateKey: pair.privateKey };
+}
+
+/** A gateway key from its serialised X25519 private and public keys (RFC 9180 §7.1.1). */
+export async function importGatewayKey(
+  keyId: number,
+  privateKey: Uint8Array,
+  publicKey: Uint8Array,
+  offered: readonly SymmetricSuite[] = SUPPORTED_SUITES,
+): Promise<GatewayKey> {
+  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
+  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey, suites: offered }, privateKey: await kem.deserializePrivateKey(privateKey) };
+}
+
+/** RFC 9458 §4.3: `hdr` = key id, KEM, KDF, AEAD. */
+function requestHeader(keyId: number, kemId: number, suite: SymmetricSuite): Uint8Array {
+  return Uint8Array.of(keyId, kemId >> 8, kemId & 0xff, suite.kdfId >> 8, suite.kdfId & 0xff, suite.aeadId >> 8, suite.aeadId & 0xff);
+}
+
+/** RFC 9458 §4.3: `info` = "message/bhttp request" || 0x00 || hdr. */
+function requestInfo(header: Uint8Array): Uint8Array {
+  return Buffer.concat([Buffer.from(REQUEST_LABEL, 'ascii'), Uint8Array.of(0), header]);
+}
+
+/** The secret a response is sealed under, with what it is bound to (RFC 9458 §4.4). */
+class ResponseSecret {
+  constructor(
+    readonly enc: Uint8Array,
+    readonly secret: Uint8Array,
+    readonly aead: AeadParams,
+  ) {}
+
+  /** RFC 9458 §4.4: prk = Extract(enc || response_nonce, secret); key and nonce expanded from it. */
+  keys(responseNonce: Uint8Array): { key: Buffer; nonce: Buffer } {
+    const salt = Buffer.concat([this.enc, responseNonce]);
+    return {
+      key: Buffer.from(hkdfSync('sha256', this.secret, salt, 'key', this.aead.nk)),
+      nonce: Buffer.from(hkdfSync('sha256', this.secret, salt, 'nonce', this.aead.nn)),
+    };
+  }
+
+  get nonceLength(): number {
+    return Math.max(this.aead.nn, this.aead.nk);
+  }
+}
+
+async function exportSecret(context: { export(label: ArrayBuffer, length: number): Promise<ArrayBuffer> }, aead: AeadParams): Promise<Uint8Array> {
+  const label = Buffer.from(RESPONSE_LABEL, 'ascii');
+  return new Uint8Array(await context.export(label.buffer.slice(label.byteOffset, label.byteOffset + label.length), Math.max(aead.nn, aead.nk)));
+}
+
+/** A request the gateway opened, and how to answer it. */
+export interface OpenedRequest {
+  readonly keyId: number;
+  /** The HPKE encapsulated key: unique per request, the replay check's key. */
+  readonly enc: Uint8Array;
+  /** The Binary HTTP request. */
+  readonly request: Uint8Array;
+  /** Seals the Binary HTTP response (RFC 9458 §4.4); `responseNonce` for test vectors only. */
+  sealResponse(response: Uint8Array, responseNonce?: Uint8Array): Uint8Array;
+}
+
+function undecryptable(what: string, cause?: unknown): MimiError {
+  return new MimiError('invalid_request', `the encapsulated request cannot be decapsulated: ${what}`, cause === undefined ? {} : { cause });
+}
+
+/** The error for a key id the gateway does not hold (RFC 9458 §5.3: the client should fetch the configurations again). */
+export class UnknownKeyError extends MimiError {
+  constructor(readonly keyId: number) {
+    super('invalid_request', `key id ${keyId} is not one of this gateway's keys: fetch its key configurations again`);
+  }
+}
+
+/**
+ * Opens an encapsulated request (RFC 9458 §4.3) with the gateway key of its
+ * key id. Throws {@link UnknownKeyError} for a key id `keyOf` does not know,
+ * `invalid_request` for anything else that does not open.
+ */
+export async function openRequest(message: Uint8Array, keyOf: (keyId: number) => GatewayKey | undefined): Promise<OpenedRequest> {
+  if (message.length < HEADER_LENGTH + X25519_ENC_LENGTH + TAG_LENGTH) throw undecryptable('shorter than a header, a key and a tag');
+  const header = message.subarray(0, HEADER_LENGTH);
+  const keyId = header[0] as number;
+  const kemId = ((header[1] as number) << 8) | (header[2] as number);
+  const suite = { kdfId: ((header[3] as number) << 8) | (header[4] as number), aeadId: ((header[5] as number) << 8) | (header[6] as number) };
+  const key = keyOf(keyId);
+  if (key === undefined) throw new UnknownKeyError(keyId);
+  if (kemId !== key.config.kemId || !key.config.suites.some((s) => s.kdfId === suite.kdfId && s.aeadId === suite.aeadId) || !isSupportedSuite(kemId, suite))
+    throw undecryptable(
+      `key id ${keyId} is not offered with KEM 0x${kemId.toString(16)}, KDF 0x${suite.kdfId.toString(16)}, AEAD 0x${suite.aeadId.toString(16)}`,
+    );
+  const aead = AEADS[suite.aeadId] as AeadParams;
+  const enc = message.slice(HEADER_LENGTH, HEADER_LENGTH + X25519_ENC_LENGTH);
+  const ciphertext = message.subarray(HEADER_LENGTH + X25519_ENC_LENGTH);
+  let request: Uint8Array;
+  let secret: Uint8Array;
+  try {
+    const context = await cipherSuite(suite.aeadId).createRecipientContext({ recipientKey: key.privateKey, enc, info: requestInfo(header) });
+    request = new Uint8Array(await context.open(ciphertext));
+    secret = await exportSecret(context, aead);
+  } catch (err) {
+    throw undecryptable('it does not open with the key it names', err);
+  }
+  const responseSecret = new ResponseSecret(enc, secret, aead);
+  return {
+    keyId,
+    enc,
+    request,
+    sealResponse: (response, responseNonce = randomBytes(responseSecret.nonceLength)) => {
+      if (responseNonce.length !== responseSecret.nonceLength) throw new RangeError(`a response nonce is ${responseSecret.nonceLength} bytes`);
+      const { key: aeadKey, nonce } = responseSecret.keys(responseNonce);
+      const cipher = aead.cipher(aeadKey, nonce);
+      return Buffer.concat([responseNonce, cipher.update(response), cipher.final(), cipher.getAuthTag()]);
+    },
+  };
+}
+
+/** A request the client sealed, and how to read its answer. */
+export interface SealedRequest {
+  /** The `message/ohttp-req` body. */
+  readonly message: Uint8Array;
+  /** Opens the `message/ohttp-res` body (RFC 9458 §4.4), or throws `invalid_request`. */
+  openResponse(message: Uint8Array): Uint8Array;
+}
+
+/** Options of {@link sealRequest}. */
+export interface SealOptions {
+  /** The suite to use; the first of the configuration's that this implementation supports when absent. */
+  readonly suite?: SymmetricSuite | undefined;
+  /** The ephemeral key pair (RFC 9458 appendix A's test vector only: never reuse one). */
+  readonly ephemeral?: CryptoKeyPair | undefined;
+}
+
+/** Chooses the configuration and suite a client uses: the first of the list it supports. */
+export function chooseConfig(configs: readonly KeyConfig[]): { config: KeyConfig; suite: SymmetricSuite } {
+  for (const config of configs) {
+    const suite = config.suites.find((s) => isSupportedSuite(config.kemId, s));
+    if (suite !== undefined) return { config, suite };
+  }
+  throw new MimiError('invalid_request', 'the gateway offers no key configuration with a supported KEM, KDF and AEAD');
+}
+
+/** Seals a Binary HTTP request to a gateway's key configuration (RFC 9458 §4.3). */
+export async function sealRequest(config: KeyConfig, request: Uint8Array, options: SealOptions = {}): Promise<SealedRequest> {
+  const suite = options.suite ?? chooseConfig([config]).suite;
+  if (!isSupportedSuite(config.kemId, suite)) throw new MimiError('invalid_request', 'the key configuration names a suite that is not supported');
+  const aead = AEADS[suite.aeadId] as AeadParams;
+  const header = requestHeader(config.keyId, config.kemId, suite);
+  const hpke = cipherSuite(suite.aeadId);
+  const context = await hpke.createSenderContext({
+    recipientPublicKey: await hpke.kem.deserializePublicKey(config.publicKey),
+    info: requestInfo(header),
+    ...(options.ephemeral !== undefined ? { ekm: options.ephemeral } : {}),
+  });
+  const enc = new Uint8Array(context.enc);
+  const ciphertext = new Uint8Array(await context.seal(request));
+  const responseSecret = new ResponseSecret(enc, await exportSecret(context, aead), aead);
+  return {
+    message: Buffer.concat([header, enc, ciphertext]),
+    openResponse: (message) => {
+      const n = responseSecret.nonceLength;
+      if (message.length < n + TAG_LENGTH) throw new MimiError('invalid_request', 'the encapsulated response is shorter than a nonce and a tag');
+      const { key, nonce } = responseSecret.keys(message.subarray(0, n));
+      const decipher = aead.decipher(key, nonce);
+      decipher.setAuthTag(message.subarray(message.length - TAG_LENGTH));
+      try {
+        return Buffer.concat([decipher.update(message.subarray(n, message.length - TAG_LENGTH)), decipher.final()]);
+      } catch (err) {
+        throw new MimiError('invalid_request', 'the encapsulated response does not open', { cause: err });
+      }
+    },
+  };
+}
+
+/** Imports an X25519 key pair from its serialised keys (RFC 9458 appendix A's ephemeral pair, for the test vector). */
+export async function importKeyPair(privateKey: Uint8Array, publicKey: Uint8Array): Promise<CryptoKeyPair> {
+  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
+  return { privateKey: await kem.deserializePrivateKey(privateKey), publicKey: await kem.deserializePublicKey(publicKey) };
+}
