@@ -19,6 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { tlsAgent } from './net/http-client.ts';
 import type { Dispatcher } from 'undici';
 import type { TlsClientOptions } from './net/tls-client.ts';
+import { contactTokenSchema, hashContactToken, newContactToken, type Visibility } from './protocol/visibility.ts';
 import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
 import { flag, httpUrlFlag, UsageError } from './cli/common.ts';
@@ -50,9 +51,9 @@ const USAGE = `usage:
              [--tls] [--pki DIR] [--cert FILE --key FILE] [--ca FILE] [--client-ca FILE] [--limits FILE]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
-              [--ca FILE] [--api-key KEY]
+              [--ca FILE] [--api-key KEY] [--contact-token T ...]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
-                [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--json]
+                [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--visibility public|same-msp|msps:ID,ID|token] [--json]
   mimi revoke CSI [--msp ID] [--holder-key FILE] [--dp ID] [--resolver URL] [--trust-anchor FILE] [--json]
   mimi admin conflicts|delegations [--dp ID|URL] [--admin-token-file FILE] [--resolver URL] [--json]
   mimi admin approve|reject ID [--dp ID|URL] [--admin-token-file FILE] [--resolver URL]
@@ -128,11 +129,13 @@ async function lookup(args: string[]): Promise<number> {
       'no-verify': { type: 'boolean' },
       ca: { type: 'string' },
       'api-key': { type: 'string' },
+      'contact-token': { type: 'string', multiple: true },
     },
     strict: true,
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new UsageError('mimi lookup takes exactly one CSI (quote it if it has spaces)');
+  const contactTokens = values['contact-token']?.map((t) => flag(contactTokenSchema, 'contact-token', t));
   const csi = positionals[0] ?? '';
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
@@ -146,12 +149,31 @@ async function lookup(args: string[]): Promise<number> {
     ...(apiKey !== undefined ? { apiKey } : {}),
   });
   try {
-    const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}) });
+    const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}), ...(contactTokens !== undefined ? { contactTokens } : {}) });
     process.stdout.write(values.json ? `${JSON.stringify(answer)}\n` : formatAnswer(answer));
     return answer.status === 'found' ? EXIT.found : EXIT.notFound;
   } finally {
     await stub.close();
   }
+}
+
+/** `--visibility public|same-msp|msps:ID,ID|token` (PROTOCOL.md §15); `token` makes a new contact token. */
+function visibilityFlag(value: string | undefined): { visibility: Visibility | undefined; token: string | undefined } {
+  if (value === undefined) return { visibility: undefined, token: undefined };
+  if (value === 'public' || value === 'same-msp') return { visibility: { audience: value }, token: undefined };
+  if (value === 'token') {
+    const token = newContactToken();
+    return { visibility: { audience: 'token', tokens: [hashContactToken(token)] }, token };
+  }
+  if (value.startsWith('msps:')) {
+    const msps = value
+      .slice('msps:'.length)
+      .split(',')
+      .map((m) => flag(idSchema, 'visibility', m));
+    if (msps.length === 0 || msps.length > 64) throw new UsageError('--visibility msps:ID,ID names 1 to 64 MSPs');
+    return { visibility: { audience: 'msps', msps }, token: undefined };
+  }
+  throw new UsageError('--visibility is public, same-msp, msps:ID,ID or token');
 }
 
 async function register(args: string[]): Promise<number> {
@@ -167,12 +189,15 @@ async function register(args: string[]): Promise<number> {
       keys: { type: 'string' },
       'holder-key': { type: 'string' },
       'otp-outbox': { type: 'string' },
+      visibility: { type: 'string' },
       json: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new UsageError('mimi register takes exactly one CSI');
+  // PROTOCOL.md §15: with `token`, a new contact token is made here and printed once, for the holder to share.
+  const { visibility, token } = visibilityFlag(values.visibility);
   if (values.msp === undefined) throw new UsageError('--msp ID is required');
   const msp = flag(idSchema, 'msp', values.msp);
   const preference = flag(z.coerce.number().int().min(1).max(255), 'preference', values.preference ?? '1');
@@ -194,8 +219,10 @@ async function register(args: string[]): Promise<number> {
     dp: values.dp,
     code: (id) => readCodeFromOutbox(outbox, id),
     dispatcher: client.dispatcher,
+    visibility,
   });
-  if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
+  if (token !== undefined) process.stderr.write(`contact token (shown once; give it to those who may find this mapping): ${token}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(token !== undefined ? { ...reply, contactToken: token } : reply)}\n`);
   else if ('mapping' in reply)
     process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
   else if (reply.status === 'unchanged') process.stdout.write(`unchanged at ${reply.dp}: that statement already is the mapping\n`);

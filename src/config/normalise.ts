@@ -32,6 +32,8 @@ export interface ResolverConfig {
   readonly maxReferrals: number | undefined;
   readonly maxUpstreamPerResolution: number | undefined;
   readonly clientTagSecretFile: string | undefined;
+  /** Per querier MSP, the MSPs it interconnects with (PROTOCOL.md §15). */
+  readonly peering: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 /** One server this process runs, and (when given) which of its file's endpoints. */
@@ -205,6 +207,7 @@ export function normaliseConfig(raw: RawConfig, source: string): Config {
             maxReferrals: r.maxReferrals,
             maxUpstreamPerResolution: r.maxUpstreamPerResolution,
             clientTagSecretFile: r.clientTagSecretFile,
+            peering: r.peering,
           },
   };
 }

@@ -72,6 +72,11 @@ const resolverSchema = z.strictObject({
   maxReferrals: z.number().int().min(1).max(16).optional(),
   maxUpstreamPerResolution: z.number().int().min(1).max(1024).optional(),
   clientTagSecretFile: pathSchema.optional(),
+  /** PROTOCOL.md §15 bilateral federation: per querier MSP, the MSPs it interconnects with. */
+  peering: z
+    .record(idSchema, z.array(idSchema).max(64))
+    .refine((p) => Object.keys(p).length <= 1000, 'at most 1000 querier MSPs')
+    .optional(),
 });
 
 /** The configuration file as written (PROTOCOL.md §11). */

@@ -12,6 +12,7 @@ import type { DiscoveryProvider } from './provider.ts';
 import { Registrar } from './registrar.ts';
 import { toProviders } from '../zone/providers.ts';
 import type { MappingStore, StoredMapping } from './store.ts';
+import { ANONYMOUS, isVisible, type Querier } from '../protocol/visibility.ts';
 
 /** The e-mail hash key of a canonical CSI as stores index it (`<domain>\t<hash>`); undefined for phone numbers. */
 export function emailHashKey(canonical: string): string | undefined {
@@ -104,16 +105,22 @@ export class AuthoritativeDp implements DiscoveryProvider {
     return this.#byHash.get(`${subject.hash}@${subject.domain}`) ?? this.#store.csiByHash(subject.hash, subject.domain);
   }
 
-  /** Zone-file mappings of a CSI, overridden per MSP by registered ones. */
-  #mappingsOf(csi: string): DpMapping[] | undefined {
+  /**
+   * Zone-file mappings of a CSI, overridden per MSP by registered ones, less
+   * the registered ones this querier may not see (PROTOCOL.md §15: a hidden
+   * mapping hides the zone-file one of its MSP too, and nothing says it exists).
+   */
+  #mappingsOf(csi: string, querier: Querier): DpMapping[] | undefined {
     const registered = this.registrar.activeOf(csi);
     const fixed = this.#mappings.get(csi);
     if (registered.length === 0) return fixed;
     const msps = new Set(registered.map((m) => m.msp));
-    return [...(fixed ?? []).filter((m) => !msps.has(m.msp)), ...registered.map(published)].sort(byPreference);
+    const visible = registered.filter((m) => isVisible(m.visibility, m.msp, querier));
+    const mappings = [...(fixed ?? []).filter((m) => !msps.has(m.msp)), ...visible.map(published)].sort(byPreference);
+    return mappings.length === 0 ? undefined : mappings;
   }
 
-  lookup(csi: Subject): LookupResponse {
+  lookup(csi: Subject, querier: Querier = ANONYMOUS): LookupResponse {
     const own = this.#zone.zones.find((z) => csiInZone(csi, z));
     if (own === undefined) throw new MimiError('not_authoritative', `${this.id} is not authoritative for this CSI`);
     const referral = this.#referrals.longestMatch(csi);
@@ -121,7 +128,7 @@ export class AuthoritativeDp implements DiscoveryProvider {
       return { kind: 'referral', dp: this.id, zone: referral.zone, ttl: this.#zone.ttl, providers: referral.value };
     }
     const canonical = this.canonicalOf(csi);
-    const mappings = canonical === undefined ? undefined : this.#mappingsOf(canonical);
+    const mappings = canonical === undefined ? undefined : this.#mappingsOf(canonical, querier);
     if (mappings !== undefined) {
       return { kind: 'answer', dp: this.id, serial: this.#zone.serial, ttl: this.#zone.ttl, mappings };
     }

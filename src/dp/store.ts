@@ -7,6 +7,7 @@
  */
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Statement } from '../protocol/statement.ts';
+import type { Visibility } from '../protocol/visibility.ts';
 
 /** A registered (active) mapping with what the lifecycle rules need to know of its proof. */
 export interface StoredMapping {
@@ -26,6 +27,8 @@ export interface StoredMapping {
   readonly proof: Statement;
   /** When it was registered (ms). */
   readonly registeredAt: number;
+  /** Who may find it (PROTOCOL.md §15), as the holder signed it; public when absent. */
+  readonly visibility?: Visibility | undefined;
 }
 
 /** A registration waiting on a conflict (PROTOCOL.md §9: older wins). */

@@ -66,6 +66,8 @@ export interface ClientIdentity {
   readonly tier: string;
   /** The key its buckets are kept under when it differs from `identity` (anonymous clients: their network prefix, PROTOCOL.md §16). */
   readonly limitKey?: string | undefined;
+  /** The MSP it queries for, when the limits file names one (PROTOCOL.md §15). */
+  readonly msp?: string | undefined;
 }
 
 /** The query cost of a federation mode before the walk (PROTOCOL.md §10); `all` is settled after it. */

@@ -3,6 +3,7 @@
  * the resolver (DP responses in) and the stub (resolver answers in).
  */
 import { z } from 'zod';
+import { contactTokenSchema, MAX_CONTACT_TOKENS } from './visibility.ts';
 import { endpointSchema, idSchema } from './ids.ts';
 import { publicJwkSchema } from './jws.ts';
 import { statementSchema } from './statement.ts';
@@ -112,6 +113,8 @@ export const resolveRequestSchema = z
     format: formatSchema.optional(),
     msps: z.array(idSchema).max(64).optional(),
     federation: federationSchema.optional(),
+    /** PROTOCOL.md §15: contact tokens the querier was given; only their hashes leave the resolver. */
+    contactTokens: z.array(contactTokenSchema).min(1).max(MAX_CONTACT_TOKENS).optional(),
   })
   .refine(oneSubject, ONE_SUBJECT);
 /** A `POST /v1/resolve` request. */

@@ -7,6 +7,7 @@
  */
 import { FlattenedSign } from 'jose';
 import { z } from 'zod';
+import { visibilitySchema } from './visibility.ts';
 import { idSchema } from './ids.ts';
 import type { SigningKey } from './jws.ts';
 import { parseStrictBase64urlJson } from './strict-json.ts';
@@ -35,6 +36,8 @@ export const statementPayloadSchema = z.strictObject({
   /** PROTOCOL.md §16: the DP the statement is registered at (signed, so a proof cannot be replayed to another DP). */
   dp: idSchema,
   attestation: z.string().max(8192),
+  /** PROTOCOL.md §15: who may find the mapping (absent: anyone), signed by the holder with the rest. */
+  visibility: visibilitySchema.optional(),
 });
 /** The statement's payload. */
 export type StatementPayload = z.infer<typeof statementPayloadSchema>;

@@ -152,7 +152,7 @@ export class ReferralCache {
   }
 }
 
-/** The key of a DP's record for a CSI. */
-export function recordKey(dp: string, csi: string): string {
-  return `${dp}\u0000${csi}`;
+/** The key of a DP's record for a CSI, as one querier's view sees it (PROTOCOL.md §15; '' is the public view). */
+export function recordKey(dp: string, csi: string, view = ''): string {
+  return view === '' ? `${dp}\u0000${csi}` : `${dp}|${view}\u0000${csi}`;
 }

@@ -8,6 +8,7 @@ import type { Federation, ResolvedMapping } from '../protocol/messages.ts';
 import type { RootSnapshot } from './root-copy.ts';
 import type { FlattenedJws } from './transport.ts';
 import type { ClientIdentity } from '../limits/rate-limit.ts';
+import { viewKey, type Querier } from '../protocol/visibility.ts';
 
 /** A question: a canonical CSI (or a hashed e-mail name) and how to federate it. */
 export interface Question {
@@ -15,6 +16,12 @@ export interface Question {
   readonly federation: Federation;
   /** The client's MSP filter: decides what counts as found (PROTOCOL.md §3), not what is cached. */
   readonly msps?: readonly string[] | undefined;
+  /**
+   * Who asks, for recipient controls (PROTOCOL.md §15): the client's MSP and its
+   * contact-token hashes. DPs answer per querier, so everything cached for one
+   * is kept apart from every other's (anonymous: the shared public view).
+   */
+  readonly querier?: Querier | undefined;
 }
 
 /** Per-resolution context. */
@@ -74,5 +81,5 @@ export function compose(...middleware: readonly Middleware[]): (end: Resolve) =>
 export function questionKey(question: Question): string {
   const f = question.federation;
   const mode = f.mode === 'client-selected' ? `client-selected:${[...new Set(f.dps)].sort().join(',')}` : f.mode;
-  return `${mode}\u0000${question.csi.canonical}`;
+  return `${mode}|${viewKey(question.querier)}\u0000${question.csi.canonical}`;
 }

@@ -17,6 +17,7 @@ import { type FlattenedJws, type LookupReply, type LookupResult, type Transport 
 import { checkProofs, verifyReply } from './validation.ts';
 import { clampNegativeTtl, clampTtl, type TtlPolicy } from './ttl.ts';
 import { CLIENT_TAG_HEADER } from './client-tag.ts';
+import { CONTACT_TOKEN_HASH_HEADER, QUERIER_MSP_HEADER, viewKey, type Querier } from '../protocol/visibility.ts';
 import type { UpstreamPacer } from '../limits/rate-limit.ts';
 import type { FanoutLimits } from '../zone/limits-file.ts';
 import type { ResolverObserver } from './observer.ts';
@@ -43,6 +44,11 @@ export interface IteratorDeps {
   readonly fanout: FanoutLimits;
   /** Hears of cache results and upstream lookups (metrics). */
   readonly observer: ResolverObserver;
+  /**
+   * The transport presents a client certificate: DPs over https may believe the
+   * querier headers (PROTOCOL.md §15: sent only over mutual TLS).
+   */
+  readonly mutualTls: boolean;
 }
 
 /** The referral chain that led to a provider, for loop detection. */
@@ -128,6 +134,26 @@ interface Walk {
   readonly noShareIsFailure: boolean;
   /** Upstream requests this resolution may still send (PROTOCOL.md §16: `maxUpstreamPerResolution`). */
   readonly upstream: { left: number };
+  /** The querier's view ('' for the public one) and the headers that tell DPs about it (PROTOCOL.md §15). */
+  readonly view: string;
+  readonly querierHeaders: Readonly<Record<string, string>>;
+}
+
+/**
+ * What a walk tells DPs about its querier (PROTOCOL.md §15): its MSP and token
+ * hashes, only when the resolver authenticates itself by mutual TLS (else the
+ * view is the public one and nothing is sent).
+ */
+function querierView(querier: Querier | undefined, mutualTls: boolean): { view: string; querierHeaders: Readonly<Record<string, string>> } {
+  const view = mutualTls ? viewKey(querier) : '';
+  if (view === '' || querier === undefined) return { view: '', querierHeaders: {} };
+  return {
+    view,
+    querierHeaders: {
+      ...(querier.msp !== undefined ? { [QUERIER_MSP_HEADER]: querier.msp } : {}),
+      ...(querier.tokenHashes.length > 0 ? { [CONTACT_TOKEN_HASH_HEADER]: querier.tokenHashes.join(',') } : {}),
+    },
+  };
 }
 
 const EMPTY_CHAIN: Chain = { dps: new Set(), zones: new Set(), referrals: 0 };
@@ -219,6 +245,7 @@ export class Iterator {
         signal: deadline.signal,
         noShareIsFailure: federation.mode === 'default' || federation.mode === 'local',
         upstream: { left: this.#deps.fanout.maxUpstreamPerResolution },
+        ...querierView(question.querier, this.#deps.mutualTls),
       };
       const branches = await Promise.all(starts.map((s) => this.#ask(walk, s)));
       return this.#assemble(walk, branches);
@@ -302,7 +329,7 @@ export class Iterator {
 
   async #ask(walk: Walk, start: Start): Promise<Branch> {
     const { provider } = start;
-    const key = recordKey(provider.id, walk.csi.canonical);
+    const key = this.#recordKey(provider, walk);
     const now = this.#deps.now();
     const cached = this.#deps.records.getFresh(key, now);
     if (cached !== undefined) {
@@ -452,7 +479,7 @@ export class Iterator {
   async #fallback(walk: Walk, start: Start): Promise<Branch> {
     const { provider, bailiwick } = start;
     const now = this.#deps.now();
-    const stale = this.#deps.records.getStale(recordKey(provider.id, walk.csi.canonical), now);
+    const stale = this.#deps.records.getStale(this.#recordKey(provider, walk), now);
     if (stale !== undefined) {
       this.#deps.observer.cache('records', 'stale');
       return leaf(provider.id, { ...stale, expiresAt: now + this.#deps.policy.staleTtl * 1000 }, true, true);
@@ -477,9 +504,19 @@ export class Iterator {
     return true;
   }
 
+  /** Whether a provider hears who asks: over mutual TLS only, and then its answer is this querier's alone. */
+  #tellsQuerier(provider: Provider, walk: Walk): boolean {
+    return walk.view !== '' && provider.endpoints.every((e) => e.startsWith('https://'));
+  }
+
+  /** A provider's record of the walk's CSI as the querier sees it: shared when the provider is not told who asks. */
+  #recordKey(provider: Provider, walk: Walk): string {
+    return recordKey(provider.id, walk.csi.canonical, this.#tellsQuerier(provider, walk) ? walk.view : '');
+  }
+
   /** Asks the replicas of one provider in order until one answers; concurrent identical asks share it. */
   #fetch(provider: Provider, walk: Walk): Promise<LookupReply> {
-    const key = recordKey(provider.id, walk.csi.canonical);
+    const key = this.#recordKey(provider, walk);
     let pending = this.#inflight.get(key);
     if (pending === undefined) {
       pending = this.#fetchReplicas(provider, walk).finally(() => this.#inflight.delete(key));
@@ -492,7 +529,8 @@ export class Iterator {
     const { csi, context } = walk;
     const question = csi.kind === 'email-hash' ? { name: csi.canonical } : { csi: csi.canonical };
     // PROTOCOL.md §10: the tag is the only client context a DP receives.
-    const headers = context.tag !== undefined ? { [CLIENT_TAG_HEADER]: context.tag() } : {};
+    const tag = context.tag !== undefined ? { [CLIENT_TAG_HEADER]: context.tag() } : {};
+    const headers = this.#tellsQuerier(provider, walk) ? { ...tag, ...walk.querierHeaders } : tag;
     let last: unknown;
     for (const endpoint of provider.endpoints) {
       // PROTOCOL.md §16: one resolution sends at most `maxUpstreamPerResolution` requests; past that it ends with what it has.

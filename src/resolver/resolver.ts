@@ -21,6 +21,7 @@ import { DEFAULT_TTL_POLICY, type TtlPolicy } from './ttl.ts';
 import { DEFAULT_FANOUT, type FanoutLimits, type Limits } from '../zone/limits-file.ts';
 import { ClientLimiter, UpstreamPacer, type ClientIdentity } from '../limits/rate-limit.ts';
 import { ClientTagger } from './client-tag.ts';
+import { hashContactToken } from '../protocol/visibility.ts';
 import { SILENT_OBSERVER, type ResolverObserver } from './observer.ts';
 
 /** Resolver settings; everything but `rootHints` has a default. */
@@ -54,6 +55,13 @@ export interface ResolverOptions {
   readonly fanout?: Partial<FanoutLimits> | undefined;
   /** Hears of outcomes, cache results and upstream lookups (the operations listener's metrics). */
   readonly observer?: ResolverObserver | undefined;
+  /**
+   * The transport presents a client certificate (mutual TLS): DPs reached over
+   * https are told the querier's MSP and contact-token hashes (PROTOCOL.md §15).
+   */
+  readonly mutualTls?: boolean | undefined;
+  /** Per querier MSP, the MSPs it interconnects with (PROTOCOL.md §15 `resolver.peering`). */
+  readonly peering?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 /** A resolve request as the library takes it (the HTTP body of `POST /v1/resolve`). */
@@ -65,6 +73,8 @@ export interface ResolveInput {
   readonly format?: Format | undefined;
   readonly msps?: readonly string[] | undefined;
   readonly federation?: Federation | undefined;
+  /** Contact tokens the querier was given (PROTOCOL.md §15): only their SHA-256 leaves the resolver. */
+  readonly contactTokens?: readonly string[] | undefined;
 }
 
 /** A recursive resolver over a hierarchy of DPs. */
@@ -82,6 +92,7 @@ export class Resolver {
   readonly #requireSecure: boolean;
   #limiter: ClientLimiter | undefined;
   readonly #tagger: ClientTagger;
+  readonly #peering: Readonly<Record<string, readonly string[]>>;
   #limits: Limits | undefined;
   readonly #fanout: FanoutLimits;
   readonly #observer: ResolverObserver;
@@ -126,11 +137,13 @@ export class Resolver {
       pacer: new UpstreamPacer(),
       fanout: { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout },
       observer: this.#observer,
+      mutualTls: options.mutualTls === true,
     });
     this.#fanout = { ...DEFAULT_FANOUT, ...options.limits?.fanout, ...options.fanout };
     this.#limits = options.limits;
     this.#limiter = options.limits !== undefined ? new ClientLimiter(options.limits) : undefined;
     this.#tagger = new ClientTagger(options.tagSecret);
+    this.#peering = options.peering ?? {};
     // Order matters: each middleware sees the effects of those after it.
     // Order matters: each middleware sees the effects of those after it (CoreDNS's plugin.cfg).
     this.#resolve = compose(
@@ -216,13 +229,31 @@ export class Resolver {
   /** Resolves and renders an answer object. */
   async resolve(input: ResolveInput, client?: ClientIdentity): Promise<Answer> {
     const outcome = await this.resolveOutcome(input, client);
-    return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
+    return renderAnswer(outcome, { format: input.format ?? 'verbose', msps: this.#mspsOf(input, client), validating: this.#validating }, this.#now());
+  }
+
+  /**
+   * The MSPs a client may see (PROTOCOL.md §15 bilateral federation): a client
+   * whose MSP has a `peering` entry sees only those MSPs and its own, within its
+   * own `msps` filter; anyone else only its filter.
+   */
+  #mspsOf(input: ResolveInput, client: ClientIdentity | undefined): readonly string[] | undefined {
+    const own = client?.msp;
+    const peers = own === undefined ? undefined : this.#peering[own];
+    if (own === undefined || peers === undefined) return input.msps;
+    const allowed = new Set([...peers, own]);
+    return (input.msps ?? [...allowed].sort()).filter((m) => allowed.has(m));
+  }
+
+  /** Per querier MSP, the MSPs it interconnects with (PROTOCOL.md §15), as disclosed in well-known. */
+  get peering(): Readonly<Record<string, readonly string[]>> {
+    return this.#peering;
   }
 
   /** Resolves and encodes the answer to JSON bytes (the HTTP hot path). */
   async resolveBytes(input: ResolveInput, client?: ClientIdentity): Promise<Buffer> {
     const outcome = await this.resolveOutcome(input, client);
-    return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: input.msps, validating: this.#validating }, this.#now());
+    return this.#encoder.encode(outcome, { format: input.format ?? 'verbose', msps: this.#mspsOf(input, client), validating: this.#validating }, this.#now());
   }
 
   /**
@@ -236,7 +267,13 @@ export class Resolver {
     // A deadline, not a timer: cache hits never pay for one; the walk arms it only when it runs.
     const deadline = Date.now() + this.#timeoutMs;
     const tag = client !== undefined ? () => this.#tagger.tag(client.identity, this.#now()) : undefined;
-    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' }, msps: input.msps }, { deadline, network: true, tag, client });
+    // PROTOCOL.md §15: the querier is the client's MSP (from the limits file, never from a header it sends) and its tokens' hashes.
+    const tokens = input.contactTokens;
+    const querier =
+      client?.msp !== undefined || (tokens !== undefined && tokens.length > 0)
+        ? { msp: client?.msp, tokenHashes: [...new Set((tokens ?? []).map(hashContactToken))].sort() }
+        : undefined;
+    return this.#resolve({ csi, federation: input.federation ?? { mode: 'default' }, msps: input.msps, querier }, { deadline, network: true, tag, client });
   }
 
   /** True when the resolver validates from a trust anchor. */

@@ -55,12 +55,12 @@ export function identifyClient(request: IncomingMessage, limits: Limits = DEFAUL
     if (match === null || header.length > MAX_API_KEY + 7) throw new MimiError('unauthorized', 'Authorization must be "Bearer <API key>"');
     const client = knownKey(limits, match[1] ?? '');
     if (client === undefined) throw new MimiError('unauthorized', 'unknown API key');
-    return { identity: `key:${client.name}`, tier: client.tier };
+    return { identity: `key:${client.name}`, tier: client.tier, ...(client.msp !== undefined ? { msp: client.msp } : {}) };
   }
   const cert = clientCertificateHash(request);
   if (cert !== undefined) {
     const client = limits.certs.get(cert);
-    if (client !== undefined) return { identity: `key:${client.name}`, tier: client.tier };
+    if (client !== undefined) return { identity: `key:${client.name}`, tier: client.tier, ...(client.msp !== undefined ? { msp: client.msp } : {}) };
     return { identity: `cert:${cert}`, tier: limits.tiers.standard !== undefined ? 'standard' : 'anonymous' };
   }
   const address = request.socket.remoteAddress ?? 'unknown';

@@ -96,6 +96,7 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
         ? { cacheSize: { answers: r.cacheEntries, records: r.cacheEntries, referrals: Math.max(1000, Math.ceil(r.cacheEntries / 10)) } }
         : {}),
       ...(tagSecret !== undefined ? { tagSecret } : {}),
+      ...(r?.peering !== undefined ? { peering: r.peering } : {}),
     },
   };
 }

@@ -3,7 +3,10 @@
  * the root's zone; the registration lifecycle's are in `lifecycle-http.ts`.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isMimiError } from '../errors.ts';
+import { isMimiError, MimiError } from '../errors.ts';
+import { z } from 'zod';
+import { idSchema } from '../protocol/ids.ts';
+import { ANONYMOUS, CONTACT_TOKEN_HASH_HEADER, MAX_CONTACT_TOKENS, QUERIER_MSP_HEADER, type Querier } from '../protocol/visibility.ts';
 import type { Metrics } from './metrics.ts';
 import type { DiscoveryProvider } from '../dp/provider.ts';
 import type { RootDp } from '../dp/root-dp.ts';
@@ -111,7 +114,7 @@ export function addLookupRoutes(app: FastifyInstance, front: DpFront<DpServing>,
     let body: ReturnType<typeof lookupRequestSchema.parse>;
     try {
       body = parseBody(lookupRequestSchema, request.body);
-      response = dp.lookup(subjectOf(body, apex));
+      response = dp.lookup(subjectOf(body, apex), querierOf(request));
     } catch (err) {
       settleClient(clients, client, false);
       front.metrics?.dpLookups.labels(dp.id, isMimiError(err) ? err.code : 'internal').inc();
@@ -149,6 +152,28 @@ export function addZoneRoute(app: FastifyInstance, front: DpFront<RootServing>):
     return reply.type(signer === undefined ? 'application/json' : JOSE_CONTENT_TYPE).send(doc.body);
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
+}
+
+const querierMspSchema = idSchema;
+const tokenHashesSchema = z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/)).max(MAX_CONTACT_TOKENS);
+
+/**
+ * Who asks, as far as this DP may believe (PROTOCOL.md §15): the querier's MSP
+ * and contact-token hashes only from a resolver authenticated by mutual TLS (a
+ * verified client certificate); anyone else is anonymous, whatever it sends.
+ */
+function querierOf(request: FastifyRequest): Querier {
+  if (clientCertificateHash(request.raw) === undefined) return ANONYMOUS;
+  const msp = request.headers[QUERIER_MSP_HEADER];
+  const hashes = request.headers[CONTACT_TOKEN_HASH_HEADER];
+  if (Array.isArray(msp) || Array.isArray(hashes))
+    throw new MimiError('invalid_request', `${QUERIER_MSP_HEADER} and ${CONTACT_TOKEN_HASH_HEADER} are sent once each`);
+  const parsedMsp = msp === undefined ? undefined : querierMspSchema.safeParse(msp);
+  if (parsedMsp !== undefined && !parsedMsp.success) throw new MimiError('invalid_request', `${QUERIER_MSP_HEADER}: not an MSP id`);
+  const parsedHashes = tokenHashesSchema.safeParse(hashes === undefined || hashes === '' ? [] : hashes.split(','));
+  if (!parsedHashes.success)
+    throw new MimiError('invalid_request', `${CONTACT_TOKEN_HASH_HEADER}: at most ${MAX_CONTACT_TOKENS} base64url SHA-256 hashes, comma-separated`);
+  return { msp: parsedMsp?.data, tokenHashes: parsedHashes.data };
 }
 
 /**

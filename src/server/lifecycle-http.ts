@@ -85,6 +85,7 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
         level: checked.level,
         attestationIat: checked.attestationIat,
         registeredAt: now(),
+        visibility: checked.payload.visibility,
       },
       checked.payloadHash,
     );

@@ -30,6 +30,8 @@ export function resolverWellKnown(resolver: Resolver): Record<string, unknown> {
       staleTtl: p.staleTtl,
       // PROTOCOL.md §16: the fan-out bounds, and with client limits the prefix aggregation and connection limits.
       fanout: resolver.fanout,
+      // PROTOCOL.md §15: bilateral federation, by MSP id (no client names).
+      ...(Object.keys(resolver.peering).length > 0 ? { peering: resolver.peering } : {}),
       ...(resolver.limits !== undefined
         ? { tiers: resolver.limits.tiers, costs: DISCLOSED_COSTS, aggregate: resolver.limits.aggregate, connections: resolver.limits.connections }
         : {}),

@@ -524,6 +524,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         ...(anchor !== undefined ? { trustAnchor: anchor } : {}),
         ...(settings.requireSecure ? { requireSecure: true } : {}),
         ...(tls !== undefined ? { transport: new HttpTransport({ tls: tls.client }) } : {}),
+        // PROTOCOL.md §15: only a resolver that authenticates itself to DPs tells them who asks.
+        ...(tls?.client.cert !== undefined ? { mutualTls: true } : {}),
         ...(settings.limits !== undefined ? { limits: settings.limits } : {}),
       };
     };

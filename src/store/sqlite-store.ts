@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { MimiError } from '../errors.ts';
 import type { DpStore, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
+import type { Visibility } from '../protocol/visibility.ts';
 import type { Statement } from '../protocol/statement.ts';
 
 /**
@@ -123,6 +124,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
   // PROTOCOL.md §16: statements already seen (SHA-256 of the payload), so a published proof cannot be replayed.
   `CREATE TABLE seen_statements (hash TEXT PRIMARY KEY, at INTEGER NOT NULL);`,
+  // PROTOCOL.md §15: the holder's visibility (JSON; NULL: public), read at every lookup without decoding the proof.
+  `ALTER TABLE mappings ADD COLUMN visibility TEXT;
+   ALTER TABLE pending ADD COLUMN visibility TEXT;`,
 ];
 
 interface MappingRow {
@@ -136,6 +140,7 @@ interface MappingRow {
   att_iat: number;
   proof: string;
   registered_at: number;
+  visibility: string | null;
 }
 
 interface PendingRow extends MappingRow {
@@ -168,6 +173,7 @@ function mappingOf(row: MappingRow): StoredMapping {
     attestationIat: row.att_iat,
     proof: JSON.parse(row.proof) as Statement,
     registeredAt: row.registered_at,
+    ...(row.visibility !== null ? { visibility: JSON.parse(row.visibility) as Visibility } : {}),
   };
 }
 
@@ -189,6 +195,7 @@ function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
     JSON.stringify(m.proof),
     m.registeredAt,
     hkey,
+    m.visibility !== undefined ? JSON.stringify(m.visibility) : null,
   ];
 }
 
@@ -266,7 +273,7 @@ class SqliteStore implements DpStore {
       active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
       byHash: p<{ csi: string }>('SELECT csi FROM mappings WHERE hkey = ? LIMIT 1'),
       put: p(
-        'INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       remove: p('DELETE FROM mappings WHERE csi = ? AND msp = ?'),
       issuedBefore: p<{ csi: string; msp: string }>('SELECT csi, msp FROM mappings WHERE att_iat < ? ORDER BY att_iat LIMIT ?'),
@@ -284,7 +291,7 @@ class SqliteStore implements DpStore {
       anyRecord: p<{ one: number }>('SELECT 1 AS one FROM mappings UNION ALL SELECT 1 FROM pending UNION ALL SELECT 1 FROM delegations LIMIT 1'),
       nextSeq: p<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM pending'),
       addPending: p(
-        'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       removePending: p('DELETE FROM pending WHERE id = ?'),
       contest: p('UPDATE pending SET contested = 1 WHERE id = ?'),
@@ -369,7 +376,14 @@ class SqliteStore implements DpStore {
 
   addPending(p: PendingMapping): void {
     const seq = this.#s.nextSeq.get()?.seq ?? 1;
-    this.#s.addPending.run(...columnsOf(p, null).slice(0, 10), p.id, seq, p.since, p.contested ? 1 : 0);
+    this.#s.addPending.run(
+      ...columnsOf(p, null).slice(0, 10),
+      p.id,
+      seq,
+      p.since,
+      p.contested ? 1 : 0,
+      p.visibility !== undefined ? JSON.stringify(p.visibility) : null,
+    );
   }
 
   removePending(id: string): void {

@@ -9,6 +9,7 @@ import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import { unverifiedPayload, verifyFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupResponseSchema, type Provider } from '../protocol/messages.ts';
+import type { Visibility } from '../protocol/visibility.ts';
 import type { RootZone } from '../zone/normalise.ts';
 import { ZoneTable } from '../zone/zone-table.ts';
 import type { Dispatcher } from 'undici';
@@ -35,6 +36,8 @@ export interface RegistrationRequest {
   readonly attestation?: string | undefined;
   /** How to reach the provers and DPs (TLS); the default agent when absent. */
   readonly dispatcher?: Dispatcher | undefined;
+  /** Who may find the mapping (PROTOCOL.md §15); anyone when absent. */
+  readonly visibility?: Visibility | undefined;
 }
 
 /** Proves possession of a CSI with the identity prover the root trusts for it: challenge, code, attestation. */
@@ -95,10 +98,7 @@ export async function registerThroughFlow(req: RegistrationRequest): Promise<Reg
   const dp = req.dpEndpoint !== undefined ? { id: req.dp ?? '', endpoints: [req.dpEndpoint] } : await findServingDp(req.root, csi, req.dp, req.dispatcher);
   // Milliseconds: two statements of one holder in one second differ, so a new one is never taken for a replay (PROTOCOL.md §16).
   const created = new Date().toISOString();
-  const statement = await signStatement(
-    { csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation },
-    req.holder,
-    req.mspKey,
-  );
+  const payload = { csi: csi.canonical, msp: req.msp, preference: req.preference, created, dp: dp.id, attestation };
+  const statement = await signStatement(req.visibility !== undefined ? { ...payload, visibility: req.visibility } : payload, req.holder, req.mspKey);
   return { ...(await registerStatement(dp.endpoints[0] ?? '', statement, req.dispatcher)), dp: dp.id };
 }

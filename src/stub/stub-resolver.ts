@@ -38,6 +38,8 @@ export interface ResolveOptions {
   /** Only these MSPs. */
   readonly msps?: readonly string[];
   readonly federation?: Federation;
+  /** Contact tokens the querier was given (PROTOCOL.md §15): mappings shared with their holders become visible. */
+  readonly contactTokens?: readonly string[];
 }
 
 /** A client of a MIMI discovery resolver. */
@@ -71,6 +73,7 @@ export class StubResolver {
       format,
       ...(options.msps !== undefined ? { msps: options.msps } : {}),
       ...(options.federation !== undefined ? { federation: options.federation } : {}),
+      ...(options.contactTokens !== undefined && options.contactTokens.length > 0 ? { contactTokens: options.contactTokens } : {}),
     };
     const who = `the resolver at ${this.#base}`;
     const { status, json } = await requestJson(`${this.#base}/v1/resolve`, {

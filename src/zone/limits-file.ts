@@ -59,7 +59,13 @@ const fanoutSchema = z.strictObject({
 export const limitsFileSchema = z.strictObject({
   tiers: z.record(idSchema, tierSchema).refine((t) => Object.keys(t).length <= 64, 'at most 64 tiers'),
   clients: z
-    .array(z.union([z.strictObject({ name: idSchema, key: sha256Ref, tier: idSchema }), z.strictObject({ name: idSchema, cert: sha256Ref, tier: idSchema })]))
+    .array(
+      z.union([
+        // `msp`: the querier's MSP (PROTOCOL.md §15), which the resolver tells DPs so they can apply recipient controls.
+        z.strictObject({ name: idSchema, key: sha256Ref, tier: idSchema, msp: idSchema.optional() }),
+        z.strictObject({ name: idSchema, cert: sha256Ref, tier: idSchema, msp: idSchema.optional() }),
+      ]),
+    )
     .max(100_000)
     .default([]),
   perResolver: z.strictObject({ rate, burst: rate, notFoundRate: rate.optional(), notFoundBurst: rate.optional() }).optional(),
@@ -78,6 +84,8 @@ export type Tier = z.infer<typeof tierSchema>;
 export interface KnownClient {
   readonly name: string;
   readonly tier: string;
+  /** The MSP whose users it queries for (PROTOCOL.md §15). */
+  readonly msp?: string | undefined;
 }
 
 /** Anonymous clients are limited per network prefix (PROTOCOL.md §16), not per address. */
@@ -228,7 +236,7 @@ export function parseLimits(text: string, source: string): Limits {
     const [map, ref] = 'key' in c ? [keys, c.key] : [certs, c.cert];
     const hex = ref.slice('sha256:'.length);
     if (map.has(hex)) throw new MimiError('invalid_config', `${source}: clients[${i}]: the same key is listed twice`);
-    map.set(hex, { name: c.name, tier: c.tier });
+    map.set(hex, { name: c.name, tier: c.tier, ...(c.msp !== undefined ? { msp: c.msp } : {}) });
   });
   const d = DEFAULT_LIMITS;
   const perResolver =
