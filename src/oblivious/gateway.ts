@@ -1,0 +1,147 @@
+/**
+ * The resolver as an Oblivious HTTP gateway (RFC 9458 §6, PROTOCOL.md §14):
+ * `GET /.well-known/ohttp-gateway` publishes the key configurations,
+ * `POST /v1/ohttp` opens a `message/ohttp-req`, reads the Binary HTTP request
+ * inside (only `POST /v1/resolve`), has the resolver answer it and seals the
+ * Binary HTTP answer, problem documents included, into a `message/ohttp-res`.
+ * What cannot be opened is 400 outside; a replayed request is 409 outside.
+ * The gateway sees only the address of whoever sent the outer request (the
+ * relay); it logs neither bodies nor CSIs.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { MimiError } from '../errors.ts';
+import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
+import { parseStrictJson } from '../protocol/strict-json.ts';
+import type { Resolver } from '../resolver/resolver.ts';
+import { identifyClient } from '../server/client-identity.ts';
+import { parseBody, refuseOtherMethods, sendProblem } from '../server/http-common.ts';
+import { decodeRequest, encodeResponse, type BinaryRequest, type BinaryResponse, type FieldLine } from './bhttp.ts';
+import { encodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE } from './key-config.ts';
+import type { KeyRing } from './key-ring.ts';
+import { OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, openRequest, UnknownKeyError } from './ohttp.ts';
+
+/** The gateway resource (PROTOCOL.md §14). */
+export const GATEWAY_PATH = '/v1/ohttp';
+/** Where the key configurations are published (RFC 9540 §3, PROTOCOL.md §14). */
+export const GATEWAY_KEYS_PATH = '/.well-known/ohttp-gateway';
+/** The one request a gateway carries. */
+export const TARGET_PATH = '/v1/resolve';
+
+/** RFC 9458 §5.3: the problem type that tells a client to fetch the key configurations again. */
+export const OHTTP_KEY_PROBLEM_TYPE = 'https://iana.org/assignments/http-problem-types#ohttp-key';
+
+/** Header, enc and tag around the largest request body the resolver takes, with room for Binary HTTP framing and fields. */
+export const MAX_ENCAPSULATED_REQUEST = MAX_REQUEST_BODY + 4096;
+
+/**
+ * Answers the body of an inner `POST /v1/resolve` for the client of the outer
+ * request (the relay): the answer's bytes, or a {@link MimiError} thrown.
+ */
+export type ResolveHandler = (content: Uint8Array, outer: IncomingMessage) => Promise<Uint8Array>;
+
+/** The resolver's handler, as `POST /v1/resolve` runs it: strict JSON, the body schema, the client's limits by the outer request. */
+export function resolverHandler(current: () => Resolver): ResolveHandler {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  return async (content, outer) => {
+    let text: string;
+    try {
+      text = decoder.decode(content);
+    } catch (err) {
+      throw new MimiError('invalid_request', 'the request body is not UTF-8', { cause: err });
+    }
+    const json = text === '' ? undefined : parseStrictJson(text);
+    const resolver = current();
+    return resolver.resolveBytes(parseBody(resolveRequestSchema, json), identifyClient(outer, resolver.limits));
+  };
+}
+
+/** How the gateway is set up. */
+export interface GatewayOptions {
+  readonly keys: KeyRing;
+  readonly resolve: ResolveHandler;
+  readonly logger: Logger;
+}
+
+/** A Binary HTTP answer carrying a problem document (RFC 9457), with `Retry-After` for 429. */
+function problemResponse(err: unknown): BinaryResponse {
+  const problem = toProblem(err);
+  const headers: FieldLine[] = [['content-type', PROBLEM_CONTENT_TYPE]];
+  if (err instanceof MimiError && err.retryAfter !== undefined) headers.push(['retry-after', String(Math.max(1, Math.ceil(err.retryAfter)))]);
+  return { status: problem.status, headers, content: Buffer.from(JSON.stringify(problem)), trailers: [] };
+}
+
+/** Answers the inner request: only `POST /v1/resolve` goes to the resolver. */
+async function answerInner(request: BinaryRequest, options: GatewayOptions, outer: IncomingMessage): Promise<BinaryResponse> {
+  const path = request.path.split('?')[0];
+  if (path !== TARGET_PATH) return problemResponse(new MimiError('invalid_request', `a gateway carries only POST ${TARGET_PATH}`, { status: 404 }));
+  if (request.method !== 'POST')
+    return problemResponse(new MimiError('invalid_request', `${request.method} is not allowed on ${TARGET_PATH}`, { status: 405 }));
+  if (request.content.length > MAX_REQUEST_BODY)
+    return problemResponse(new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 }));
+  try {
+    const bytes = await options.resolve(request.content, outer);
+    return { status: 200, headers: [['content-type', 'application/json']], content: bytes, trailers: [] };
+  } catch (err) {
+    if (!(err instanceof MimiError)) options.logger.error({ fault: err instanceof Error ? err.message : String(err) }, 'oblivious resolve failed');
+    return problemResponse(err);
+  }
+}
+
+/** The outer answer for a key id the gateway does not (or no longer) accepts (RFC 9458 §5.3). */
+function keyProblem(keyId: number): string {
+  return JSON.stringify({
+    type: OHTTP_KEY_PROBLEM_TYPE,
+    title: 'Oblivious HTTP key configuration not acceptable',
+    status: 400,
+    detail: `key id ${keyId} is not accepted: fetch ${GATEWAY_KEYS_PATH} again`,
+    code: 'invalid_request',
+  });
+}
+
+/** Adds `GET /.well-known/ohttp-gateway` and `POST /v1/ohttp` to a resolver's app. */
+export function addGatewayRoutes(app: FastifyInstance, options: GatewayOptions): void {
+  const { keys } = options;
+  // Encapsulated requests are bytes; every other body of the app stays JSON (http-common.ts).
+  app.addContentTypeParser(OHTTP_REQUEST_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: MAX_ENCAPSULATED_REQUEST }, (_request, body, done) => done(null, body));
+
+  app.get(GATEWAY_KEYS_PATH, async (_request, reply) => {
+    await keys.refresh();
+    return reply
+      .type(OHTTP_KEYS_CONTENT_TYPE)
+      .header('cache-control', 'no-cache')
+      .send(Buffer.from(encodeKeyConfigs(keys.configs())));
+  });
+  refuseOtherMethods(app, GATEWAY_KEYS_PATH, ['GET']);
+
+  app.post(GATEWAY_PATH, async (request, reply) => {
+    const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+    if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body))
+      throw new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
+    await keys.refresh();
+    let opened;
+    try {
+      opened = await openRequest(request.body, (keyId) => keys.key(keyId));
+    } catch (err) {
+      if (err instanceof UnknownKeyError) return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(err.keyId));
+      throw err;
+    }
+    const seen = keys.remember(opened.keyId, opened.enc);
+    if (seen === 'expired') return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(opened.keyId));
+    if (seen === 'replayed') return sendProblem(reply, new MimiError('replayed', 'this encapsulated request was received before'));
+    let response: BinaryResponse;
+    try {
+      response = await answerInner(decodeRequest(opened.request), options, request.raw);
+    } catch (err) {
+      // A Binary HTTP request that does not decode: the client can still read why, inside.
+      response = problemResponse(err);
+    }
+    return reply
+      .type(OHTTP_RESPONSE_CONTENT_TYPE)
+      .header('cache-control', 'no-store')
+      .send(Buffer.from(opened.sealResponse(encodeResponse(response))));
+  });
+  refuseOtherMethods(app, GATEWAY_PATH, ['POST']);
+}
