@@ -45,7 +45,7 @@ export function tlsAgent(tls: TlsClientOptions): Agent {
 export interface HttpRequest {
   readonly method: 'GET' | 'POST';
   readonly headers: Readonly<Record<string, string>>;
-  readonly body?: string;
+  readonly body?: string | Uint8Array;
   readonly dispatcher: Dispatcher;
   /** Ends the request, and the reading of its answer (a deadline, or the caller giving up). */
   readonly signal: AbortSignal;

@@ -1,0 +1,124 @@
+/**
+ * The client side of oblivious discovery (PROTOCOL.md §14): fetch a gateway's
+ * key configurations (through the relay), seal a `POST /v1/resolve` into a
+ * `message/ohttp-req`, send it to the relay, open the `message/ohttp-res` and
+ * read the Binary HTTP answer inside. The relay learns the client's address,
+ * never the CSI; the gateway learns the CSI, never the client's address.
+ */
+import type { Dispatcher } from 'undici';
+import { MimiError } from '../errors.ts';
+import { MAX_RESPONSE_BODY } from '../protocol/messages.ts';
+import { createAgent, problemError, sendRequest } from '../net/http-client.ts';
+import { decodeResponse, encodeRequest, fieldValue, type BinaryResponse } from './bhttp.ts';
+import { decodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE, type KeyConfig } from './key-config.ts';
+import { chooseConfig, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, sealRequest } from './ohttp.ts';
+
+/** Largest key configuration list read. */
+const MAX_KEYS_BODY = 64 * 1024;
+
+/** How a client reaches a gateway. */
+export interface ObliviousClientOptions {
+  /** The relay's base URL: its `POST /v1/ohttp` and `GET /.well-known/ohttp-gateway`. */
+  readonly relay: string;
+  /** The gateway's key configurations (`application/ohttp-keys` bytes); fetched through the relay when absent. */
+  readonly gatewayKeys?: Uint8Array | undefined;
+  /** The authority written into the inner request (the gateway's target; `resolver` when absent). */
+  readonly authority?: string | undefined;
+  readonly dispatcher?: Dispatcher | undefined;
+  /** Time allowed per request, ms (default 15000). */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** The inner answer of an oblivious resolve. */
+export interface ObliviousAnswer {
+  readonly status: number;
+  readonly contentType: string | undefined;
+  readonly retryAfter: string | undefined;
+  /** The answer's bytes: exactly what `POST /v1/resolve` would have sent. */
+  readonly body: Uint8Array;
+}
+
+const defaultAgent = createAgent();
+
+function headerOf(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Fetches and decodes a gateway's key configurations from `url` (`…/.well-known/ohttp-gateway`, usually through the relay). */
+export async function fetchKeyConfigs(url: string, options: Pick<ObliviousClientOptions, 'dispatcher' | 'timeoutMs'> = {}): Promise<KeyConfig[]> {
+  const who = new URL(url).origin;
+  const answer = await sendRequest(
+    url,
+    {
+      method: 'GET',
+      headers: { accept: OHTTP_KEYS_CONTENT_TYPE },
+      dispatcher: options.dispatcher ?? defaultAgent,
+      signal: AbortSignal.timeout(options.timeoutMs ?? 15_000),
+    },
+    who,
+    MAX_KEYS_BODY,
+  );
+  if (answer.status !== 200 || headerOf(answer.headers, 'content-type') !== OHTTP_KEYS_CONTENT_TYPE)
+    throw new MimiError('upstream_unavailable', `${who} answered HTTP ${answer.status} without key configurations`);
+  return decodeKeyConfigs(answer.body);
+}
+
+/** The relay's URL of a path. */
+function relayUrl(relay: string, path: string): string {
+  return new URL(path, relay.endsWith('/') ? relay : `${relay}/`).toString();
+}
+
+/**
+ * Sends one `POST /v1/resolve` body through the relay, sealed to the gateway,
+ * and returns the inner answer. An outer refusal (a replay, an unknown key, a
+ * relay's limit) is thrown as the {@link MimiError} of its problem document.
+ */
+export async function obliviousResolve(options: ObliviousClientOptions, body: unknown): Promise<ObliviousAnswer> {
+  const dispatcher = options.dispatcher ?? defaultAgent;
+  const configs =
+    options.gatewayKeys !== undefined
+      ? decodeKeyConfigs(options.gatewayKeys)
+      : await fetchKeyConfigs(relayUrl(options.relay, '/.well-known/ohttp-gateway'), { dispatcher, timeoutMs: options.timeoutMs });
+  const { config, suite } = chooseConfig(configs);
+  const inner = encodeRequest({
+    method: 'POST',
+    scheme: 'https',
+    authority: options.authority ?? 'resolver',
+    path: '/v1/resolve',
+    headers: [['content-type', 'application/json']],
+    content: Buffer.from(JSON.stringify(body)),
+    trailers: [],
+  });
+  const sealed = await sealRequest(config, inner, { suite });
+  const url = relayUrl(options.relay, '/v1/ohttp');
+  const who = `the relay at ${new URL(url).origin}`;
+  const answer = await sendRequest(
+    url,
+    {
+      method: 'POST',
+      headers: { 'content-type': OHTTP_REQUEST_CONTENT_TYPE, accept: OHTTP_RESPONSE_CONTENT_TYPE },
+      body: sealed.message,
+      dispatcher,
+      signal: AbortSignal.timeout(options.timeoutMs ?? 15_000),
+    },
+    who,
+    MAX_RESPONSE_BODY,
+  );
+  if (answer.status !== 200 || headerOf(answer.headers, 'content-type') !== OHTTP_RESPONSE_CONTENT_TYPE) {
+    let json: unknown;
+    try {
+      json = JSON.parse(answer.body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    throw problemError(answer.status, json, who);
+  }
+  const response: BinaryResponse = decodeResponse(sealed.openResponse(answer.body));
+  return {
+    status: response.status,
+    contentType: fieldValue(response.headers, 'content-type'),
+    retryAfter: fieldValue(response.headers, 'retry-after'),
+    body: response.content,
+  };
+}
