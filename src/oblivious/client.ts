@@ -11,7 +11,7 @@ import { MAX_RESPONSE_BODY } from '../protocol/messages.ts';
 import { createAgent, problemError, sendRequest } from '../net/http-client.ts';
 import { decodeResponse, encodeRequest, fieldValue, type BinaryResponse } from './bhttp.ts';
 import { decodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE, type KeyConfig } from './key-config.ts';
-import { chooseConfig, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, sealRequest } from './ohttp.ts';
+import { chooseConfig, OHTTP_KEY_PROBLEM_TYPE, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, sealRequest } from './ohttp.ts';
 
 /** Largest key configuration list read. */
 const MAX_KEYS_BODY = 64 * 1024;
@@ -75,11 +75,23 @@ function relayUrl(relay: string, path: string): string {
  * relay's limit) is thrown as the {@link MimiError} of its problem document.
  */
 export async function obliviousResolve(options: ObliviousClientOptions, body: unknown): Promise<ObliviousAnswer> {
-  const dispatcher = options.dispatcher ?? defaultAgent;
   const configs =
     options.gatewayKeys !== undefined
       ? decodeKeyConfigs(options.gatewayKeys)
-      : await fetchKeyConfigs(relayUrl(options.relay, '/.well-known/ohttp-gateway'), { dispatcher, timeoutMs: options.timeoutMs });
+      : await fetchKeyConfigs(relayUrl(options.relay, '/.well-known/ohttp-gateway'), { dispatcher: options.dispatcher, timeoutMs: options.timeoutMs });
+  return sendSealed(options, configs, body);
+}
+
+/** The error of an outer answer naming a key the gateway no longer accepts (RFC 9458 §5.3). */
+export class StaleKeyError extends MimiError {
+  constructor(message: string) {
+    super('invalid_request', message);
+  }
+}
+
+/** Seals `body` to the first usable configuration and sends it through the relay. */
+async function sendSealed(options: ObliviousClientOptions, configs: readonly KeyConfig[], body: unknown): Promise<ObliviousAnswer> {
+  const dispatcher = options.dispatcher ?? defaultAgent;
   const { config, suite } = chooseConfig(configs);
   const inner = encodeRequest({
     method: 'POST',
@@ -112,6 +124,8 @@ export async function obliviousResolve(options: ObliviousClientOptions, body: un
     } catch {
       json = undefined;
     }
+    if (typeof json === 'object' && json !== null && (json as { type?: unknown }).type === OHTTP_KEY_PROBLEM_TYPE)
+      throw new StaleKeyError('the gateway no longer accepts the key configuration used');
     throw problemError(answer.status, json, who);
   }
   const response: BinaryResponse = decodeResponse(sealed.openResponse(answer.body));
@@ -121,4 +135,46 @@ export async function obliviousResolve(options: ObliviousClientOptions, body: un
     retryAfter: fieldValue(response.headers, 'retry-after'),
     body: response.content,
   };
+}
+
+/**
+ * A client of one relay that keeps the gateway's key configurations: fetched
+ * once through the relay (unless given), fetched again once when the gateway
+ * says they are stale (a rotation). What `StubResolver({ oblivious })` holds.
+ */
+export class ObliviousClient {
+  readonly #options: ObliviousClientOptions;
+  #configs: Promise<KeyConfig[]> | undefined;
+
+  constructor(options: ObliviousClientOptions) {
+    this.#options = options;
+    if (options.gatewayKeys !== undefined) this.#configs = Promise.resolve(decodeKeyConfigs(options.gatewayKeys));
+  }
+
+  #fetch(): Promise<KeyConfig[]> {
+    const configs = fetchKeyConfigs(relayUrl(this.#options.relay, '/.well-known/ohttp-gateway'), this.#options);
+    configs.catch(() => {
+      if (this.#configs === configs) this.#configs = undefined;
+    });
+    this.#configs = configs;
+    return configs;
+  }
+
+  /** Sends one `POST /v1/resolve` body obliviously: the inner status and JSON, as the net client's `requestJson` returns a direct one's. */
+  async resolveJson(body: unknown): Promise<{ status: number; json: unknown; retryAfter: string | undefined }> {
+    let answer: ObliviousAnswer;
+    try {
+      answer = await sendSealed(this.#options, await (this.#configs ?? this.#fetch()), body);
+    } catch (err) {
+      if (!(err instanceof StaleKeyError) || this.#options.gatewayKeys !== undefined) throw err;
+      answer = await sendSealed(this.#options, await this.#fetch(), body);
+    }
+    let json: unknown;
+    try {
+      json = answer.body.length === 0 ? undefined : JSON.parse(Buffer.from(answer.body).toString('utf8'));
+    } catch (err) {
+      throw new MimiError('upstream_unavailable', 'the gateway sent an answer that is not JSON', { cause: err });
+    }
+    return { status: answer.status, json, retryAfter: answer.retryAfter };
+  }
 }

@@ -21,7 +21,9 @@ import { parseBody, refuseOtherMethods, sendProblem } from '../server/http-commo
 import { decodeRequest, encodeResponse, type BinaryRequest, type BinaryResponse, type FieldLine } from './bhttp.ts';
 import { encodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE } from './key-config.ts';
 import type { KeyRing } from './key-ring.ts';
-import { OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, openRequest, UnknownKeyError } from './ohttp.ts';
+import { OHTTP_KEY_PROBLEM_TYPE, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, openRequest, UnknownKeyError } from './ohttp.ts';
+
+export { OHTTP_KEY_PROBLEM_TYPE } from './ohttp.ts';
 
 /** The gateway resource (PROTOCOL.md §14). */
 export const GATEWAY_PATH = '/v1/ohttp';
@@ -29,9 +31,6 @@ export const GATEWAY_PATH = '/v1/ohttp';
 export const GATEWAY_KEYS_PATH = '/.well-known/ohttp-gateway';
 /** The one request a gateway carries. */
 export const TARGET_PATH = '/v1/resolve';
-
-/** RFC 9458 §5.3: the problem type that tells a client to fetch the key configurations again. */
-export const OHTTP_KEY_PROBLEM_TYPE = 'https://iana.org/assignments/http-problem-types#ohttp-key';
 
 /** Header, enc and tag around the largest request body the resolver takes, with room for Binary HTTP framing and fields. */
 export const MAX_ENCAPSULATED_REQUEST = MAX_REQUEST_BODY + 4096;

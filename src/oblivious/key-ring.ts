@@ -76,7 +76,8 @@ export class KeyRing {
   async #rotate(): Promise<void> {
     const key = await (this.#options.generate ?? generateGatewayKey)((this.#current.key.config.keyId + 1) % 256);
     const now = this.#options.now();
-    this.#current.retired = now;
+    // Retired when its period ended (a lazy rotation gives it no longer grace), or now when its memory filled first.
+    this.#current.retired = Math.min(now, this.#current.created + this.#options.rotationMs);
     this.#previous = this.#current;
     this.#current = { key, created: now, retired: undefined, seen: new Set() };
   }

@@ -27,6 +27,9 @@ export const OHTTP_REQUEST_CONTENT_TYPE = 'message/ohttp-req';
 /** The media type of an encapsulated response (RFC 9458 §9.3). */
 export const OHTTP_RESPONSE_CONTENT_TYPE = 'message/ohttp-res';
 
+/** RFC 9458 §5.3: the problem type that tells a client to fetch the key configurations again. */
+export const OHTTP_KEY_PROBLEM_TYPE = 'https://iana.org/assignments/http-problem-types#ohttp-key';
+
 /** RFC 9458 §4.3 and §4.4 labels. */
 const REQUEST_LABEL = 'message/bhttp request';
 const RESPONSE_LABEL = 'message/bhttp response';

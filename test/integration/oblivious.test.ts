@@ -13,7 +13,7 @@ import pino from 'pino';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeResponse, encodeRequest } from '../../src/oblivious/bhttp.ts';
-import { fetchKeyConfigs, obliviousResolve } from '../../src/oblivious/client.ts';
+import { fetchKeyConfigs, ObliviousClient, obliviousResolve } from '../../src/oblivious/client.ts';
 import { addGatewayRoutes, OHTTP_KEY_PROBLEM_TYPE, resolverHandler } from '../../src/oblivious/gateway.ts';
 import { encodeKeyConfigs } from '../../src/oblivious/key-config.ts';
 import { KeyRing } from '../../src/oblivious/key-ring.ts';
@@ -231,6 +231,25 @@ describe('oblivious discovery through a relay and a gateway', () => {
     expect(refused.status).toBe(400);
     expect(((await refused.json()) as { type: string }).type).toBe(OHTTP_KEY_PROBLEM_TYPE);
     expect((await obliviousResolve({ relay: relayUrl, dispatcher: client }, { csi: '+12025550123' })).status).toBe(200);
+  });
+
+  it('keeps the key configurations, and fetches them again once when the gateway has rotated past them', async () => {
+    const session = new ObliviousClient({ relay: relayUrl, dispatcher: client });
+    const first = await session.resolveJson({ csi: '+12025550123' });
+    expect(first).toMatchObject({ status: 200, json: { status: 'found' } });
+    proxy.seen.length = 0;
+    expect((await session.resolveJson({ csi: 'not a csi' })).json).toMatchObject({ code: 'invalid_csi' });
+    expect(proxy.seen.map((r) => r.url)).toEqual(['/v1/ohttp']);
+    clock.now += 14 * DAY;
+    proxy.seen.length = 0;
+    expect((await session.resolveJson({ csi: '+12025550123' })).status).toBe(200);
+    expect(proxy.seen.map((r) => r.url)).toEqual(['/v1/ohttp', '/.well-known/ohttp-gateway', '/v1/ohttp']);
+    const given = new ObliviousClient({
+      relay: relayUrl,
+      dispatcher: client,
+      gatewayKeys: encodeKeyConfigs(await fetchKeyConfigs(`${gateway.url}/.well-known/ohttp-gateway`)),
+    });
+    expect((await given.resolveJson({ csi: '+12025550123' })).status).toBe(200);
   });
 
   it('limits each client address at the relay', async () => {

@@ -59,6 +59,16 @@ describe('KeyRing', () => {
     expect(keys.remember(1, enc(1))).toBe('fresh');
   });
 
+  it('gives a key rotated late no longer grace than one rotated on time', async () => {
+    const { keys, clock } = await ring();
+    clock.now += 10 * DAY;
+    await keys.refresh();
+    expect(keys.configs().map((c) => c.keyId)).toEqual([1, 0]);
+    clock.now += 4 * DAY;
+    expect(keys.key(0)).toBeUndefined();
+    expect(keys.key(1)).toBeDefined();
+  });
+
   it('makes one new key for concurrent refreshes', async () => {
     const { keys, clock } = await ring();
     clock.now += 7 * DAY;
