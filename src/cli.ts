@@ -221,12 +221,13 @@ async function register(args: string[]): Promise<number> {
     dispatcher: client.dispatcher,
     visibility,
   });
-  if (token !== undefined) process.stderr.write(`contact token (shown once; give it to those who may find this mapping): ${token}\n`);
   if (values.json) process.stdout.write(`${JSON.stringify(token !== undefined ? { ...reply, contactToken: token } : reply)}\n`);
   else if ('mapping' in reply)
     process.stdout.write(`registered ${String(reply.mapping.csi)} on ${msp} (preference ${preference}) at ${reply.dp}: signed by holder, MSP and DP\n`);
   else if (reply.status === 'unchanged') process.stdout.write(`unchanged at ${reply.dp}: that statement already is the mapping\n`);
   else process.stdout.write(`pending at ${reply.dp}: another holder has this CSI (older wins); conflict ${reply.conflict}, its holder has been notified\n`);
+  // Shown once: only its hash is registered, so give it to whoever may find this mapping.
+  if (token !== undefined && values.json !== true) process.stdout.write(`contact token (shown once; give it to whoever may find this mapping): ${token}\n`);
   return 0;
 }
 

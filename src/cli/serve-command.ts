@@ -120,7 +120,8 @@ function flagsConfig(v: ServeValues, fileGiven: boolean): RawConfig {
     newKey: v['new-key'],
     trustAnchor: v['trust-anchor'],
     adminTokenFile: v['admin-token-file'],
-    outbox: v['otp-outbox'],
+    // PROTOCOL.md §7: the flags' default; with --config only the file's `outbox` (nothing is written where it does not say).
+    outbox: v['otp-outbox'] ?? (!fileGiven ? '.mimi/outbox' : undefined),
     dnsCheckServer: v['dns-check-server'],
     tls: set({ pki: usesTls && v.cert === undefined ? (v.pki ?? '.mimi/pki') : undefined, cert: v.cert, key: v.key, ca: v.ca, clientCa: v['client-ca'] }),
     dns: set({ port: numberOf(v['dns-port']), apex: v['dns-apex'] }),

@@ -11,7 +11,7 @@ import { readBoundedText } from '../config/load.ts';
 import { MimiError } from '../errors.ts';
 import { DEFAULT_LIMITS } from '../zone/limits-file.ts';
 import { loadOrCreateSecret } from './keys.ts';
-import { DEFAULT_OUTBOX, type HierarchyOptions, type HierarchyTls } from './serve.ts';
+import type { HierarchyOptions, HierarchyTls } from './serve.ts';
 import { demoSeeding } from './demo-seed.ts';
 
 /** Largest PEM file read. */
@@ -50,6 +50,8 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
   if (servesDps && config.dataDir === undefined)
     throw new MimiError('invalid_config', `${config.source}: data: required where this process runs a DP (the directory of its stores, PROTOCOL.md §9)`);
   if (mode.demo && config.keysDir === undefined) throw new MimiError('invalid_config', `${config.source}: keys: the demo signs everything: give keys`);
+  if (mode.demo && config.outbox === undefined)
+    throw new MimiError('invalid_config', `${config.source}: outbox: the demo reads its one-time codes back from the outbox: give outbox`);
   const tagSecret = r?.clientTagSecretFile !== undefined ? Buffer.from(await loadOrCreateSecret(r.clientTagSecretFile)) : undefined;
   const ttl = r?.ttl;
   return {
@@ -70,8 +72,8 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
     requireSecure: r?.requireSecure,
     otpOutbox: config.outbox,
     // The demo's seeding exists only here, with --demo: a production start never registers anything itself.
-    ...(mode.demo && config.keysDir !== undefined
-      ? { seeding: demoSeeding({ keysDir: config.keysDir, outbox: config.outbox ?? DEFAULT_OUTBOX, logger: mode.logger }) }
+    ...(mode.demo && config.keysDir !== undefined && config.outbox !== undefined
+      ? { seeding: demoSeeding({ keysDir: config.keysDir, outbox: config.outbox, logger: mode.logger }) }
       : {}),
     playMsps: mode.demo,
     dataDir: config.dataDir,

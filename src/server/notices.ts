@@ -15,7 +15,7 @@ const NOTIFY_TIMEOUT_MS = 5000;
 export async function deliverNotices(
   notices: readonly Notice[],
   registries: (() => Promise<Registries>) | undefined,
-  outbox: string,
+  outbox: string | undefined,
   logger: Logger,
 ): Promise<void> {
   if (notices.length === 0) return;
@@ -23,7 +23,10 @@ export async function deliverNotices(
   for (const notice of notices) {
     const url = msps?.get(notice.msp)?.notify;
     if (url === undefined) {
-      await appendJsonLine(outbox, 'notices.jsonl', notice);
+      // No notify URL and no outbox configured: the MSP is not told (logged without the CSI).
+      if (outbox === undefined)
+        logger.warn({ msp: notice.msp, notice: notice.notice }, 'a notice has nowhere to go: the MSP has no notify URL and no outbox is configured');
+      else await appendJsonLine(outbox, 'notices.jsonl', notice);
       continue;
     }
     fetch(url, {

@@ -200,7 +200,7 @@ export interface RootContext extends DpContext {
 }
 
 /** Builds an authoritative DP: lookups, the registration lifecycle over its store, the sweep of lapsed mappings, DNS. */
-export function buildAuthoritative(zone: AuthoritativeZone, context: DpContext & { readonly outbox: string }): AuthoritativeServer {
+export function buildAuthoritative(zone: AuthoritativeZone, context: DpContext & { readonly outbox: string | undefined }): AuthoritativeServer {
   const serving = (base: AuthoritativeZone, limits: Limits | undefined, registries: (() => Promise<Registries>) | undefined): AuthoritativeServing => {
     const dp = new AuthoritativeDp(base, context.store, context.now);
     dp.onChange((csi) => front.changed(csi));

@@ -90,7 +90,7 @@ export interface HierarchyOptions {
   readonly trustAnchorFile?: string | undefined;
   /** The resolver refuses insecure answers. */
   readonly requireSecure?: boolean | undefined;
-  /** Where the built-in delivery channel writes one-time codes (`--otp-outbox`, default `.mimi/outbox`). */
+  /** Where the built-in delivery channel writes one-time codes and notices (`outbox`); none when absent (identity provers then refuse to start). */
   readonly otpOutbox?: string | undefined;
   /**
    * Registers the zone files' mappings through the real flow after the start and
@@ -409,7 +409,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
   try {
     const now = options.now ?? Date.now;
     const serverLimits = options.serverLimits ?? options.limits;
-    const outbox = options.otpOutbox ?? DEFAULT_OUTBOX;
+    const outbox = options.otpOutbox;
     const tls = await tlsMaterial(options.tls);
 
     // Every store is opened (and integrity-checked) before anything listens: a damaged one stops the start.
@@ -486,6 +486,8 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       if (zone.role === 'idprover') {
         const key = keys.get(zone.id);
         if (key === undefined) throw new MimiError('invalid_config', `${zone.id}: an identity prover signs attestations: it needs its key`);
+        if (outbox === undefined)
+          throw new MimiError('invalid_config', `${zone.id}: an identity prover delivers its one-time codes through the outbox: give outbox (a directory)`);
         const prover = buildIdprover(zone, { key, outbox, now, limits: serverLimits });
         provers.set(zone.id, prover);
         server = prover;
