@@ -51,7 +51,7 @@ const USAGE = `usage:
              [--tls] [--pki DIR] [--cert FILE --key FILE] [--ca FILE] [--client-ca FILE] [--limits FILE]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
-              [--ca FILE] [--api-key KEY] [--contact-token T ...]
+              [--ca FILE] [--api-key KEY] [--contact-token T ...] [--relay URL [--gateway-keys FILE]]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
                 [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--visibility public|same-msp|msps:ID,ID|token] [--json]
   mimi revoke CSI [--msp ID] [--holder-key FILE] [--dp ID] [--resolver URL] [--trust-anchor FILE] [--json]
@@ -130,12 +130,16 @@ async function lookup(args: string[]): Promise<number> {
       ca: { type: 'string' },
       'api-key': { type: 'string' },
       'contact-token': { type: 'string', multiple: true },
+      relay: { type: 'string' },
+      'gateway-keys': { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new UsageError('mimi lookup takes exactly one CSI (quote it if it has spaces)');
   const contactTokens = values['contact-token']?.map((t) => flag(contactTokenSchema, 'contact-token', t));
+  if (values['gateway-keys'] !== undefined && values.relay === undefined) throw new UsageError('--gateway-keys FILE goes with --relay URL');
+  const gatewayKeys = values['gateway-keys'] !== undefined ? await readGatewayKeys(values['gateway-keys']) : undefined;
   const csi = positionals[0] ?? '';
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
@@ -147,6 +151,8 @@ async function lookup(args: string[]): Promise<number> {
     trustAnchor: client.trustAnchor,
     dispatcher: client.dispatcher,
     ...(apiKey !== undefined ? { apiKey } : {}),
+    // PROTOCOL.md §14: through an Oblivious HTTP relay to the resolver's gateway.
+    ...(values.relay !== undefined ? { oblivious: { relay: flag(httpUrl, 'relay', values.relay), gatewayKeys: gatewayKeys } } : {}),
   });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}), ...(contactTokens !== undefined ? { contactTokens } : {}) });
@@ -155,6 +161,16 @@ async function lookup(args: string[]): Promise<number> {
   } finally {
     await stub.close();
   }
+}
+
+/** The raw `application/ohttp-keys` bytes of `--gateway-keys FILE` (bounded: a key list is small). */
+async function readGatewayKeys(path: string): Promise<Uint8Array> {
+  const bytes = await readFile(path).catch((err: unknown) => {
+    throw new MimiError('invalid_request', `--gateway-keys ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  if (bytes.length === 0 || bytes.length > 64 * 1024)
+    throw new MimiError('invalid_request', `--gateway-keys ${path}: not an application/ohttp-keys file (empty, or over 64 KiB)`);
+  return bytes;
 }
 
 /** `--visibility public|same-msp|msps:ID,ID|token` (PROTOCOL.md §15); `token` makes a new contact token. */

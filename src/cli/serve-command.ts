@@ -164,6 +164,8 @@ function unreloadable(before: Config, after: Config): string | undefined {
     'tls',
     'dns',
     'operations',
+    'oblivious',
+    'relay',
     'user',
     'log',
   ];
@@ -274,6 +276,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
   const ready = {
     event: 'ready',
     resolver: running.resolverUrl ?? null,
+    ...(running.relayUrl !== undefined ? { relay: running.relayUrl } : {}),
     servers: running.servers,
     ...(running.resolverDns !== undefined ? { resolverDns: running.resolverDns } : {}),
     ...(Object.keys(running.dns).length > 0 ? { dns: running.dns } : {}),

@@ -74,6 +74,10 @@ export interface Config {
   readonly log: { readonly level: string; readonly format: 'json' | 'pretty' };
   readonly user: string | undefined;
   readonly resolver: ResolverConfig | undefined;
+  /** The resolver as an Oblivious HTTP gateway (PROTOCOL.md §14): its keys rotate every `keyRotationDays` (default 7). */
+  readonly oblivious: { readonly keyRotationDays: number; readonly tokens: 'required' | undefined } | undefined;
+  /** An Oblivious HTTP relay: where it listens and its one gateway resource (PROTOCOL.md §14). */
+  readonly relay: { readonly listen: HostPort; readonly gateway: string } | undefined;
 }
 
 /** Largest configuration file read (PROTOCOL.md §11). */
@@ -154,8 +158,12 @@ export function overlay(file: RawConfig, flags: RawConfig): RawConfig {
 export function normaliseConfig(raw: RawConfig, source: string): Config {
   const problems: string[] = [];
   if (raw.serve !== undefined && raw.zones === undefined) problems.push(`${source}: serve: needs zones (the directory of the zone files it names)`);
-  if (raw.zones === undefined && raw.resolver === undefined)
-    problems.push(`${source}: zones: give zones (servers to run) or resolver (a resolver alone), or both`);
+  if (raw.zones === undefined && raw.resolver === undefined && raw.relay === undefined) {
+    problems.push(`${source}: zones: give zones (servers to run), resolver (a resolver alone) or relay (an Oblivious HTTP relay)`);
+  }
+  if (raw.oblivious !== undefined && raw.resolver === undefined) problems.push(`${source}: oblivious: the gateway is a resolver's: give resolver too`);
+  if (raw.oblivious?.tokens !== undefined)
+    problems.push(`${source}: oblivious.tokens: Privacy Pass tokens are not implemented yet (PROTOCOL.md §14); leave it out`);
   if (raw.zones === undefined && raw.resolver !== undefined && raw.resolver.root === undefined && raw.root === undefined) {
     problems.push(`${source}: resolver.root: a resolver without zones needs its root hints (resolver.root, or root)`);
   }
@@ -185,6 +193,8 @@ export function normaliseConfig(raw: RawConfig, source: string): Config {
     operations: raw.operations === undefined ? undefined : splitHostPort(raw.operations),
     log: { level: raw.log?.level ?? 'info', format: raw.log?.format ?? 'json' },
     user: raw.user,
+    oblivious: raw.oblivious === undefined ? undefined : { keyRotationDays: raw.oblivious.keyRotationDays ?? 7, tokens: raw.oblivious.tokens },
+    relay: raw.relay === undefined ? undefined : { listen: splitHostPort(raw.relay.listen), gateway: raw.relay.gateway },
     resolver:
       r === undefined
         ? undefined

@@ -11,6 +11,19 @@ import { endpointSchema, idSchema } from '../zone/schema.ts';
 const pathSchema = z.string().min(1).max(4096);
 
 /** `HOST:PORT`, with IPv6 hosts in brackets. */
+/** A resource URL (an Oblivious HTTP gateway's, path included): http:// or https://, no credentials, query or fragment. */
+const resourceUrlSchema = z
+  .string()
+  .max(2048)
+  .refine((text) => {
+    try {
+      const url = new URL(text);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+    } catch {
+      return false;
+    }
+  }, 'an http:// or https:// URL without credentials, query or fragment');
+
 export const hostPortSchema = z
   .string()
   .max(300)
@@ -106,6 +119,16 @@ export const rawConfigSchema = z.strictObject({
     .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name')
     .optional(),
   resolver: resolverSchema.optional(),
+  /** PROTOCOL.md §14: the resolver is an Oblivious HTTP gateway (`issuer`: a base URL). */
+  oblivious: z
+    .strictObject({
+      keyRotationDays: z.number().min(0.01).max(365).optional(),
+      tokens: z.literal('required').optional(),
+      issuer: resourceUrlSchema.optional(),
+    })
+    .optional(),
+  /** PROTOCOL.md §14: an Oblivious HTTP relay to one gateway. */
+  relay: z.strictObject({ listen: hostPortSchema, gateway: resourceUrlSchema }).optional(),
 });
 
 /** The configuration file as written. */

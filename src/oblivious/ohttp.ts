@@ -19,7 +19,6 @@ import {
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, type AeadInterface } from '@hpke/core';
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
 import { MimiError } from '../errors.ts';
-import './webcrypto-types.ts';
 import { AEAD_AES_128_GCM, AEAD_CHACHA20_POLY1305, KDF_HKDF_SHA256, KEM_X25519_SHA256, type KeyConfig, type SymmetricSuite } from './key-config.ts';
 
 /** The media type of an encapsulated request (RFC 9458 §9.2). */

@@ -16,7 +16,7 @@ import { statementPayloadSchema, statementSchema } from '../protocol/statement.t
 import { challengeAnswerSchema, challengeRequestSchema, decisionSchema, flushQuerySchema, idParamSchema } from '../protocol/requests.ts';
 
 /** Which kind of server answers a route. */
-export type ApiRole = 'root' | 'authoritative' | 'idprover' | 'resolver' | 'operations';
+export type ApiRole = 'root' | 'authoritative' | 'idprover' | 'resolver' | 'gateway' | 'relay' | 'operations';
 
 /** One response of a route. */
 export interface ApiResponse {
@@ -111,7 +111,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   {
     method: 'GET',
     path: '/healthz',
-    roles: [...EVERY_SERVER, 'operations'],
+    roles: [...EVERY_SERVER, 'relay', 'operations'],
     summary: 'Liveness: 200 while the process serves',
     section: '§3, §11',
     responses: { 200: ok('serving', statusSchema) },
@@ -129,7 +129,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   {
     method: 'GET',
     path: '/openapi.json',
-    roles: EVERY_SERVER,
+    roles: [...EVERY_SERVER, 'relay'],
     summary: 'This document, for the paths this server answers',
     section: '§12',
     responses: { 200: ok('an OpenAPI 3.1 document', z.record(z.string(), z.unknown())) },
@@ -298,6 +298,31 @@ export const API_ROUTES: readonly ApiRoute[] = [
     body: challengeAnswerSchema,
     responses: { 200: ok('the attestation', attestationSchema) },
     problems: ['wrong_code', 'challenge_expired', 'too_many_attempts'],
+  },
+  {
+    method: 'GET',
+    path: '/.well-known/ohttp-gateway',
+    roles: ['gateway', 'relay'],
+    summary: 'The gateway’s Oblivious HTTP key configurations (RFC 9458 §3); a relay passes them through',
+    section: '§14',
+    responses: { 200: { description: 'the key configurations', type: 'application/ohttp-keys', schema: z.string().describe('binary') } },
+    problems: ['upstream_unavailable'],
+  },
+  {
+    method: 'POST',
+    path: '/v1/ohttp',
+    roles: ['gateway', 'relay'],
+    summary: 'An encapsulated request (message/ohttp-req) holding a Binary HTTP POST /v1/resolve; the answer is encapsulated too',
+    section: '§14',
+    responses: {
+      200: {
+        description: 'the encapsulated Binary HTTP response (problem documents inside it too)',
+        type: 'message/ohttp-res',
+        schema: z.string().describe('binary'),
+      },
+      415: ok('not message/ohttp-req'),
+    },
+    problems: ['replayed', 'upstream_unavailable'],
   },
   {
     method: 'GET',

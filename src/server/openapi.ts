@@ -158,7 +158,8 @@ export function openApiDocument(roles?: readonly ApiRole[]): Json {
 }
 
 /** Adds `GET /openapi.json`: the document of the paths this kind of server answers. */
-export function addOpenApiRoute(app: FastifyInstance, role: ApiRole): void {
+export function addOpenApiRoute(app: FastifyInstance, roles: ApiRole | readonly ApiRole[]): void {
   let body: string | undefined;
-  app.get('/openapi.json', async (_request, reply) => reply.type('application/json').send((body ??= JSON.stringify(openApiDocument([role])))));
+  const these = typeof roles === 'string' ? [roles] : roles;
+  app.get('/openapi.json', async (_request, reply) => reply.type('application/json').send((body ??= JSON.stringify(openApiDocument(these)))));
 }

@@ -69,7 +69,7 @@ export function resolveFastPath(current: () => Resolver, logger: Logger, onRateL
 }
 
 /** Adds the resolver's routes (the hot path, {@link resolveFastPath}, goes on its listener beside them). */
-export function addResolverRoutes(app: FastifyInstance, current: () => Resolver): void {
+export function addResolverRoutes(app: FastifyInstance, current: () => Resolver, disclosed: Readonly<Record<string, unknown>> = {}): void {
   app.post('/v1/resolve', async (request, reply) => {
     const resolver = current();
     const body = parseBody(resolveRequestSchema, request.body);
@@ -85,6 +85,8 @@ export function addResolverRoutes(app: FastifyInstance, current: () => Resolver)
     return reply.type(JOSE_CONTENT_TYPE).send(JSON.stringify(jws));
   });
   refuseOtherMethods(app, '/v1/zone', ['GET']);
-  app.get('/.well-known/mimi-discovery', async (_request, reply) => reply.type('application/json').send(JSON.stringify(resolverWellKnown(current()))));
+  app.get('/.well-known/mimi-discovery', async (_request, reply) =>
+    reply.type('application/json').send(JSON.stringify({ ...resolverWellKnown(current()), ...disclosed })),
+  );
   refuseOtherMethods(app, '/.well-known/mimi-discovery', ['GET']);
 }

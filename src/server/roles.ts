@@ -43,11 +43,28 @@ import type { Metrics } from './metrics.ts';
 import { deliverNotices } from './notices.ts';
 import { appendJsonLine } from './outbox.ts';
 import { addResolverRoutes, resolveFastPath } from './resolver-http.ts';
+import type { ApiRole } from './api.ts';
+import type { KeyRing } from '../oblivious/key-ring.ts';
+import { addGatewayRoutes, GATEWAY_KEYS_PATH, resolverHandler } from '../oblivious/gateway.ts';
+import { buildRelay, type RelayOptions } from '../oblivious/relay.ts';
+
+/** A running Oblivious HTTP relay (PROTOCOL.md §14). */
+export interface RelayServer extends BuiltServer {
+  readonly role: 'relay';
+}
+
+/** Builds an Oblivious HTTP relay in front of its one gateway. */
+export function buildRelayServer(options: RelayOptions): RelayServer {
+  const relay = buildRelay(options);
+  return { id: 'relay', role: 'relay', routes: (app) => relay.routes(app), close: () => relay.close() };
+}
 
 /** What every built server offers the runtime. */
 export interface BuiltServer {
   readonly id: string;
-  readonly role: 'root' | 'authoritative' | 'idprover' | 'resolver';
+  readonly role: 'root' | 'authoritative' | 'idprover' | 'resolver' | 'relay';
+  /** The roles whose paths its `GET /openapi.json` describes (PROTOCOL.md §12); its role alone when absent. */
+  readonly apiRoles?: readonly ApiRole[] | undefined;
   /** Adds what it serves over HTTP to the app of one of its listeners. */
   routes(app: FastifyInstance): void;
   /** Requests answered before fastify routes (the resolver's hot path). */
@@ -309,8 +326,10 @@ export type ResolverBuildOptions = ResolverOptions & { readonly logger: Logger }
 const RESOLVER_RETIRE_MS = 15_000;
 
 /** Builds the recursive resolver: `POST /v1/resolve` (with its fast path), its signed root zone, and, when asked, its DNS front-end. */
-export function buildResolver(options: ResolverBuildOptions & { readonly dns: boolean; readonly metrics: Metrics | undefined }): ResolverServer {
-  const { metrics, dns, logger } = options;
+export function buildResolver(
+  options: ResolverBuildOptions & { readonly dns: boolean; readonly metrics: Metrics | undefined; readonly gatewayKeys?: KeyRing | undefined },
+): ResolverServer {
+  const { metrics, dns, logger, gatewayKeys } = options;
   const make = (settings: ResolverBuildOptions): Resolver =>
     new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...settings });
   let resolver = make(options);
@@ -361,7 +380,13 @@ export function buildResolver(options: ResolverBuildOptions & { readonly dns: bo
     },
     fastPath: resolveFastPath(current, logger, () => metrics?.rateLimited.labels('http').inc()),
     dns: responder,
-    routes: (app) => addResolverRoutes(app, current),
+    ...(gatewayKeys !== undefined ? { apiRoles: ['resolver', 'gateway'] as const } : {}),
+    routes: (app) => {
+      // PROTOCOL.md §14 (requirement 11): well-known says whether this resolver is a gateway and whether it asks for tokens.
+      addResolverRoutes(app, current, gatewayKeys !== undefined ? { oblivious: { gateway: true, keys: GATEWAY_KEYS_PATH, relays: [], tokens: 'none' } } : {});
+      // PROTOCOL.md §14: an Oblivious HTTP gateway in front of the same resolver (whichever a reload put in place).
+      if (gatewayKeys !== undefined) addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger });
+    },
     reload: async (settings) => {
       const fresh = make(settings);
       try {

@@ -24,11 +24,12 @@ import { dnsTxtLookup } from './txt-lookup.ts';
 import { openDevPki } from './pki.ts';
 import type { TlsServerOptions } from './http-common.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
-import { sameLimits, type Limits } from '../zone/limits-file.ts';
+import { DEFAULT_LIMITS, sameLimits, type Limits } from '../zone/limits-file.ts';
 import { bindHttp, type BoundHttp } from './bind.ts';
 import {
   buildAuthoritative,
   buildIdprover,
+  buildRelayServer,
   buildResolver,
   buildRoot,
   type AuthoritativeServer,
@@ -40,6 +41,8 @@ import {
 } from './roles.ts';
 import type { Seeding } from './demo-seed.ts';
 import { addOpenApiRoute } from './openapi.ts';
+import { KeyRing } from '../oblivious/key-ring.ts';
+import { tlsAgent } from '../net/http-client.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
 export const DEFAULT_OUTBOX = '.mimi/outbox';
@@ -74,6 +77,10 @@ export interface HierarchyOptions {
   readonly logger: Logger;
   /** The port every DNS server of the hierarchy listens on (PROTOCOL.md §6); no DNS when absent. */
   readonly dnsPort?: number | undefined;
+  /** The resolver is an Oblivious HTTP gateway whose keys rotate every `rotationMs` (PROTOCOL.md §14 `oblivious:`). */
+  readonly gateway?: { readonly rotationMs: number } | undefined;
+  /** An Oblivious HTTP relay: where it listens and its one gateway resource (PROTOCOL.md §14 `relay:`). */
+  readonly relay?: { readonly host: string; readonly port: number; readonly gateway: string } | undefined;
   /** Where the resolver's DNS front-end listens; none when absent. */
   readonly resolverDns?: { readonly host: string; readonly port: number } | undefined;
   /** The DNS apex (default `mimi.arpa`). */
@@ -225,6 +232,8 @@ export interface RunningHierarchy {
   readonly resolverDns: string | undefined;
   /** The resolver's URL, when one runs. */
   readonly resolverUrl: string | undefined;
+  /** The Oblivious HTTP relay's URL, when one runs. */
+  readonly relayUrl: string | undefined;
   readonly resolver: Resolver | undefined;
   /** The zones as served (after any port rewrite). */
   readonly zones: readonly LoadedZone[];
@@ -461,6 +470,17 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         at.port,
       );
     }
+    let relayListener: BoundHttp | undefined;
+    if (options.relay !== undefined) {
+      const at = options.relay;
+      const serverTls = tls?.serves !== true ? undefined : await tls.server('relay', at.host, false);
+      relayListener = await bind(
+        'relay',
+        `${serverTls === undefined ? 'http' : 'https'}://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`,
+        serverTls,
+        at.port,
+      );
+    }
     const urlMap = new Map(listeners.map((l) => [l.endpoint, l.bound.url]));
 
     // 2. The zones as served: the bound ports, the keys filled in.
@@ -533,10 +553,28 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     };
     let resolverServer: ResolverServer | undefined;
     if (resolverListener !== undefined) {
-      const server = buildResolver({ ...(await resolverOf(options, zones)), metrics: options.metrics, dns: options.resolverDns !== undefined });
+      const gatewayKeys = options.gateway !== undefined ? await KeyRing.create({ rotationMs: options.gateway.rotationMs, now: Date.now }) : undefined;
+      const server = buildResolver({ ...(await resolverOf(options, zones)), metrics: options.metrics, dns: options.resolverDns !== undefined, gatewayKeys });
       resolverServer = server;
       built.push(server);
       resources.add('servers', () => server.close());
+    }
+
+    if (relayListener !== undefined && options.relay !== undefined) {
+      // The relay reaches its gateway with this process's TLS trust (the development CA under tls.pki); it presents no certificate.
+      const dispatcher = tls !== undefined ? tlsAgent({ ca: tls.client.ca }) : undefined;
+      const server = buildRelayServer({
+        gateway: options.relay.gateway,
+        limits: options.limits ?? DEFAULT_LIMITS,
+        logger: logger.child({ server: 'relay' }),
+        now: Date.now,
+        dispatcher,
+      });
+      built.push(server);
+      resources.add('servers', async () => {
+        await server.close();
+        await dispatcher?.close();
+      });
     }
 
     // 4. Attach each server to its listeners.
@@ -547,7 +585,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       const child = logger.child({ server: id });
       const app = createHttpApp(child, bound, { onRateLimited: () => options.metrics?.rateLimited.labels('http').inc() });
       server.routes(app);
-      addOpenApiRoute(app, server.role);
+      addOpenApiRoute(app, server.apiRoles ?? server.role);
       if (server.fastPath !== undefined) bound.fastPath(server.fastPath);
       apps.set(bound, app);
       await bound.attach(app);
@@ -661,7 +699,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     };
 
     const servers: Record<string, string[]> = {};
-    for (const l of listeners) if (l.id !== 'resolver') (servers[l.id] ??= []).push(l.bound.url);
+    for (const l of listeners) if (l.id !== 'resolver' && l.id !== 'relay') (servers[l.id] ??= []).push(l.bound.url);
     const stopEndpoint = async (url: string): Promise<void> => {
       const entry = listeners.find((l) => l.bound.url === url);
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
@@ -673,6 +711,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       servers,
       dns,
       resolverUrl: resolverListener?.url,
+      relayUrl: relayListener?.url,
       resolverDns,
       get resolver() {
         return resolverServer?.resolver;

@@ -4,6 +4,7 @@
  * failures throw {@link MimiError} with the problem `code`.
  */
 import type { Dispatcher } from 'undici';
+import { ObliviousClient } from '../oblivious/client.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
@@ -30,6 +31,15 @@ export interface StubResolverOptions {
   readonly tls?: TlsClientOptions | undefined;
   /** An API key (PROTOCOL.md §10: `Authorization: Bearer <key>`); anonymous when absent. */
   readonly apiKey?: string | undefined;
+  /**
+   * Oblivious discovery (PROTOCOL.md §14): every resolve goes encapsulated
+   * through this Oblivious HTTP relay to the resolver's gateway, so the relay
+   * never sees the CSI and the resolver never sees the client's address.
+   * `gatewayKeys` are the gateway's `application/ohttp-keys` bytes (fetched
+   * through the relay when absent). The root zone a trust anchor checks against
+   * still comes from `resolver`.
+   */
+  readonly oblivious?: { readonly relay: string; readonly gatewayKeys?: Uint8Array | undefined } | undefined;
 }
 
 /** Options of one resolution. */
@@ -50,6 +60,7 @@ export class StubResolver {
   readonly #ownsDispatcher: boolean;
   readonly #anchor: PublicJwk | undefined;
   readonly #headers: Readonly<Record<string, string>>;
+  readonly #oblivious: ObliviousClient | undefined;
   #root: Promise<RootZone> | undefined;
 
   constructor(options: StubResolverOptions = {}) {
@@ -59,6 +70,15 @@ export class StubResolver {
     this.#dispatcher = options.dispatcher ?? tlsAgent(options.tls ?? {});
     this.#anchor = options.trustAnchor;
     this.#headers = options.apiKey !== undefined ? { authorization: `Bearer ${options.apiKey}` } : {};
+    this.#oblivious =
+      options.oblivious === undefined
+        ? undefined
+        : new ObliviousClient({
+            relay: options.oblivious.relay,
+            gatewayKeys: options.oblivious.gatewayKeys,
+            dispatcher: this.#dispatcher,
+            timeoutMs: this.#timeoutMs,
+          });
   }
 
   /** Resolves a CSI; the CSI is checked locally first, so bad input never leaves the process. */
@@ -76,14 +96,17 @@ export class StubResolver {
       ...(options.contactTokens !== undefined && options.contactTokens.length > 0 ? { contactTokens: options.contactTokens } : {}),
     };
     const who = `the resolver at ${this.#base}`;
-    const { status, json } = await requestJson(`${this.#base}/v1/resolve`, {
-      method: 'POST',
-      body,
-      dispatcher: this.#dispatcher,
-      timeoutMs: this.#timeoutMs,
-      who,
-      headers: this.#headers,
-    });
+    const { status, json } =
+      this.#oblivious !== undefined
+        ? await this.#oblivious.resolveJson(body)
+        : await requestJson(`${this.#base}/v1/resolve`, {
+            method: 'POST',
+            body,
+            dispatcher: this.#dispatcher,
+            timeoutMs: this.#timeoutMs,
+            who,
+            headers: this.#headers,
+          });
     if (status !== 200) throw problemError(status, json, 'the resolver');
     const parsed = (format === 'compact' ? compactAnswerSchema : verboseAnswerSchema).safeParse(json);
     if (!parsed.success) throw new MimiError('upstream_unavailable', 'the resolver sent a malformed answer');

@@ -16,7 +16,8 @@ import { createHttpApp } from '../../src/server/http-common.ts';
 import { Metrics } from '../../src/server/metrics.ts';
 import { addOpenApiRoute, openApiDocument, openApiPath } from '../../src/server/openapi.ts';
 import { createOperationsApp } from '../../src/server/operations.ts';
-import { buildAuthoritative, buildIdprover, buildResolver, buildRoot, type BuiltServer } from '../../src/server/roles.ts';
+import { buildAuthoritative, buildIdprover, buildRelayServer, buildResolver, buildRoot, type BuiltServer } from '../../src/server/roles.ts';
+import { KeyRing } from '../../src/oblivious/key-ring.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { DEFAULT_LIMITS } from '../../src/zone/limits-file.ts';
 import { bootHierarchy, zonesWithProvers, type TestHierarchy } from './harness.ts';
@@ -24,9 +25,9 @@ import { bootHierarchy, zonesWithProvers, type TestHierarchy } from './harness.t
 const silent = pino({ level: 'silent' });
 const unbound = { serverFactory: (handler: Parameters<typeof createServer>[1]) => createServer(handler) };
 
-/** The operations (method and OpenAPI path) the catalogue gives a role. */
-function catalogued(role: ApiRole): string[] {
-  return API_ROUTES.filter((r) => r.roles.includes(role))
+/** The operations (method and OpenAPI path) the catalogue gives these roles. */
+function catalogued(...roles: ApiRole[]): string[] {
+  return API_ROUTES.filter((r) => r.roles.some((role) => roles.includes(role)))
     .map((r) => `${r.method} ${openApiPath(r.path)}`)
     .sort();
 }
@@ -36,7 +37,7 @@ async function registered(server: BuiltServer): Promise<string[]> {
   const seen: string[] = [];
   const app = createHttpApp(silent, unbound, { onRoute: (method, url) => seen.push(`${method} ${openApiPath(url)}`) });
   server.routes(app);
-  addOpenApiRoute(app, server.role);
+  addOpenApiRoute(app, server.apiRoles ?? server.role);
   await app.ready();
   await app.close();
   return seen.sort();
@@ -95,11 +96,17 @@ describe('the routes each kind of server registers', () => {
       }
     }
     servers.push(buildResolver({ rootHints: ['http://127.0.0.1:9'], logger: silent, dns: false, metrics: undefined }));
-    expect(servers.map((s) => s.role).sort()).toEqual(['authoritative', 'idprover', 'resolver', 'root']);
+    servers.push(buildRelayServer({ gateway: 'http://127.0.0.1:9/v1/ohttp', limits: DEFAULT_LIMITS, logger: silent, now: Date.now }));
+    expect(servers.map((s) => s.role).sort()).toEqual(['authoritative', 'idprover', 'relay', 'resolver', 'root']);
+    // A resolver that is an Oblivious HTTP gateway (PROTOCOL.md §14) serves the gateway's paths too.
+    const gatewayKeys = await KeyRing.create({ rotationMs: 86_400_000, now: Date.now });
+    const gateway = buildResolver({ rootHints: ['http://127.0.0.1:9'], logger: silent, dns: false, metrics: undefined, gatewayKeys });
     try {
       for (const server of servers) expect(await registered(server), server.role).toEqual(catalogued(server.role));
+      expect(await registered(gateway)).toEqual(catalogued('resolver', 'gateway'));
     } finally {
       for (const server of servers) await server.close();
+      await gateway.close();
     }
     const seen: string[] = [];
     const ops = createOperationsApp({ metrics: new Metrics(), ready: () => true, reload: () => Promise.resolve(), flush: () => undefined }, silent, unbound, {

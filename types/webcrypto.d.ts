@@ -1,7 +1,9 @@
 /**
  * The WebCrypto key types @hpke's declarations name as globals: Node's own
- * types keep them under `webcrypto` only (no DOM library here), so without
- * these they would be unresolved, and every key an `any`.
+ * types keep them under `webcrypto` only (this project compiles without the DOM
+ * library), so without these they would be unresolved, and every key an `any`.
+ * A declaration file of the build only: it is not emitted, so the package adds
+ * no globals to its consumers (who have them from the DOM library).
  */
 import type { webcrypto } from 'node:crypto';
 
@@ -11,5 +13,3 @@ declare global {
   /** A WebCrypto key pair (node:crypto's `webcrypto.CryptoKeyPair`). */
   type CryptoKeyPair = webcrypto.CryptoKeyPair;
 }
-
-export {};
