@@ -6,6 +6,7 @@
  * between them and the answer is `bogus`.
  */
 import { parseCsi } from '../csi/parse.ts';
+import { csiInZone } from '../csi/zone-key.ts';
 import { MimiError } from '../errors.ts';
 import { unverifiedPayload, verifyFlattened, type PublicJwk } from '../protocol/jws.ts';
 import { requestJson, type JsonRequest } from '../net/http-client.ts';
@@ -55,8 +56,12 @@ export async function verifyAnswer(answer: VerboseAnswer, root: RootZone): Promi
     const payload = lookupResponseSchema.safeParse(signed);
     if (!payload.success || payload.data.dp !== signer) throw new MimiError('bogus', `chain[${i}]: not a lookup response of ${signer}`);
     const signedFor = (signed as { csi?: unknown }).csi;
-    if (question !== undefined && signedFor !== undefined && signedFor !== question) throw new MimiError('bogus', `chain[${i}]: signed for another CSI`);
     const response = payload.data;
+    // A referral speaks for its whole zone (a resolver reuses a cached one for every CSI inside it): signed for
+    // another CSI, it must still enclose this one. Answers and denials must be for this very CSI.
+    const forAnother = question !== undefined && signedFor !== undefined && signedFor !== question;
+    if (forAnother && !(response.kind === 'referral' && csiInZone(parseCsi(question), response.zone)))
+      throw new MimiError('bogus', `chain[${i}]: signed for another CSI`);
     if (response.kind === 'referral') for (const p of response.providers) if (p.jwk !== undefined) keys.set(p.id, p.jwk);
     if (response.kind === 'answer')
       shares.set(

@@ -129,6 +129,22 @@ describe('a validating stub', () => {
     }
   });
 
+  it('accepts a cached referral signed for another CSI of its zone, never an answer signed for another CSI', async () => {
+    const { h, dir } = await signedHierarchy();
+    const anchor = await readTrustAnchor(join(dir, 'trust-anchor.jwk'));
+    const stub = new StubResolver({ resolver: h.resolverUrl ?? '', trustAnchor: anchor });
+    try {
+      await stub.resolve('+12025550123');
+      // The resolver answers from dp-nanp's cached referral, signed when +1 202 555 0123 was asked.
+      const later = await stub.resolve('+12025550199');
+      expect(later).toMatchObject({ status: 'found', path: ['dp-dc'], mappings: [{ msp: 'chat-a' }] });
+      const root = await verifyRootZone(await (await fetch(`${h.resolverUrl}/v1/zone`)).json(), anchor);
+      await expect(verifyAnswer({ ...later, csi: 'tel:+12025550123' }, root)).rejects.toMatchObject({ code: 'bogus' });
+    } finally {
+      await stub.close();
+    }
+  });
+
   it('calls bogus any mapping the chain does not back, a missing chain, and a chain re-signed by another key', async () => {
     const { h, dir } = await signedHierarchy();
     const anchor = await readTrustAnchor(join(dir, 'trust-anchor.jwk'));
