@@ -59,6 +59,47 @@ export interface HttpAnswer {
 }
 
 /**
+ * The request as undici makes it, but settled the moment `signal` aborts.
+ * undici ends an aborted request only once it holds a connection for it: one
+ * queued behind a connect whose packets vanish (a peer's host cut off) waits
+ * for the connect timeout, 10 s, whatever the signal said, so a replica's 3 s
+ * (PROTOCOL.md §4) became the whole resolution's time. When the signal wins,
+ * an answer that still comes is discarded (its body destroyed, the connection
+ * freed).
+ */
+function settledByAbort(pending: Promise<Dispatcher.ResponseData>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  const discard = (): void => {
+    pending.then(
+      (late) => late.body.destroy(),
+      () => undefined,
+    );
+  };
+  // The signal's reason is the DOMException (an Error) of the abort or the timeout that fired.
+  const reason = (): Error => (signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  if (signal.aborted) {
+    discard();
+    return Promise.reject(reason());
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      discard();
+      reject(reason());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (res) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(res);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+/**
  * Sends a request and reads its answer, at most `limit` bytes. Every fault is
  * `upstream_unavailable` naming `who` (an origin, or "the resolver at ..."): a
  * peer that cannot be reached, a deadline, an answer broken off or too large.
@@ -66,7 +107,7 @@ export interface HttpAnswer {
 export async function sendRequest(url: string, init: HttpRequest, who: string, limit: number = MAX_RESPONSE_BODY): Promise<HttpAnswer> {
   let res: Dispatcher.ResponseData;
   try {
-    res = await request(url, init);
+    res = await settledByAbort(request(url, init), init.signal);
   } catch (err) {
     throw new MimiError('upstream_unavailable', `cannot reach ${who}: ${describeFault(err)}`, { cause: err });
   }

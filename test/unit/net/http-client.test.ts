@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, parseJsonBody, postJson, requestJson, sendRequest } from '../../../src/net/http-client.ts';
 import { HttpTransport } from '../../../src/resolver/transport.ts';
@@ -106,6 +107,29 @@ describe('sendRequest and parseJsonBody', () => {
     ['an answer that is not JSON', async () => parseJsonBody((await get('/garbage')).body, 'the peer'), /^the peer sent an answer that is not JSON$/],
   ])('%s is upstream_unavailable naming who was asked', async (_name, act, message) => {
     await expect(act()).rejects.toMatchObject({ code: 'upstream_unavailable', message: expect.stringMatching(message) });
+  });
+});
+
+describe('a peer whose packets vanish', () => {
+  it('ends a request at its deadline although the connection is never made', async () => {
+    // A connect that never completes, as towards a host cut off (no refusal, no answer); undici's connect timeout is 10 s.
+    const silent = new Agent({ connect: () => undefined });
+    try {
+      const started = performance.now();
+      const asks = Array.from({ length: 3 }, () =>
+        sendRequest('http://198.18.0.1:8443/json', { method: 'GET', headers: {}, dispatcher: silent, signal: AbortSignal.timeout(200) }, 'the peer'),
+      );
+      for (const ask of asks) await expect(ask).rejects.toMatchObject({ code: 'upstream_unavailable', message: 'cannot reach the peer: timed out' });
+      expect(performance.now() - started).toBeLessThan(2000);
+      const aborted = AbortSignal.abort();
+      await expect(
+        sendRequest('http://198.18.0.1:8443/json', { method: 'GET', headers: {}, dispatcher: silent, signal: aborted }, 'the peer'),
+      ).rejects.toMatchObject({
+        code: 'upstream_unavailable',
+      });
+    } finally {
+      await silent.destroy();
+    }
   });
 });
 
