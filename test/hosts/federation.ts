@@ -1,0 +1,330 @@
+/**
+ * A federation deployed on separate hosts (PROTOCOL.md §13, first bullet): the
+ * root, dp-nanp (+1, referring +1 202 to dp-dc), dp-dc on two replica hosts,
+ * dp-mail-a and dp-mail-b (each a share of example.com), a resolver and a
+ * client, every one in its own network namespace (./netns.ts) with its own
+ * address in 198.18.0.0/15, its own directory and its own config (§11), as an
+ * operator would deploy them: keys made per host with `mimi key create`, the
+ * public keys written into the zone files, the root's public key copied to the
+ * others as their trust anchor, a TLS certificate per host for its address
+ * (operator certificates, `tls: { cert, key, ca }`, issued by one CA). Each
+ * role starts with `ip netns exec <ns> node src/mimi.js serve --config FILE`.
+ *
+ * The configs written here are the ones docs/operations.md shows ("Deploying
+ * the roles on separate hosts"); {@link writeDeployment} writes them without
+ * starting anything.
+ */
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { openDevPki } from '../../src/server/pki.ts';
+import type { AgentRequest, AgentResult } from './client-agent.ts';
+import { HostNetwork, type HostProcess } from './netns.ts';
+
+const run = promisify(execFile);
+
+/** The project's directory, where `src/mimi.js` is. */
+const REPO = resolvePath(import.meta.dirname, '../..');
+const MIMI = join(REPO, 'src/mimi.js');
+
+/** Where every server listens inside its host (each host has its own ports). */
+export const PORT = 8443;
+
+/** The hosts: name (the namespace's suffix), address, and what runs there. */
+export const HOSTS = {
+  root: { address: '198.18.0.10', runs: 'root' },
+  nanp: { address: '198.18.0.11', runs: 'dp-nanp' },
+  'dc-a': { address: '198.18.0.12', runs: 'dp-dc' },
+  'dc-b': { address: '198.18.0.13', runs: 'dp-dc' },
+  'mail-a': { address: '198.18.0.14', runs: 'dp-mail-a' },
+  'mail-b': { address: '198.18.0.15', runs: 'dp-mail-b' },
+  resolver: { address: '198.18.0.20', runs: 'resolver' },
+  client: { address: '198.18.0.30', runs: 'client' },
+} as const;
+
+/** A host's name. */
+export type HostName = keyof typeof HOSTS;
+
+const url = (host: HostName): string => `https://${HOSTS[host].address}:${PORT}`;
+
+/** The CSIs dp-dc holds: +1 202 555 01xx, found on chat-a and chat-b. */
+export const DC_NUMBERS = Array.from({ length: 60 }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
+
+/** Settings of a deployment. */
+export interface DeploymentOptions {
+  /** The resolver's time per replica, ms (PROTOCOL.md §4: 3000). */
+  readonly replicaMs: number;
+  /** The resolver's time per resolution, ms (PROTOCOL.md §4: 10000). */
+  readonly resolutionMs: number;
+  /** Seconds a DP's answers may be cached (the zone files' `ttl`). */
+  readonly ttl: number;
+}
+
+/** The files of every host, by host: path relative to the host's directory, and contents. */
+type Files = Record<string, string>;
+
+async function mimi(args: readonly string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [MIMI, ...args], { cwd: REPO, timeout: 60_000 });
+  return stdout;
+}
+
+/** Writes every host's directory under `dir`: keys, certificates, zone files, configs. Returns the directories by host. */
+export async function writeDeployment(dir: string, options: DeploymentOptions): Promise<Record<HostName, string>> {
+  const hostDir = Object.fromEntries(Object.keys(HOSTS).map((h) => [h, join(dir, h)])) as Record<HostName, string>;
+  for (const d of Object.values(hostDir)) await mkdir(d, { recursive: true, mode: 0o700 });
+
+  // Keys: one per server, made on its host with `mimi key create`; `mimi key public` gives the JWK for the zone files.
+  const keyHosts: Record<string, HostName> = { root: 'root', 'dp-nanp': 'nanp', 'dp-dc': 'dc-a', 'dp-mail-a': 'mail-a', 'dp-mail-b': 'mail-b' };
+  const jwk: Record<string, unknown> = {};
+  await Promise.all(
+    Object.entries(keyHosts).map(async ([id, host]) => {
+      const file = join(hostDir[host], 'keys', `${id}.jwk`);
+      await mimi(['key', 'create', file]);
+      jwk[id] = JSON.parse(await mimi(['key', 'public', file])) as unknown;
+    }),
+  );
+  // dp-dc's second replica signs as dp-dc: the operator copies the key file to it.
+  await mkdir(join(hostDir['dc-b'], 'keys'), { recursive: true, mode: 0o700 });
+  await copyFile(join(hostDir['dc-a'], 'keys', 'dp-dc.jwk'), join(hostDir['dc-b'], 'keys', 'dp-dc.jwk'));
+  await chmod(join(hostDir['dc-b'], 'keys', 'dp-dc.jwk'), 0o600);
+
+  // Certificates: one per host for its address, from one CA every host trusts (operator certificates, tls.cert/key/ca).
+  const pki = await openDevPki(join(dir, 'ca'));
+  for (const [host, { address }] of Object.entries(HOSTS) as [HostName, (typeof HOSTS)[HostName]][]) {
+    await mkdir(join(hostDir[host], 'tls'), { recursive: true, mode: 0o700 });
+    await writeFile(join(hostDir[host], 'tls', 'ca.pem'), pki.ca);
+    if (host === 'client') continue;
+    const identity = await pki.identity(host, [address]);
+    await writeFile(join(hostDir[host], 'tls', 'cert.pem'), identity.cert);
+    await writeFile(join(hostDir[host], 'tls', 'key.pem'), identity.key, { mode: 0o600 });
+  }
+
+  const files: Record<HostName, Files> = { ...deploymentFiles(options, jwk) };
+  for (const [host, list] of Object.entries(files) as [HostName, Files][]) {
+    for (const [path, text] of Object.entries(list)) {
+      await mkdir(join(hostDir[host], path, '..'), { recursive: true });
+      await writeFile(join(hostDir[host], path), text);
+    }
+  }
+  return hostDir;
+}
+
+const yaml = (value: unknown, comment: string): string => `# ${comment}\n${stringify(value, { lineWidth: 0 })}`;
+
+const tls = { cert: './tls/cert.pem', key: './tls/key.pem', ca: './tls/ca.pem' };
+
+/** Every host's zone files and config (keys and certificates aside). */
+export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, unknown>): Record<HostName, Files> {
+  const msps = Array.from({ length: 4 }, (_, i) => ({ id: `chat-${'abcd'[i]}`, name: `Example Chat ${'ABCD'[i]}`, bit: i }));
+  const dps = {
+    'dp-nanp': { id: 'dp-nanp', endpoints: [url('nanp')], jwk: jwk['dp-nanp'] },
+    'dp-dc': { id: 'dp-dc', endpoints: [url('dc-a'), url('dc-b')], jwk: jwk['dp-dc'] },
+    'dp-mail-a': { id: 'dp-mail-a', endpoints: [url('mail-a')], jwk: jwk['dp-mail-a'] },
+    'dp-mail-b': { id: 'dp-mail-b', endpoints: [url('mail-b')], jwk: jwk['dp-mail-b'] },
+  };
+  const { ttl } = options;
+  const root = {
+    role: 'root',
+    id: 'root',
+    serial: 2026120101,
+    ttl,
+    negativeTtl: ttl,
+    endpoints: [url('root')],
+    jwk: jwk.root,
+    msps,
+    dps: Object.values(dps),
+    delegations: [
+      { zone: 'e164:1', providers: ['dp-nanp'] },
+      { zone: 'email:example.com', providers: ['dp-mail-a', 'dp-mail-b'] },
+    ],
+  };
+  const nanp = {
+    role: 'authoritative',
+    id: 'dp-nanp',
+    serial: 2026120101,
+    zones: ['e164:1'],
+    ttl,
+    negativeTtl: ttl,
+    endpoints: [url('nanp')],
+    jwk: jwk['dp-nanp'],
+    delegations: [{ zone: 'e164:1202', providers: ['dp-dc'] }],
+    dps: [dps['dp-dc']],
+    mappings: [{ csi: 'tel:+16135550101', msp: 'chat-a', preference: 1 }],
+  };
+  const dc = {
+    role: 'authoritative',
+    id: 'dp-dc',
+    serial: 2026120101,
+    zones: ['e164:1202'],
+    ttl,
+    negativeTtl: ttl,
+    endpoints: [url('dc-a'), url('dc-b')],
+    jwk: jwk['dp-dc'],
+    mappings: DC_NUMBERS.flatMap((csi) => [
+      { csi, msp: 'chat-a', preference: 1 },
+      { csi, msp: 'chat-b', preference: 2 },
+    ]),
+  };
+  const mail = (id: 'dp-mail-a' | 'dp-mail-b', host: HostName, msp: string) => ({
+    role: 'authoritative',
+    id,
+    serial: 2026120101,
+    zones: ['email:example.com'],
+    ttl,
+    negativeTtl: ttl,
+    endpoints: [url(host)],
+    jwk: jwk[id],
+    mappings: [
+      { csi: 'mailto:bob@example.com', msp, preference: 1 },
+      { csi: `mailto:only-${id}@example.com`, msp, preference: 1 },
+    ],
+  });
+  // A DP host: its own zone file, the root's registries (verified with the trust anchor), its key, its certificate.
+  const dpConfig = (id: string, host: HostName, only?: readonly string[]) =>
+    yaml(
+      {
+        zones: './zones',
+        serve: [only === undefined ? id : { id, endpoints: only }],
+        data: './data',
+        keys: './keys',
+        root: url('root'),
+        trustAnchor: './trust-anchor.jwk',
+        tls,
+        log: { level: 'warn' },
+      },
+      `${host} (${HOSTS[host].address}): ${id}${only !== undefined ? `, the replica at ${only.join(', ')}` : ''}`,
+    );
+  const anchor = `${JSON.stringify(jwk.root)}\n`;
+  return {
+    root: {
+      'zones/root.yaml': yaml(root, 'The root zone: the registry of every DP with its replicas and key, and the delegations.'),
+      'mimi.yaml': yaml({ zones: './zones', serve: ['root'], data: './data', keys: './keys', tls, log: { level: 'warn' } }, `root (${HOSTS.root.address})`),
+    },
+    nanp: {
+      'zones/dp-nanp.yaml': yaml(nanp, 'dp-nanp: +1, referring +1 202 to dp-dc (on two other hosts).'),
+      'trust-anchor.jwk': anchor,
+      'mimi.yaml': dpConfig('dp-nanp', 'nanp'),
+    },
+    'dc-a': { 'zones/dp-dc.yaml': yaml(dc, 'dp-dc: +1 202, two replicas.'), 'trust-anchor.jwk': anchor, 'mimi.yaml': dpConfig('dp-dc', 'dc-a', [url('dc-a')]) },
+    'dc-b': { 'zones/dp-dc.yaml': yaml(dc, 'dp-dc: +1 202, two replicas.'), 'trust-anchor.jwk': anchor, 'mimi.yaml': dpConfig('dp-dc', 'dc-b', [url('dc-b')]) },
+    'mail-a': {
+      'zones/dp-mail-a.yaml': yaml(mail('dp-mail-a', 'mail-a', 'chat-a'), 'dp-mail-a: one share of example.com.'),
+      'trust-anchor.jwk': anchor,
+      'mimi.yaml': dpConfig('dp-mail-a', 'mail-a'),
+    },
+    'mail-b': {
+      'zones/dp-mail-b.yaml': yaml(mail('dp-mail-b', 'mail-b', 'chat-b'), 'dp-mail-b: the other share of example.com.'),
+      'trust-anchor.jwk': anchor,
+      'mimi.yaml': dpConfig('dp-mail-b', 'mail-b'),
+    },
+    resolver: {
+      'trust-anchor.jwk': anchor,
+      'mimi.yaml': yaml(
+        {
+          tls,
+          // Its clients are many MSPs behind one test client: the anonymous tier is raised for the load the tests send.
+          limits: { tiers: { anonymous: { rate: 2000, burst: 4000, notFoundRate: 200, notFoundBurst: 400 } } },
+          log: { level: 'warn' },
+          resolver: {
+            listen: `${HOSTS.resolver.address}:${PORT}`,
+            root: [url('root')],
+            trustAnchor: './trust-anchor.jwk',
+            requireSecure: true,
+            timeouts: { replicaMs: options.replicaMs, resolutionMs: options.resolutionMs },
+          },
+        },
+        `resolver (${HOSTS.resolver.address}): no zones; it learns the rest from the root zone`,
+      ),
+    },
+    client: { 'trust-anchor.jwk': anchor },
+  };
+}
+
+/** The client's program, driven over stdin and stdout. */
+class Client {
+  readonly #proc: HostProcess;
+  readonly #waiting = new Map<number, (results: AgentResult[]) => void>();
+  #next = 0;
+
+  constructor(proc: HostProcess) {
+    this.#proc = proc;
+    const stdout = proc.child.stdout;
+    if (stdout === null) throw new Error('the client has no stdout');
+    createInterface({ input: stdout }).on('line', (line) => {
+      if (!line.startsWith('{"id"')) return;
+      const { id, results } = JSON.parse(line) as { id: number; results: AgentResult[] };
+      this.#waiting.get(id)?.(results);
+      this.#waiting.delete(id);
+    });
+  }
+
+  send(command: AgentRequest): Promise<AgentResult[]> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.#proc.child.stdin?.write(`${JSON.stringify({ ...command, id })}\n`);
+    });
+  }
+}
+
+/** A running federation. */
+export interface Federation {
+  readonly net: HostNetwork;
+  readonly dirs: Record<HostName, string>;
+  /** The client asks the resolver once (verifying the answer from the trust anchor). */
+  resolve(csi: string): Promise<AgentResult>;
+  /** The client asks every CSI of `csis` once, `concurrency` at a time. */
+  load(csis: readonly string[], concurrency: number): Promise<AgentResult[]>;
+  /** Stops every process and removes every namespace. */
+  close(): Promise<void>;
+}
+
+/** Builds the hosts, writes the deployment under `dir`, starts every role and the client. Everything is removed again if the start fails. */
+export async function startFederation(dir: string, options: DeploymentOptions): Promise<Federation> {
+  const net = await HostNetwork.create();
+  try {
+    for (const [name, { address }] of Object.entries(HOSTS)) await net.addHost(name, address);
+    const dirs = await writeDeployment(dir, options);
+    const serve = (host: HostName) =>
+      net.start(host, [process.execPath, MIMI, 'serve', '--config', join(dirs[host], 'mimi.yaml')], {
+        cwd: dirs[host],
+        ready: (line) => line.includes('"event":"ready"'),
+      });
+    await serve('root');
+    await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(serve));
+    await serve('resolver');
+    const agent = await net.start(
+      'client',
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(REPO, 'test/hosts/client-agent.ts'),
+        '--ca',
+        join(dirs.client, 'tls/ca.pem'),
+        '--trust-anchor',
+        join(dirs.client, 'trust-anchor.jwk'),
+      ],
+      { cwd: REPO, ready: (line) => line.includes('"event":"ready"') },
+    );
+    const client = new Client(agent);
+    const resolver = `https://${HOSTS.resolver.address}:${PORT}`;
+    return {
+      net,
+      dirs,
+      resolve: async (csi) => {
+        const [result] = await client.send({ op: 'resolve', resolver, csi });
+        if (result === undefined) throw new Error('the client gave no result');
+        return result;
+      },
+      load: (csis, concurrency) => client.send({ op: 'load', resolver, csis, concurrency }),
+      close: () => net.destroy(),
+    };
+  } catch (err) {
+    await net.destroy();
+    throw err;
+  }
+}
