@@ -51,7 +51,8 @@ const USAGE = `usage:
              [--tls] [--pki DIR] [--cert FILE --key FILE] [--ca FILE] [--client-ca FILE] [--limits FILE]
   mimi serve --resolver HOST:PORT --root URL
   mimi lookup CSI [--resolver URL] [--format verbose|compact] [--msp ID ...] [--json] [--trust-anchor FILE] [--no-verify]
-              [--ca FILE] [--api-key KEY] [--contact-token T ...] [--relay URL [--gateway-keys FILE]]
+              [--ca FILE] [--api-key KEY] [--contact-token T ...]
+              [--relay URL [--gateway-keys FILE] [--token-issuer URL --api-key KEY]]
   mimi register CSI --msp ID [--preference N] [--dp ID] [--resolver URL] [--trust-anchor FILE]
                 [--keys DIR] [--holder-key FILE] [--otp-outbox DIR] [--visibility public|same-msp|msps:ID,ID|token] [--json]
   mimi revoke CSI [--msp ID] [--holder-key FILE] [--dp ID] [--resolver URL] [--trust-anchor FILE] [--json]
@@ -132,6 +133,7 @@ async function lookup(args: string[]): Promise<number> {
       'contact-token': { type: 'string', multiple: true },
       relay: { type: 'string' },
       'gateway-keys': { type: 'string' },
+      'token-issuer': { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -140,19 +142,31 @@ async function lookup(args: string[]): Promise<number> {
   const contactTokens = values['contact-token']?.map((t) => flag(contactTokenSchema, 'contact-token', t));
   if (values['gateway-keys'] !== undefined && values.relay === undefined) throw new UsageError('--gateway-keys FILE goes with --relay URL');
   const gatewayKeys = values['gateway-keys'] !== undefined ? await readGatewayKeys(values['gateway-keys']) : undefined;
+  if (values['token-issuer'] !== undefined && values.relay === undefined) throw new UsageError('--token-issuer URL goes with --relay URL');
   const csi = positionals[0] ?? '';
   const format = values.format !== undefined ? flag(z.enum(['verbose', 'compact']), 'format', values.format) : 'verbose';
   const msps = values.msp?.map((m) => flag(idSchema, 'msp', m));
   // PROTOCOL.md §7: --trust-anchor defaults to the demo's file when it exists; --no-verify skips validation.
   const client = await clientOf(values);
   const apiKey = values['api-key'] ?? process.env.MIMI_API_KEY;
+  // PROTOCOL.md §14: with --token-issuer the API key is the MSP's at the issuer (an attester's), never sent to the resolver.
+  const tokenIssuer = values['token-issuer'] !== undefined ? flag(httpUrl, 'token-issuer', values['token-issuer']) : undefined;
+  if (tokenIssuer !== undefined && apiKey === undefined) throw new UsageError('--token-issuer URL needs the MSP’s --api-key KEY (or MIMI_API_KEY)');
   const stub = new StubResolver({
     resolver: client.resolverUrl,
     trustAnchor: client.trustAnchor,
     dispatcher: client.dispatcher,
-    ...(apiKey !== undefined ? { apiKey } : {}),
+    ...(apiKey !== undefined && values.relay === undefined ? { apiKey } : {}),
     // PROTOCOL.md §14: through an Oblivious HTTP relay to the resolver's gateway.
-    ...(values.relay !== undefined ? { oblivious: { relay: flag(httpUrl, 'relay', values.relay), gatewayKeys: gatewayKeys } } : {}),
+    ...(values.relay !== undefined
+      ? {
+          oblivious: {
+            relay: flag(httpUrl, 'relay', values.relay),
+            gatewayKeys: gatewayKeys,
+            ...(tokenIssuer !== undefined && apiKey !== undefined ? { tokens: { issuer: tokenIssuer, apiKey, dispatcher: client.dispatcher } } : {}),
+          },
+        }
+      : {}),
   });
   try {
     const answer = await stub.resolve(csi, { format, ...(msps !== undefined ? { msps } : {}), ...(contactTokens !== undefined ? { contactTokens } : {}) });

@@ -75,9 +75,22 @@ export interface Config {
   readonly user: string | undefined;
   readonly resolver: ResolverConfig | undefined;
   /** The resolver as an Oblivious HTTP gateway (PROTOCOL.md §14): its keys rotate every `keyRotationDays` (default 7). */
-  readonly oblivious: { readonly keyRotationDays: number; readonly tokens: 'required' | undefined } | undefined;
+  readonly oblivious: { readonly keyRotationDays: number; readonly tokens: 'required' | undefined; readonly issuer: string | undefined } | undefined;
+  /** A Privacy Pass issuer (PROTOCOL.md §14): where it listens, its attesters by key and certificate hash (hex), their daily quotas. */
+  readonly issuer: IssuerConfig | undefined;
   /** An Oblivious HTTP relay: where it listens and its one gateway resource (PROTOCOL.md §14). */
   readonly relay: { readonly listen: HostPort; readonly gateway: string } | undefined;
+}
+
+/** The `issuer:` section, normalised. */
+export interface IssuerConfig {
+  readonly listen: HostPort;
+  /** SHA-256 hex of an attester's API key -> its MSP. */
+  readonly keys: ReadonlyMap<string, string>;
+  /** SHA-256 hex of an attester's certificate's SubjectPublicKeyInfo -> its MSP. */
+  readonly certs: ReadonlyMap<string, string>;
+  /** Tokens per MSP per UTC day. */
+  readonly quotas: ReadonlyMap<string, number>;
 }
 
 /** Largest configuration file read (PROTOCOL.md §11). */
@@ -158,12 +171,26 @@ export function overlay(file: RawConfig, flags: RawConfig): RawConfig {
 export function normaliseConfig(raw: RawConfig, source: string): Config {
   const problems: string[] = [];
   if (raw.serve !== undefined && raw.zones === undefined) problems.push(`${source}: serve: needs zones (the directory of the zone files it names)`);
-  if (raw.zones === undefined && raw.resolver === undefined && raw.relay === undefined) {
-    problems.push(`${source}: zones: give zones (servers to run), resolver (a resolver alone) or relay (an Oblivious HTTP relay)`);
+  if (raw.zones === undefined && raw.resolver === undefined && raw.relay === undefined && raw.issuer === undefined) {
+    problems.push(
+      `${source}: zones: give zones (servers to run), resolver (a resolver alone), relay (an Oblivious HTTP relay) or issuer (a Privacy Pass issuer)`,
+    );
   }
   if (raw.oblivious !== undefined && raw.resolver === undefined) problems.push(`${source}: oblivious: the gateway is a resolver's: give resolver too`);
-  if (raw.oblivious?.tokens !== undefined)
-    problems.push(`${source}: oblivious.tokens: Privacy Pass tokens are not implemented yet (PROTOCOL.md §14); leave it out`);
+  if (raw.oblivious?.tokens !== undefined && raw.oblivious.issuer === undefined)
+    problems.push(`${source}: oblivious.issuer: tokens: required needs the issuer whose directory holds the token key (its base URL)`);
+  if (raw.issuer !== undefined) {
+    if (raw.keys === undefined) problems.push(`${source}: keys: the issuer keeps its token key in the key directory: give keys`);
+    const msps = new Set(raw.issuer.attesters.map((a) => a.msp));
+    for (const msp of msps) if (raw.issuer.quotas[msp] === undefined) problems.push(`${source}: issuer.quotas: give the daily quota of attester ${msp}`);
+    for (const msp of Object.keys(raw.issuer.quotas)) if (!msps.has(msp)) problems.push(`${source}: issuer.quotas: ${msp} is no attester`);
+    const refs = new Set<string>();
+    for (const a of raw.issuer.attesters) {
+      const ref = 'key' in a ? a.key : a.cert;
+      if (refs.has(ref)) problems.push(`${source}: issuer.attesters: ${ref} is listed twice`);
+      refs.add(ref);
+    }
+  }
   if (raw.zones === undefined && raw.resolver !== undefined && raw.resolver.root === undefined && raw.root === undefined) {
     problems.push(`${source}: resolver.root: a resolver without zones needs its root hints (resolver.root, or root)`);
   }
@@ -193,7 +220,19 @@ export function normaliseConfig(raw: RawConfig, source: string): Config {
     operations: raw.operations === undefined ? undefined : splitHostPort(raw.operations),
     log: { level: raw.log?.level ?? 'info', format: raw.log?.format ?? 'json' },
     user: raw.user,
-    oblivious: raw.oblivious === undefined ? undefined : { keyRotationDays: raw.oblivious.keyRotationDays ?? 7, tokens: raw.oblivious.tokens },
+    oblivious:
+      raw.oblivious === undefined
+        ? undefined
+        : { keyRotationDays: raw.oblivious.keyRotationDays ?? 7, tokens: raw.oblivious.tokens, issuer: raw.oblivious.issuer },
+    issuer:
+      raw.issuer === undefined
+        ? undefined
+        : {
+            listen: splitHostPort(raw.issuer.listen),
+            keys: new Map(raw.issuer.attesters.flatMap((a) => ('key' in a ? [[a.key.slice(7), a.msp] as const] : []))),
+            certs: new Map(raw.issuer.attesters.flatMap((a) => ('cert' in a ? [[a.cert.slice(7), a.msp] as const] : []))),
+            quotas: new Map(Object.entries(raw.issuer.quotas)),
+          },
     relay: raw.relay === undefined ? undefined : { listen: splitHostPort(raw.relay.listen), gateway: raw.relay.gateway },
     resolver:
       r === undefined

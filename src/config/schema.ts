@@ -7,6 +7,9 @@
 import { z } from 'zod';
 import { endpointSchema, idSchema } from '../zone/schema.ts';
 
+/** A SHA-256 reference to an API key or a certificate's SubjectPublicKeyInfo, as the limits file writes them (PROTOCOL.md §10). */
+const sha256Ref = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'written "sha256:" and 64 lower-case hex digits');
+
 /** A file or directory path (relative ones are relative to the config file's directory). */
 const pathSchema = z.string().min(1).max(4096);
 
@@ -129,6 +132,17 @@ export const rawConfigSchema = z.strictObject({
     .optional(),
   /** PROTOCOL.md §14: an Oblivious HTTP relay to one gateway. */
   relay: z.strictObject({ listen: hostPortSchema, gateway: resourceUrlSchema }).optional(),
+  /** PROTOCOL.md §14: a Privacy Pass issuer for attesters (MSPs) by API key or client certificate, within daily quotas. */
+  issuer: z
+    .strictObject({
+      listen: hostPortSchema,
+      attesters: z
+        .array(z.union([z.strictObject({ msp: idSchema, key: sha256Ref }), z.strictObject({ msp: idSchema, cert: sha256Ref })]))
+        .min(1)
+        .max(1000),
+      quotas: z.record(idSchema, z.number().int().min(0).max(1_000_000_000)),
+    })
+    .optional(),
 });
 
 /** The configuration file as written. */

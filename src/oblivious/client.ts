@@ -11,6 +11,7 @@ import { MAX_RESPONSE_BODY } from '../protocol/messages.ts';
 import { createAgent, problemError, sendRequest } from '../net/http-client.ts';
 import { decodeResponse, encodeRequest, fieldValue, type BinaryResponse } from './bhttp.ts';
 import { decodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE, type KeyConfig } from './key-config.ts';
+import { authorizationOf, sendTokenRequest, tokenFor, type TokenSource } from './token-client.ts';
 import { chooseConfig, OHTTP_KEY_PROBLEM_TYPE, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, sealRequest } from './ohttp.ts';
 
 /** Largest key configuration list read. */
@@ -27,6 +28,8 @@ export interface ObliviousClientOptions {
   readonly dispatcher?: Dispatcher | undefined;
   /** Time allowed per request, ms (default 15000). */
   readonly timeoutMs?: number | undefined;
+  /** Privacy Pass tokens for a gateway that requires them (PROTOCOL.md §14): handed over, or obtained through the MSP. */
+  readonly tokens?: TokenSource | undefined;
 }
 
 /** The inner answer of an oblivious resolve. */
@@ -34,6 +37,8 @@ export interface ObliviousAnswer {
   readonly status: number;
   readonly contentType: string | undefined;
   readonly retryAfter: string | undefined;
+  /** A 401's `PrivateToken` challenge (RFC 9577). */
+  readonly wwwAuthenticate?: string | undefined;
   /** The answer's bytes: exactly what `POST /v1/resolve` would have sent. */
   readonly body: Uint8Array;
 }
@@ -90,7 +95,7 @@ export class StaleKeyError extends MimiError {
 }
 
 /** Seals `body` to the first usable configuration and sends it through the relay. */
-async function sendSealed(options: ObliviousClientOptions, configs: readonly KeyConfig[], body: unknown): Promise<ObliviousAnswer> {
+async function sendSealed(options: ObliviousClientOptions, configs: readonly KeyConfig[], body: unknown, authorization?: string): Promise<ObliviousAnswer> {
   const dispatcher = options.dispatcher ?? defaultAgent;
   const { config, suite } = chooseConfig(configs);
   const inner = encodeRequest({
@@ -98,7 +103,7 @@ async function sendSealed(options: ObliviousClientOptions, configs: readonly Key
     scheme: 'https',
     authority: options.authority ?? 'resolver',
     path: '/v1/resolve',
-    headers: [['content-type', 'application/json']],
+    headers: [['content-type', 'application/json'], ...(authorization !== undefined ? [['authorization', authorization] as const] : [])],
     content: Buffer.from(JSON.stringify(body)),
     trailers: [],
   });
@@ -133,6 +138,7 @@ async function sendSealed(options: ObliviousClientOptions, configs: readonly Key
     status: response.status,
     contentType: fieldValue(response.headers, 'content-type'),
     retryAfter: fieldValue(response.headers, 'retry-after'),
+    wwwAuthenticate: fieldValue(response.headers, 'www-authenticate'),
     body: response.content,
   };
 }
@@ -145,9 +151,14 @@ async function sendSealed(options: ObliviousClientOptions, configs: readonly Key
 export class ObliviousClient {
   readonly #options: ObliviousClientOptions;
   #configs: Promise<KeyConfig[]> | undefined;
+  /** Handed-over tokens not spent yet. */
+  readonly #handed: string[];
+  /** The gateway's last challenge: tokens are obtained for it before asking, so a request usually needs no 401 first. */
+  #challenge: string | undefined;
 
   constructor(options: ObliviousClientOptions) {
     this.#options = options;
+    this.#handed = Array.isArray(options.tokens) ? [...(options.tokens as readonly string[])] : [];
     if (options.gatewayKeys !== undefined) this.#configs = Promise.resolve(decodeKeyConfigs(options.gatewayKeys));
   }
 
@@ -160,14 +171,39 @@ export class ObliviousClient {
     return configs;
   }
 
-  /** Sends one `POST /v1/resolve` body obliviously: the inner status and JSON, as the net client's `requestJson` returns a direct one's. */
-  async resolveJson(body: unknown): Promise<{ status: number; json: unknown; retryAfter: string | undefined }> {
-    let answer: ObliviousAnswer;
+  /** A token for the gateway's challenge: a handed-over one, or one obtained through the MSP; undefined when there is none to give. */
+  async #token(): Promise<string | undefined> {
+    const source = this.#options.tokens;
+    if (source === undefined) return undefined;
+    if (Array.isArray(source)) {
+      const next = this.#handed.shift();
+      return next === undefined ? undefined : authorizationOf(next);
+    }
+    if (this.#challenge === undefined) return undefined;
+    if (typeof source === 'function') return source(this.#challenge);
+    const { issuer, apiKey, dispatcher } = source as Exclude<TokenSource, readonly string[] | ((c: string) => Promise<string>)>;
+    return tokenFor(this.#challenge, (request) =>
+      sendTokenRequest(issuer, apiKey, request, { dispatcher: dispatcher ?? this.#options.dispatcher, timeoutMs: this.#options.timeoutMs }),
+    );
+  }
+
+  async #send(body: unknown): Promise<ObliviousAnswer> {
+    const authorization = await this.#token();
     try {
-      answer = await sendSealed(this.#options, await (this.#configs ?? this.#fetch()), body);
+      return await sendSealed(this.#options, await (this.#configs ?? this.#fetch()), body, authorization);
     } catch (err) {
       if (!(err instanceof StaleKeyError) || this.#options.gatewayKeys !== undefined) throw err;
-      answer = await sendSealed(this.#options, await this.#fetch(), body);
+      return sendSealed(this.#options, await this.#fetch(), body, authorization);
+    }
+  }
+
+  /** Sends one `POST /v1/resolve` body obliviously: the inner status and JSON, as the net client's `requestJson` returns a direct one's. */
+  async resolveJson(body: unknown): Promise<{ status: number; json: unknown; retryAfter: string | undefined }> {
+    let answer = await this.#send(body);
+    // RFC 9577 §2: a 401 with a PrivateToken challenge (a new period, or no token yet): obtain a token for it and ask once more.
+    if (answer.status === 401 && answer.wwwAuthenticate !== undefined && this.#options.tokens !== undefined && !Array.isArray(this.#options.tokens)) {
+      this.#challenge = answer.wwwAuthenticate;
+      answer = await this.#send(body);
     }
     let json: unknown;
     try {

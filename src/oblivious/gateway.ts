@@ -16,11 +16,14 @@ import { MAX_REQUEST_BODY, resolveRequestSchema } from '../protocol/messages.ts'
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../protocol/problem.ts';
 import { parseStrictJson } from '../protocol/strict-json.ts';
 import type { Resolver } from '../resolver/resolver.ts';
+import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { identifyClient } from '../server/client-identity.ts';
+import type { Limits } from '../zone/limits-file.ts';
 import { parseBody, refuseOtherMethods, sendProblem } from '../server/http-common.ts';
 import { decodeRequest, encodeResponse, type BinaryRequest, type BinaryResponse, type FieldLine } from './bhttp.ts';
 import { encodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE } from './key-config.ts';
 import type { KeyRing } from './key-ring.ts';
+import type { TokenGate } from './tokens.ts';
 import { OHTTP_KEY_PROBLEM_TYPE, OHTTP_REQUEST_CONTENT_TYPE, OHTTP_RESPONSE_CONTENT_TYPE, openRequest, UnknownKeyError } from './ohttp.ts';
 
 export { OHTTP_KEY_PROBLEM_TYPE } from './ohttp.ts';
@@ -39,12 +42,23 @@ export const MAX_ENCAPSULATED_REQUEST = MAX_REQUEST_BODY + 4096;
  * Answers the body of an inner `POST /v1/resolve` for the client of the outer
  * request (the relay): the answer's bytes, or a {@link MimiError} thrown.
  */
-export type ResolveHandler = (content: Uint8Array, outer: IncomingMessage) => Promise<Uint8Array>;
+export type ResolveHandler = (content: Uint8Array, outer: IncomingMessage, client?: ClientIdentity) => Promise<Uint8Array>;
+
+/**
+ * Who a token-authenticated request is to the resolver's limits (PROTOCOL.md
+ * §14): every token is one request already paid for, so they share one bucket
+ * of the `tokens` tier (the `standard` tier when the limits name none), never
+ * the relay's address.
+ */
+export function tokenClient(limits: Limits | undefined): ClientIdentity {
+  const tiers = limits?.tiers ?? {};
+  return { identity: 'token', tier: tiers.tokens !== undefined ? 'tokens' : tiers.standard !== undefined ? 'standard' : 'anonymous' };
+}
 
 /** The resolver's handler, as `POST /v1/resolve` runs it: strict JSON, the body schema, the client's limits by the outer request. */
 export function resolverHandler(current: () => Resolver): ResolveHandler {
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  return async (content, outer) => {
+  return async (content, outer, client) => {
     let text: string;
     try {
       text = decoder.decode(content);
@@ -53,7 +67,7 @@ export function resolverHandler(current: () => Resolver): ResolveHandler {
     }
     const json = text === '' ? undefined : parseStrictJson(text);
     const resolver = current();
-    return resolver.resolveBytes(parseBody(resolveRequestSchema, json), identifyClient(outer, resolver.limits));
+    return resolver.resolveBytes(parseBody(resolveRequestSchema, json), client ?? identifyClient(outer, resolver.limits));
   };
 }
 
@@ -62,6 +76,10 @@ export interface GatewayOptions {
   readonly keys: KeyRing;
   readonly resolve: ResolveHandler;
   readonly logger: Logger;
+  /** With `oblivious.tokens: required`: the Privacy Pass gate every inner request passes (RFC 9577). */
+  readonly tokens?: TokenGate | undefined;
+  /** The limits a token-authenticated request is counted by (the resolver's, now). */
+  readonly limits?: (() => Limits | undefined) | undefined;
 }
 
 /** A Binary HTTP answer carrying a problem document (RFC 9457), with `Retry-After` for 429. */
@@ -80,8 +98,22 @@ async function answerInner(request: BinaryRequest, options: GatewayOptions, oute
     return problemResponse(new MimiError('invalid_request', `${request.method} is not allowed on ${TARGET_PATH}`, { status: 405 }));
   if (request.content.length > MAX_REQUEST_BODY)
     return problemResponse(new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 }));
+  let client: ClientIdentity | undefined;
+  if (options.tokens !== undefined) {
+    // RFC 9577 §2.1: no valid, unspent token -> 401 with the challenge, inside the encapsulation.
+    const authorization = request.headers.find(([name]) => name.toLowerCase() === 'authorization')?.[1];
+    const redemption = await options.tokens.redeem(authorization);
+    if (redemption.kind === 'refused') {
+      const challenge = options.tokens.challengeHeader();
+      if (challenge === undefined)
+        return problemResponse(new MimiError('upstream_unavailable', 'the gateway does not hold the issuer key yet', { status: 503 }));
+      const response = problemResponse(new MimiError('unauthorized', redemption.reason));
+      return { ...response, headers: [...response.headers, ['www-authenticate', challenge]] };
+    }
+    client = tokenClient(options.limits?.());
+  }
   try {
-    const bytes = await options.resolve(request.content, outer);
+    const bytes = await options.resolve(request.content, outer, client);
     return { status: 200, headers: [['content-type', 'application/json']], content: bytes, trailers: [] };
   } catch (err) {
     if (!(err instanceof MimiError)) options.logger.error({ fault: err instanceof Error ? err.message : String(err) }, 'oblivious resolve failed');

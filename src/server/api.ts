@@ -16,7 +16,7 @@ import { statementPayloadSchema, statementSchema } from '../protocol/statement.t
 import { challengeAnswerSchema, challengeRequestSchema, decisionSchema, flushQuerySchema, idParamSchema } from '../protocol/requests.ts';
 
 /** Which kind of server answers a route. */
-export type ApiRole = 'root' | 'authoritative' | 'idprover' | 'resolver' | 'gateway' | 'relay' | 'operations';
+export type ApiRole = 'root' | 'authoritative' | 'idprover' | 'resolver' | 'gateway' | 'relay' | 'issuer' | 'operations';
 
 /** One response of a route. */
 export interface ApiResponse {
@@ -111,7 +111,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   {
     method: 'GET',
     path: '/healthz',
-    roles: [...EVERY_SERVER, 'relay', 'operations'],
+    roles: [...EVERY_SERVER, 'relay', 'issuer', 'operations'],
     summary: 'Liveness: 200 while the process serves',
     section: '§3, §11',
     responses: { 200: ok('serving', statusSchema) },
@@ -129,7 +129,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   {
     method: 'GET',
     path: '/openapi.json',
-    roles: [...EVERY_SERVER, 'relay'],
+    roles: [...EVERY_SERVER, 'relay', 'issuer'],
     summary: 'This document, for the paths this server answers',
     section: '§12',
     responses: { 200: ok('an OpenAPI 3.1 document', z.record(z.string(), z.unknown())) },
@@ -323,6 +323,37 @@ export const API_ROUTES: readonly ApiRoute[] = [
       415: ok('not message/ohttp-req'),
     },
     problems: ['replayed', 'upstream_unavailable'],
+  },
+  {
+    method: 'GET',
+    path: '/.well-known/private-token-issuer-directory',
+    roles: ['issuer'],
+    summary: 'The Privacy Pass issuer’s directory (RFC 9578 §4): its request URI and its token key of type 2 (blind RSA)',
+    section: '§14',
+    responses: {
+      200: {
+        description: 'the issuer directory',
+        type: 'application/private-token-issuer-directory',
+        schema: z.object({
+          'issuer-request-uri': z.string(),
+          'token-keys': z.array(z.object({ 'token-type': z.literal(2), 'token-key': z.string().describe('base64url SubjectPublicKeyInfo, RSASSA-PSS') })),
+        }),
+      },
+    },
+    problems: [],
+  },
+  {
+    method: 'POST',
+    path: '/token-request',
+    roles: ['issuer'],
+    summary:
+      'An attester (an MSP, by API key or client certificate) has a blinded TokenRequest (application/private-token-request, 259 bytes) signed, within its daily quota (RFC 9578 §5)',
+    section: '§14',
+    responses: {
+      200: { description: 'the TokenResponse: the blind signature', type: 'application/private-token-response', schema: z.string().describe('binary') },
+      415: ok('not application/private-token-request'),
+    },
+    problems: ['unauthorized'],
   },
   {
     method: 'GET',

@@ -64,10 +64,18 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
     logger: mode.logger,
     dnsPort: config.dns.port,
     resolverDns: r?.dns,
-    ...(config.oblivious !== undefined ? { gateway: { rotationMs: config.oblivious.keyRotationDays * 86_400_000 } } : {}),
+    ...(config.oblivious !== undefined
+      ? {
+          gateway: {
+            rotationMs: config.oblivious.keyRotationDays * 86_400_000,
+            ...(config.oblivious.tokens === 'required' && config.oblivious.issuer !== undefined ? { tokenIssuer: config.oblivious.issuer } : {}),
+          },
+        }
+      : {}),
     ...(config.relay !== undefined ? { relay: { ...config.relay.listen, gateway: config.relay.gateway } } : {}),
-    ...(config.oblivious !== undefined ? { gateway: { rotationMs: config.oblivious.keyRotationDays * 86_400_000 } } : {}),
-    ...(config.relay !== undefined ? { relay: { ...config.relay.listen, gateway: config.relay.gateway } } : {}),
+    ...(config.issuer !== undefined
+      ? { issuer: { ...config.issuer.listen, keys: config.issuer.keys, certs: config.issuer.certs, quotas: config.issuer.quotas } }
+      : {}),
     dnsApex: config.dns.apex,
     keysDir: config.keysDir,
     newKey: config.newKey,

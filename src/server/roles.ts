@@ -47,6 +47,8 @@ import type { ApiRole } from './api.ts';
 import type { KeyRing } from '../oblivious/key-ring.ts';
 import { addGatewayRoutes, GATEWAY_KEYS_PATH, resolverHandler } from '../oblivious/gateway.ts';
 import { buildRelay, type RelayOptions } from '../oblivious/relay.ts';
+import { buildIssuer, type IssuerOptions, type TokenIssuer } from '../oblivious/issuer.ts';
+import type { TokenGate } from '../oblivious/tokens.ts';
 
 /** A running Oblivious HTTP relay (PROTOCOL.md §14). */
 export interface RelayServer extends BuiltServer {
@@ -59,10 +61,22 @@ export function buildRelayServer(options: RelayOptions): RelayServer {
   return { id: 'relay', role: 'relay', routes: (app) => relay.routes(app), close: () => relay.close() };
 }
 
+/** A running Privacy Pass issuer (PROTOCOL.md §14 `issuer:`). */
+export interface IssuerServer extends BuiltServer {
+  readonly role: 'issuer';
+  readonly issuer: TokenIssuer;
+}
+
+/** Builds a Privacy Pass issuer over its key pair, attesters and quotas. */
+export async function buildIssuerServer(options: IssuerOptions): Promise<IssuerServer> {
+  const issuer = await buildIssuer(options);
+  return { id: 'issuer', role: 'issuer', issuer, routes: (app) => issuer.routes(app), close: () => Promise.resolve() };
+}
+
 /** What every built server offers the runtime. */
 export interface BuiltServer {
   readonly id: string;
-  readonly role: 'root' | 'authoritative' | 'idprover' | 'resolver' | 'relay';
+  readonly role: 'root' | 'authoritative' | 'idprover' | 'resolver' | 'relay' | 'issuer';
   /** The roles whose paths its `GET /openapi.json` describes (PROTOCOL.md §12); its role alone when absent. */
   readonly apiRoles?: readonly ApiRole[] | undefined;
   /** Adds what it serves over HTTP to the app of one of its listeners. */
@@ -327,9 +341,15 @@ const RESOLVER_RETIRE_MS = 15_000;
 
 /** Builds the recursive resolver: `POST /v1/resolve` (with its fast path), its signed root zone, and, when asked, its DNS front-end. */
 export function buildResolver(
-  options: ResolverBuildOptions & { readonly dns: boolean; readonly metrics: Metrics | undefined; readonly gatewayKeys?: KeyRing | undefined },
+  options: ResolverBuildOptions & {
+    readonly dns: boolean;
+    readonly metrics: Metrics | undefined;
+    readonly gatewayKeys?: KeyRing | undefined;
+    /** With `oblivious.tokens: required`: the gateway's Privacy Pass gate (PROTOCOL.md §14). */
+    readonly gatewayTokens?: TokenGate | undefined;
+  },
 ): ResolverServer {
-  const { metrics, dns, logger, gatewayKeys } = options;
+  const { metrics, dns, logger, gatewayKeys, gatewayTokens } = options;
   const make = (settings: ResolverBuildOptions): Resolver =>
     new Resolver({ ...(metrics !== undefined ? { observer: metrics.resolverObserver() } : {}), ...settings });
   let resolver = make(options);
@@ -383,9 +403,16 @@ export function buildResolver(
     ...(gatewayKeys !== undefined ? { apiRoles: ['resolver', 'gateway'] as const } : {}),
     routes: (app) => {
       // PROTOCOL.md §14 (requirement 11): well-known says whether this resolver is a gateway and whether it asks for tokens.
-      addResolverRoutes(app, current, gatewayKeys !== undefined ? { oblivious: { gateway: true, keys: GATEWAY_KEYS_PATH, relays: [], tokens: 'none' } } : {});
+      addResolverRoutes(
+        app,
+        current,
+        gatewayKeys !== undefined
+          ? { oblivious: { gateway: true, keys: GATEWAY_KEYS_PATH, relays: [], tokens: gatewayTokens !== undefined ? 'required' : 'none' } }
+          : {},
+      );
       // PROTOCOL.md §14: an Oblivious HTTP gateway in front of the same resolver (whichever a reload put in place).
-      if (gatewayKeys !== undefined) addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger });
+      if (gatewayKeys !== undefined)
+        addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger, tokens: gatewayTokens, limits: () => current().limits });
     },
     reload: async (settings) => {
       const fresh = make(settings);

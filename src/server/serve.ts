@@ -30,6 +30,8 @@ import {
   buildAuthoritative,
   buildIdprover,
   buildRelayServer,
+  buildIssuerServer,
+  type IssuerServer,
   buildResolver,
   buildRoot,
   type AuthoritativeServer,
@@ -42,6 +44,9 @@ import {
 import type { Seeding } from './demo-seed.ts';
 import { addOpenApiRoute } from './openapi.ts';
 import { KeyRing } from '../oblivious/key-ring.ts';
+import { generateIssuerKey, loadOrCreateIssuerKey } from '../oblivious/issuer.ts';
+import { watchTokenKey } from '../oblivious/token-client.ts';
+import { TokenGate } from '../oblivious/tokens.ts';
 import { tlsAgent } from '../net/http-client.ts';
 
 /** Where the demo's delivery channel writes one-time codes. */
@@ -78,7 +83,30 @@ export interface HierarchyOptions {
   /** The port every DNS server of the hierarchy listens on (PROTOCOL.md §6); no DNS when absent. */
   readonly dnsPort?: number | undefined;
   /** The resolver is an Oblivious HTTP gateway whose keys rotate every `rotationMs` (PROTOCOL.md §14 `oblivious:`). */
-  readonly gateway?: { readonly rotationMs: number } | undefined;
+  readonly gateway?:
+    | {
+        readonly rotationMs: number;
+        /** `oblivious.tokens: required`: the issuer (base URL) whose directory holds the token key; tokens are then asked for (PROTOCOL.md §14). */
+        readonly tokenIssuer?: string | undefined;
+        /** The origin tokens are bound to; the resolver listener's host and port when absent. */
+        readonly origin?: string | undefined;
+      }
+    | undefined;
+  /**
+   * A Privacy Pass issuer (PROTOCOL.md §14 `issuer:`): where it listens, its
+   * attesters (SHA-256 hex of API key or certificate SPKI -> MSP) and their
+   * tokens per UTC day. Its key is `keysDir/issuer-token-key.jwk`; without
+   * `keysDir` a new key lives in memory only (tests).
+   */
+  readonly issuer?:
+    | {
+        readonly host: string;
+        readonly port: number;
+        readonly keys: ReadonlyMap<string, string>;
+        readonly certs: ReadonlyMap<string, string>;
+        readonly quotas: ReadonlyMap<string, number>;
+      }
+    | undefined;
   /** An Oblivious HTTP relay: where it listens and its one gateway resource (PROTOCOL.md §14 `relay:`). */
   readonly relay?: { readonly host: string; readonly port: number; readonly gateway: string } | undefined;
   /** Where the resolver's DNS front-end listens; none when absent. */
@@ -234,6 +262,8 @@ export interface RunningHierarchy {
   readonly resolverUrl: string | undefined;
   /** The Oblivious HTTP relay's URL, when one runs. */
   readonly relayUrl: string | undefined;
+  /** The Privacy Pass issuer's URL, when one runs. */
+  readonly issuerUrl: string | undefined;
   readonly resolver: Resolver | undefined;
   /** The zones as served (after any port rewrite). */
   readonly zones: readonly LoadedZone[];
@@ -481,6 +511,19 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         at.port,
       );
     }
+    let issuerListener: BoundHttp | undefined;
+    if (options.issuer !== undefined) {
+      const at = options.issuer;
+      // Attesters may authenticate by client certificate (PROTOCOL.md §14), as a resolver's clients do.
+      const serverTls =
+        tls?.serves !== true ? undefined : { ...(await tls.server('issuer', at.host, false)), clientCa: tls.clientIdentityCa, requireClientCert: false };
+      issuerListener = await bind(
+        'issuer',
+        `${serverTls === undefined ? 'http' : 'https'}://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`,
+        serverTls,
+        at.port,
+      );
+    }
     const urlMap = new Map(listeners.map((l) => [l.endpoint, l.bound.url]));
 
     // 2. The zones as served: the bound ports, the keys filled in.
@@ -554,7 +597,30 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let resolverServer: ResolverServer | undefined;
     if (resolverListener !== undefined) {
       const gatewayKeys = options.gateway !== undefined ? await KeyRing.create({ rotationMs: options.gateway.rotationMs, now: Date.now }) : undefined;
-      const server = buildResolver({ ...(await resolverOf(options, zones)), metrics: options.metrics, dns: options.resolverDns !== undefined, gatewayKeys });
+      let gatewayTokens: TokenGate | undefined;
+      if (options.gateway?.tokenIssuer !== undefined) {
+        // PROTOCOL.md §14: the token key comes from the issuer's directory, fetched in the background (retried) so a start never waits on the issuer.
+        const dispatcher = tls !== undefined ? tlsAgent({ ca: tls.client.ca }) : undefined;
+        const source = watchTokenKey(options.gateway.tokenIssuer, { logger: logger.child({ server: 'resolver' }), dispatcher });
+        resources.add('servers', async () => {
+          source.close();
+          await dispatcher?.close();
+        });
+        gatewayTokens = new TokenGate({
+          issuerName: new URL(options.gateway.tokenIssuer).host,
+          origin: options.gateway.origin ?? new URL(resolverListener.url).host,
+          tokenKey: () => source.current(),
+          periodMs: options.gateway.rotationMs,
+          now: Date.now,
+        });
+      }
+      const server = buildResolver({
+        ...(await resolverOf(options, zones)),
+        metrics: options.metrics,
+        dns: options.resolverDns !== undefined,
+        gatewayKeys,
+        gatewayTokens,
+      });
       resolverServer = server;
       built.push(server);
       resources.add('servers', () => server.close());
@@ -575,6 +641,14 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         await server.close();
         await dispatcher?.close();
       });
+    }
+
+    let issuerServer: IssuerServer | undefined;
+    if (issuerListener !== undefined && options.issuer !== undefined) {
+      const keyPair = options.keysDir !== undefined ? await loadOrCreateIssuerKey(options.keysDir) : await generateIssuerKey();
+      const server = await buildIssuerServer({ ...options.issuer, keyPair, logger: logger.child({ server: 'issuer' }), now: Date.now });
+      issuerServer = server;
+      built.push(server);
     }
 
     // 4. Attach each server to its listeners.
@@ -699,7 +773,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     };
 
     const servers: Record<string, string[]> = {};
-    for (const l of listeners) if (l.id !== 'resolver' && l.id !== 'relay') (servers[l.id] ??= []).push(l.bound.url);
+    for (const l of listeners) if (l.id !== 'resolver' && l.id !== 'relay' && l.id !== 'issuer') (servers[l.id] ??= []).push(l.bound.url);
     const stopEndpoint = async (url: string): Promise<void> => {
       const entry = listeners.find((l) => l.bound.url === url);
       if (entry === undefined) throw new Error(`no server listens on ${url}`);
@@ -712,6 +786,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       dns,
       resolverUrl: resolverListener?.url,
       relayUrl: relayListener?.url,
+      issuerUrl: issuerServer !== undefined ? issuerListener?.url : undefined,
       resolverDns,
       get resolver() {
         return resolverServer?.resolver;

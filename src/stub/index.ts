@@ -6,6 +6,7 @@
  * removed); `mimi-discovery` exports all of this too.
  */
 export { StubResolver, DEFAULT_RESOLVER_URL, type StubResolverOptions, type ResolveOptions } from './stub-resolver.ts';
+export type { TokenSource } from '../oblivious/token-client.ts';
 export { signStatement, registerStatement, type RegistrationReply } from './msp.ts';
 export { registerThroughFlow, findServingDp, type RegistrationRequest, type CodeSource } from './register.ts';
 export { verifyAnswer, verifyRootZone } from './validate.ts';

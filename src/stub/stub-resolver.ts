@@ -5,6 +5,7 @@
  */
 import type { Dispatcher } from 'undici';
 import { ObliviousClient } from '../oblivious/client.ts';
+import type { TokenSource } from '../oblivious/token-client.ts';
 import type { TlsClientOptions } from '../net/tls-client.ts';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
@@ -37,9 +38,13 @@ export interface StubResolverOptions {
    * never sees the CSI and the resolver never sees the client's address.
    * `gatewayKeys` are the gateway's `application/ohttp-keys` bytes (fetched
    * through the relay when absent). The root zone a trust anchor checks against
-   * still comes from `resolver`.
+   * still comes from `resolver`. `tokens`, for a gateway with `tokens:
+   * required`: Privacy Pass tokens handed over (each spent once), a function
+   * that answers the gateway's `WWW-Authenticate` challenge with an
+   * `Authorization` value (an MSP's app asking its MSP), or `{ issuer, apiKey }`:
+   * the MSP's API key at the issuer, which then signs the blinded requests.
    */
-  readonly oblivious?: { readonly relay: string; readonly gatewayKeys?: Uint8Array | undefined } | undefined;
+  readonly oblivious?: { readonly relay: string; readonly gatewayKeys?: Uint8Array | undefined; readonly tokens?: TokenSource | undefined } | undefined;
 }
 
 /** Options of one resolution. */
@@ -76,6 +81,7 @@ export class StubResolver {
         : new ObliviousClient({
             relay: options.oblivious.relay,
             gatewayKeys: options.oblivious.gatewayKeys,
+            tokens: options.oblivious.tokens,
             dispatcher: this.#dispatcher,
             timeoutMs: this.#timeoutMs,
           });

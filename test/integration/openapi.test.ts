@@ -16,7 +16,8 @@ import { createHttpApp } from '../../src/server/http-common.ts';
 import { Metrics } from '../../src/server/metrics.ts';
 import { addOpenApiRoute, openApiDocument, openApiPath } from '../../src/server/openapi.ts';
 import { createOperationsApp } from '../../src/server/operations.ts';
-import { buildAuthoritative, buildIdprover, buildRelayServer, buildResolver, buildRoot, type BuiltServer } from '../../src/server/roles.ts';
+import { buildAuthoritative, buildIdprover, buildIssuerServer, buildRelayServer, buildResolver, buildRoot, type BuiltServer } from '../../src/server/roles.ts';
+import { generateIssuerKey } from '../../src/oblivious/issuer.ts';
 import { KeyRing } from '../../src/oblivious/key-ring.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { DEFAULT_LIMITS } from '../../src/zone/limits-file.ts';
@@ -97,7 +98,10 @@ describe('the routes each kind of server registers', () => {
     }
     servers.push(buildResolver({ rootHints: ['http://127.0.0.1:9'], logger: silent, dns: false, metrics: undefined }));
     servers.push(buildRelayServer({ gateway: 'http://127.0.0.1:9/v1/ohttp', limits: DEFAULT_LIMITS, logger: silent, now: Date.now }));
-    expect(servers.map((s) => s.role).sort()).toEqual(['authoritative', 'idprover', 'relay', 'resolver', 'root']);
+    servers.push(
+      await buildIssuerServer({ keyPair: await generateIssuerKey(), keys: new Map(), certs: new Map(), quotas: new Map(), logger: silent, now: Date.now }),
+    );
+    expect(servers.map((s) => s.role).sort()).toEqual(['authoritative', 'idprover', 'issuer', 'relay', 'resolver', 'root']);
     // A resolver that is an Oblivious HTTP gateway (PROTOCOL.md §14) serves the gateway's paths too.
     const gatewayKeys = await KeyRing.create({ rotationMs: 86_400_000, now: Date.now });
     const gateway = buildResolver({ rootHints: ['http://127.0.0.1:9'], logger: silent, dns: false, metrics: undefined, gatewayKeys });
