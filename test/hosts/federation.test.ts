@@ -18,6 +18,14 @@ const runs = checkPrerequisite('the hosts tests (test/hosts)', hostsMissing());
 const REPLICA_MS = 1000;
 /** What a request may take beyond one replica timeout: TLS to the next replica, the stub's verification, a shared 2-core machine. */
 const MARGIN_MS = 1000;
+/** Seconds every zone file lets an answer, a denial or a referral be cached (the root zone's refresh too): short, so the tests see them expire. */
+const TTL = 2;
+
+/**
+ * Waits for cached data to expire. The servers run in other processes on other
+ * hosts, so their clocks cannot be faked: the wait is real, and short.
+ */
+const expire = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, TTL * 1000 + 300));
 
 let fed: Federation;
 let dir: string;
@@ -25,7 +33,7 @@ let dir: string;
 describe.skipIf(!runs)('a federation on separate hosts', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mimi-hosts-'));
-    fed = await startFederation(dir, { replicaMs: REPLICA_MS, resolutionMs: 4000, ttl: 3600 });
+    fed = await startFederation(dir, { replicaMs: REPLICA_MS, resolutionMs: 4000, ttl: TTL });
   }, 120_000);
   afterAll(async () => {
     await fed?.close();
@@ -57,4 +65,61 @@ describe.skipIf(!runs)('a federation on separate hosts', () => {
       await fed.net.restore('dc-a');
     }
   }, 60_000);
+
+  it('serves stale answers while both replicas are cut, upstream_unavailable for what was never cached, fresh answers once the links return', async () => {
+    const known = DC_NUMBERS[50] ?? '';
+    expect(await fed.resolve(known)).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
+    await fed.net.cut('dc-a', 'down');
+    await fed.net.cut('dc-b', 'loss');
+    try {
+      await expire();
+      const stale = await fed.resolve(known);
+      expect(stale).toMatchObject({ ok: true, answer: { status: 'found', msps: ['chat-a', 'chat-b'], stale: true, verified: true } });
+      // Both replicas were tried, one replica timeout each (PROTOCOL.md §4).
+      expect(stale.ms).toBeLessThan(2 * REPLICA_MS + MARGIN_MS);
+      const never = await fed.resolve(DC_NUMBERS[51] ?? '');
+      expect(never).toMatchObject({ ok: false, code: 'upstream_unavailable' });
+      expect(never.ms).toBeLessThan(2 * REPLICA_MS + MARGIN_MS);
+    } finally {
+      await fed.net.restore('dc-a');
+      await fed.net.restore('dc-b');
+    }
+    // Fresh again once a replica answers: bounded in tries and time.
+    let fresh = await fed.resolve(known);
+    for (let tries = 0; tries < 10 && fresh.answer?.stale !== false; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      fresh = await fed.resolve(known);
+    }
+    expect(fresh).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
+    expect(await fed.resolve(DC_NUMBERS[51] ?? '')).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
+  }, 60_000);
+
+  it('answers with the other share and names the one cut off as incomplete', async () => {
+    await fed.net.cut('mail-b', 'loss');
+    try {
+      const only = await fed.resolve('mailto:only-dp-mail-a@example.com');
+      expect(only).toMatchObject({ ok: true, answer: { status: 'found', msps: ['chat-a'], incomplete: ['dp-mail-b'], stale: false } });
+      expect(only.ms).toBeLessThan(REPLICA_MS + MARGIN_MS);
+    } finally {
+      await fed.net.restore('mail-b');
+    }
+  }, 30_000);
+
+  it('keeps answering for the zones it knows while the resolver is cut off from the root', async () => {
+    expect(await fed.resolve('tel:+16135550101')).toMatchObject({ ok: true, answer: { status: 'found' } });
+    await fed.net.cut('root', 'loss');
+    try {
+      // The root zone's TTL runs out while the root cannot be reached: the copy held is kept.
+      await expire();
+      const csis = [...DC_NUMBERS.slice(52, 58), 'tel:+16135550101', 'mailto:bob@example.com'];
+      const results = await fed.load(csis, 4);
+      expect(results).toHaveLength(csis.length);
+      for (const r of results) {
+        expect(r, r.csi).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
+        expect(r.ms, r.csi).toBeLessThan(REPLICA_MS + MARGIN_MS);
+      }
+    } finally {
+      await fed.net.restore('root');
+    }
+  }, 30_000);
 });
