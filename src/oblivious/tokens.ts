@@ -97,7 +97,7 @@ export class TokenGate {
   }
 
   /** RFC 9577 §2.1: the challenge of one period. */
-  challengeOf(period: number): TokenChallenge {
+  #challengeOf(period: number): TokenChallenge {
     const context = sha256(Buffer.from(`mimi-discovery token period ${period} ${this.#options.origin}`));
     return new TokenChallenge(TOKEN_TYPE_BLIND_RSA, this.#options.issuerName, context, [this.#options.origin]);
   }
@@ -106,7 +106,7 @@ export class TokenGate {
   challengeHeader(): string | undefined {
     const key = this.#options.tokenKey();
     if (key === undefined) return undefined;
-    return new WWWAuthenticateHeader(this.challengeOf(this.#period()), key.spki).toString(true);
+    return new WWWAuthenticateHeader(this.#challengeOf(this.#period()), key.spki).toString(true);
   }
 
   /** Redeems the token of an `Authorization: PrivateToken token=...` value: accepted once, then refused. */
@@ -128,7 +128,7 @@ export class TokenGate {
     if (input.tokenType !== TOKEN_TYPE_BLIND_RSA) return { kind: 'refused', reason: 'the token is not of type 2' };
     if (!Buffer.from(input.tokenKeyId).equals(key.id)) return { kind: 'refused', reason: 'the token is not of the issuer key' };
     const now = this.#period();
-    const period = [now, now - 1].find((p) => Buffer.from(sha256(this.challengeOf(p).serialize())).equals(input.challengeDigest));
+    const period = [now, now - 1].find((p) => Buffer.from(sha256(this.#challengeOf(p).serialize())).equals(input.challengeDigest));
     if (period === undefined) return { kind: 'refused', reason: 'the token answers no current challenge of this gateway' };
     // RFC 9578 §6.4 (RFC 9474 verification): RSASSA-PSS, SHA-384, salt length 48, over the authenticator input.
     const valid = await crypto.subtle.verify({ name: 'RSA-PSS', saltLength: 48 }, key.key, token.authenticator, input.serialize());
