@@ -33,7 +33,7 @@ let dir: string;
 describe.skipIf(!runs)('a federation on separate hosts', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mimi-hosts-'));
-    fed = await startFederation(dir, { replicaMs: REPLICA_MS, resolutionMs: 4000, ttl: TTL });
+    fed = await startFederation(dir, { replicaMs: REPLICA_MS, resolutionMs: 4000, ttl: TTL, staleTtl: TTL });
   }, 120_000);
   afterAll(async () => {
     await fed?.close();

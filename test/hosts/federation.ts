@@ -55,13 +55,33 @@ export const DC_NUMBERS = Array.from({ length: 60 }, (_, i) => `tel:+1202555${St
 
 /** Settings of a deployment. */
 export interface DeploymentOptions {
-  /** The resolver's time per replica, ms (PROTOCOL.md §4: 3000). */
-  readonly replicaMs: number;
-  /** The resolver's time per resolution, ms (PROTOCOL.md §4: 10000). */
-  readonly resolutionMs: number;
-  /** Seconds a DP's answers may be cached (the zone files' `ttl`). */
+  /** The resolver's time per replica, ms (PROTOCOL.md §4: 3000, the default when absent). */
+  readonly replicaMs?: number | undefined;
+  /** The resolver's time per resolution, ms (PROTOCOL.md §4: 10000, the default when absent). */
+  readonly resolutionMs?: number | undefined;
+  /** Seconds a DP's answers, denials and referrals may be cached, and the root zone before it is fetched again (the zone files' `ttl`). */
   readonly ttl: number;
+  /** Seconds the resolver serves a stale answer before it asks again (`resolver.ttl.stale`; 30 when absent). */
+  readonly staleTtl?: number | undefined;
 }
+
+/** The deployment docs/operations.md shows (§15): the contract's timeouts, a day's TTLs. */
+export const DOCUMENTED: DeploymentOptions = { ttl: 86_400 };
+
+/** The public keys docs/operations.md shows in place of real ones. */
+export const DOCUMENTED_KEYS: Record<string, unknown> = Object.fromEntries(
+  ['root', 'dp-nanp', 'dp-dc', 'dp-mail-a', 'dp-mail-b'].map((id) => [id, `<the output of mimi key public keys/${id}.jwk>`]),
+);
+
+/** The files docs/operations.md shows, in its order: host and path. */
+export const DOCUMENTED_FILES: readonly (readonly [HostName, string])[] = [
+  ['root', 'mimi.yaml'],
+  ['root', 'zones/root.yaml'],
+  ['nanp', 'mimi.yaml'],
+  ['nanp', 'zones/dp-nanp.yaml'],
+  ['dc-a', 'mimi.yaml'],
+  ['resolver', 'mimi.yaml'],
+];
 
 /** The files of every host, by host: path relative to the host's directory, and contents. */
 type Files = Record<string, string>;
@@ -232,9 +252,16 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
             listen: `${HOSTS.resolver.address}:${PORT}`,
             root: [url('root')],
             trustAnchor: './trust-anchor.jwk',
-            timeouts: { replicaMs: options.replicaMs, resolutionMs: options.resolutionMs },
+            ...(options.replicaMs !== undefined || options.resolutionMs !== undefined
+              ? {
+                  timeouts: {
+                    ...(options.replicaMs !== undefined ? { replicaMs: options.replicaMs } : {}),
+                    ...(options.resolutionMs !== undefined ? { resolutionMs: options.resolutionMs } : {}),
+                  },
+                }
+              : {}),
             // A stale answer is served for this long before the DPs are asked again (RFC 8767 §4 suggests 30 s).
-            ttl: { stale: options.ttl },
+            ...(options.staleTtl !== undefined ? { ttl: { stale: options.staleTtl } } : {}),
           },
         },
         `resolver (${HOSTS.resolver.address}): no zones; it learns the rest from the root zone`,
