@@ -8,13 +8,15 @@
  * another origin is refused; each MSP has its own quota; the resolver counts
  * tokens, not the relay's address; no log holds a CSI or the client's address.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WWWAuthenticateHeader } from '@cloudflare/privacypass-ts';
 import pino from 'pino';
-import { Agent } from 'undici';
+import { Agent, request as undiciRequest } from 'undici';
+import { problemError, tlsAgent } from '../../src/net/http-client.ts';
+import { openDevPki, spkiHash } from '../../src/server/pki.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObliviousClient } from '../../src/oblivious/client.ts';
 import { addGatewayRoutes, resolverHandler } from '../../src/oblivious/gateway.ts';
@@ -263,6 +265,57 @@ describe('Privacy Pass tokens at the gateway', () => {
     for (const secret of ['447700900123', '7700900123', '33199000000', 'tel:', CLIENT_ADDRESS, KEY_A, KEY_B]) expect(text).not.toContain(secret);
   });
 });
+
+describe('an attester known by its client certificate', () => {
+  it('has its token requests signed within its quota; an unknown certificate is refused', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mimi-issuer-tls-'));
+    const pki = await openDevPki(dir);
+    const server = await pki.identity('issuer', ['127.0.0.1']);
+    const known = await pki.identity('msp-c-client', []);
+    const stranger = await pki.identity('stranger', []);
+    const hashOf = (pem: string): string => spkiHash(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }));
+    const issuer = await buildIssuer({
+      keyPair: await generateIssuerKey(),
+      keys: new Map(),
+      certs: new Map([[hashOf(known.cert), 'msp-c']]),
+      quotas: new Map([['msp-c', 1]]),
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+    });
+    const listener = await bindHttp({ host: '127.0.0.1', port: 0, tls: { ...server, clientCa: pki.ca, requireClientCert: false } });
+    const app = createHttpApp(pino({ level: 'silent' }), listener);
+    issuer.routes(app);
+    await listener.attach(app);
+    const gate = new TokenGate({ issuerName: 'issuer.test', origin: 'gateway.test', tokenKey: () => issuer.tokenKey, periodMs: DAY, now: Date.now });
+    const asClient = (identity: { cert: string; key: string }) => tlsAgent({ ca: pki.ca, cert: identity.cert, key: identity.key });
+    const agents = [asClient(known), asClient(stranger), tlsAgent({ ca: pki.ca })];
+    try {
+      const sign = (agent: (typeof agents)[number]) => (request: Uint8Array) => postTokenRequest(listener.url, request, agent);
+      const token = await tokenFor(gate.challengeHeader() ?? '', sign(agents[0]!));
+      expect(await gate.redeem(token)).toEqual({ kind: 'accepted' });
+      await expect(tokenFor(gate.challengeHeader() ?? '', sign(agents[0]!))).rejects.toMatchObject({ code: 'rate_limited' });
+      await expect(tokenFor(gate.challengeHeader() ?? '', sign(agents[1]!))).rejects.toMatchObject({ code: 'unauthorized' });
+      await expect(tokenFor(gate.challengeHeader() ?? '', sign(agents[2]!))).rejects.toMatchObject({ code: 'unauthorized' });
+    } finally {
+      for (const agent of agents) await agent.close();
+      await listener.close(0);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** POSTs a token request with no API key, as an attester known by its certificate does. */
+async function postTokenRequest(issuer: string, request: Uint8Array, dispatcher: Agent): Promise<Uint8Array> {
+  const answer = await undiciRequest(`${issuer}/token-request`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/private-token-request' },
+    body: request,
+    dispatcher,
+  });
+  const body = Buffer.from(await answer.body.arrayBuffer());
+  if (answer.statusCode !== 200) throw problemError(answer.statusCode, JSON.parse(body.toString('utf8')) as unknown, 'the issuer');
+  return new Uint8Array(body);
+}
 
 describe('the issuer key and directory', () => {
   it('is created 0600 under the key directory and read back the same', async () => {
