@@ -8,7 +8,7 @@
  * file writes only what the gateway decides.
  */
 import { createHash, type webcrypto } from 'node:crypto';
-import { AuthorizationHeader, publicVerif, TOKEN_TYPES, TokenChallenge, WWWAuthenticateHeader, type Token } from '@cloudflare/privacypass-ts';
+import { AuthorizationHeader, publicVerif, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticateHeader } from '@cloudflare/privacypass-ts';
 import { util } from '@cloudflare/privacypass-ts';
 
 /** The issuer directory (RFC 9578 §4). */
@@ -64,6 +64,30 @@ export async function publishTokenKey(publicKey: CryptoKey): Promise<TokenKey> {
   return { spki, id: sha256(spki), key: publicKey };
 }
 
+/**
+ * Checks a serialized token (RFC 9577 §2.2) against an issuer key and the
+ * serialized challenges it may answer: its length and type, the key's id, the
+ * challenge digest, and the RSASSA-PSS signature (RFC 9578 §6.4). Says which
+ * challenge it answers and its nonce (hex); spending is the caller's.
+ */
+export async function checkToken(
+  key: TokenKey,
+  bytes: Uint8Array,
+  challenges: readonly Uint8Array[],
+): Promise<{ readonly kind: 'valid'; readonly challenge: number; readonly nonce: string } | { readonly kind: 'refused'; readonly reason: string }> {
+  if (bytes.length !== TOKEN_LENGTH) return { kind: 'refused', reason: 'the token has the wrong length' };
+  const token = Token.deserialize(TOKEN_TYPES.BLIND_RSA, bytes);
+  const input = token.authInput;
+  if (input.tokenType !== TOKEN_TYPE_BLIND_RSA) return { kind: 'refused', reason: 'the token is not of type 2' };
+  if (!Buffer.from(input.tokenKeyId).equals(key.id)) return { kind: 'refused', reason: 'the token is not of the issuer key' };
+  const challenge = challenges.findIndex((c) => Buffer.from(sha256(c)).equals(input.challengeDigest));
+  if (challenge < 0) return { kind: 'refused', reason: 'the token answers no current challenge of this gateway' };
+  // RFC 9578 §6.4 (RFC 9474 verification): RSASSA-PSS, SHA-384, salt length 48, over the authenticator input.
+  const valid = await crypto.subtle.verify({ name: 'RSA-PSS', saltLength: 48 }, key.key, token.authenticator, input.serialize());
+  if (!valid) return { kind: 'refused', reason: 'the token does not verify' };
+  return { kind: 'valid', challenge, nonce: Buffer.from(input.nonce).toString('hex') };
+}
+
 /** How the gateway asks for tokens. */
 export interface TokenGateOptions {
   /** The issuer's name in challenges (RFC 9577 §2.1: its host, and port when not 443). */
@@ -115,31 +139,30 @@ export class TokenGate {
     if (key === undefined) return { kind: 'refused', reason: 'the issuer key is not known yet' };
     if (authorization === undefined) return { kind: 'refused', reason: 'a token is required' };
     if (authorization.length > 1024) return { kind: 'refused', reason: 'the Authorization field is too long' };
-    let token: Token;
+    let bytes: Uint8Array;
     try {
       const parsed = AuthorizationHeader.parse(TOKEN_TYPES.BLIND_RSA, authorization);
       if (parsed.length !== 1 || parsed[0] === undefined) return { kind: 'refused', reason: 'give one PrivateToken token' };
-      token = parsed[0].token;
-      if (token.serialize().length !== TOKEN_LENGTH) return { kind: 'refused', reason: 'the token has the wrong length' };
+      bytes = parsed[0].token.serialize();
     } catch {
       return { kind: 'refused', reason: 'the Authorization field is not a PrivateToken token' };
     }
-    const input = token.authInput;
-    if (input.tokenType !== TOKEN_TYPE_BLIND_RSA) return { kind: 'refused', reason: 'the token is not of type 2' };
-    if (!Buffer.from(input.tokenKeyId).equals(key.id)) return { kind: 'refused', reason: 'the token is not of the issuer key' };
     const now = this.#period();
-    const period = [now, now - 1].find((p) => Buffer.from(sha256(this.#challengeOf(p).serialize())).equals(input.challengeDigest));
-    if (period === undefined) return { kind: 'refused', reason: 'the token answers no current challenge of this gateway' };
-    // RFC 9578 §6.4 (RFC 9474 verification): RSASSA-PSS, SHA-384, salt length 48, over the authenticator input.
-    const valid = await crypto.subtle.verify({ name: 'RSA-PSS', saltLength: 48 }, key.key, token.authenticator, input.serialize());
-    if (!valid) return { kind: 'refused', reason: 'the token does not verify' };
+    const periods = [now, now - 1];
+    const checked = await checkToken(
+      key,
+      bytes,
+      periods.map((p) => this.#challengeOf(p).serialize()),
+    );
+    if (checked.kind === 'refused') return checked;
+    const period = periods[checked.challenge] ?? now;
+    const nonce = checked.nonce;
     for (const p of this.#spent.keys()) if (p < now - 1) this.#spent.delete(p);
     let spent = this.#spent.get(period);
     if (spent === undefined) {
       spent = new Set();
       this.#spent.set(period, spent);
     }
-    const nonce = Buffer.from(input.nonce).toString('hex');
     if (spent.has(nonce)) return { kind: 'refused', reason: 'the token was spent before' };
     if (spent.size >= MAX_SPENT_PER_PERIOD) return { kind: 'refused', reason: 'the gateway takes no more tokens this period' };
     spent.add(nonce);
