@@ -264,6 +264,8 @@ export interface RunningHierarchy {
   readonly relayUrl: string | undefined;
   /** The Privacy Pass issuer's URL, when one runs. */
   readonly issuerUrl: string | undefined;
+  /** Settles once a gateway with `tokens: required` holds the issuer's token key (fetched in the background); undefined without one. */
+  readonly tokenKeyReady: Promise<void> | undefined;
   readonly resolver: Resolver | undefined;
   /** The zones as served (after any port rewrite). */
   readonly zones: readonly LoadedZone[];
@@ -595,6 +597,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       };
     };
     let resolverServer: ResolverServer | undefined;
+    let tokenKeyReady: Promise<void> | undefined;
     if (resolverListener !== undefined) {
       const gatewayKeys = options.gateway !== undefined ? await KeyRing.create({ rotationMs: options.gateway.rotationMs, now: Date.now }) : undefined;
       let gatewayTokens: TokenGate | undefined;
@@ -606,6 +609,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           source.close();
           await dispatcher?.close();
         });
+        tokenKeyReady = source.ready;
         gatewayTokens = new TokenGate({
           issuerName: new URL(options.gateway.tokenIssuer).host,
           origin: options.gateway.origin ?? new URL(resolverListener.url).host,
@@ -787,6 +791,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
       resolverUrl: resolverListener?.url,
       relayUrl: relayListener?.url,
       issuerUrl: issuerServer !== undefined ? issuerListener?.url : undefined,
+      tokenKeyReady,
       resolverDns,
       get resolver() {
         return resolverServer?.resolver;
