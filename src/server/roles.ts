@@ -345,8 +345,8 @@ export function buildResolver(
     readonly dns: boolean;
     readonly metrics: Metrics | undefined;
     readonly gatewayKeys?: KeyRing | undefined;
-    /** With `oblivious.tokens: required`: the gateway's Privacy Pass gate (PROTOCOL.md §14). */
-    readonly gatewayTokens?: TokenGate | undefined;
+    /** With `oblivious.tokens: required`: the gateway's Privacy Pass gate (PROTOCOL.md §14) and the issuer it names in well-known. */
+    readonly gatewayTokens?: { readonly gate: TokenGate; readonly issuer: string } | undefined;
   },
 ): ResolverServer {
   const { metrics, dns, logger, gatewayKeys, gatewayTokens } = options;
@@ -407,12 +407,20 @@ export function buildResolver(
         app,
         current,
         gatewayKeys !== undefined
-          ? { oblivious: { gateway: true, keys: GATEWAY_KEYS_PATH, relays: [], tokens: gatewayTokens !== undefined ? 'required' : 'none' } }
+          ? {
+              oblivious: {
+                gateway: true,
+                keys: GATEWAY_KEYS_PATH,
+                relays: [],
+                tokens: gatewayTokens !== undefined ? 'required' : 'none',
+                ...(gatewayTokens !== undefined ? { issuer: gatewayTokens.issuer } : {}),
+              },
+            }
           : {},
       );
       // PROTOCOL.md §14: an Oblivious HTTP gateway in front of the same resolver (whichever a reload put in place).
       if (gatewayKeys !== undefined)
-        addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger, tokens: gatewayTokens, limits: () => current().limits });
+        addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger, tokens: gatewayTokens?.gate, limits: () => current().limits });
     },
     reload: async (settings) => {
       const fresh = make(settings);

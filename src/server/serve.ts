@@ -600,7 +600,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     let tokenKeyReady: Promise<void> | undefined;
     if (resolverListener !== undefined) {
       const gatewayKeys = options.gateway !== undefined ? await KeyRing.create({ rotationMs: options.gateway.rotationMs, now: Date.now }) : undefined;
-      let gatewayTokens: TokenGate | undefined;
+      let gatewayTokens: { gate: TokenGate; issuer: string } | undefined;
       if (options.gateway?.tokenIssuer !== undefined) {
         // PROTOCOL.md §14: the token key comes from the issuer's directory, fetched in the background (retried) so a start never waits on the issuer.
         const dispatcher = tls !== undefined ? tlsAgent({ ca: tls.client.ca }) : undefined;
@@ -610,13 +610,14 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           await dispatcher?.close();
         });
         tokenKeyReady = source.ready;
-        gatewayTokens = new TokenGate({
+        const gate = new TokenGate({
           issuerName: new URL(options.gateway.tokenIssuer).host,
           origin: options.gateway.origin ?? new URL(resolverListener.url).host,
           tokenKey: () => source.current(),
           periodMs: options.gateway.rotationMs,
           now: Date.now,
         });
+        gatewayTokens = { gate, issuer: options.gateway.tokenIssuer };
       }
       const server = buildResolver({
         ...(await resolverOf(options, zones)),

@@ -55,7 +55,7 @@ describe('a process running a token-requiring gateway and an issuer', () => {
     expect(running.issuerUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect((await stat(join(keysDir, ISSUER_KEY_FILE))).mode & 0o777).toBe(0o600);
     const wellKnown = (await (await fetch(`${running.resolverUrl}/.well-known/mimi-discovery`)).json()) as { oblivious?: unknown };
-    expect(wellKnown.oblivious).toMatchObject({ gateway: true, tokens: 'required' });
+    expect(wellKnown.oblivious).toMatchObject({ gateway: true, tokens: 'required', issuer: running.issuerUrl });
   });
 
   it('answers 401 inside once it holds the issuer key, and a stub with its MSP’s key resolves', async () => {
