@@ -1,7 +1,7 @@
 /**
  * A federation deployed on separate hosts (PROTOCOL.md §13, first bullet): the
  * root, dp-nanp (+1, referring +1 202 to dp-dc), dp-dc on two replica hosts,
- * dp-mail-a and dp-mail-b (each a share of example.com), a resolver and a
+ * dp-mail-a and dp-mail-b (each a share of example.com), two resolvers and a
  * client, every one in its own network namespace (./netns.ts) with its own
  * address in 198.18.0.0/15, its own directory and its own config (§11), as an
  * operator would deploy them: keys made per host with `mimi key create`, the
@@ -42,6 +42,7 @@ export const HOSTS = {
   'mail-a': { address: '198.18.0.14', runs: 'dp-mail-a' },
   'mail-b': { address: '198.18.0.15', runs: 'dp-mail-b' },
   resolver: { address: '198.18.0.20', runs: 'resolver' },
+  resolv2: { address: '198.18.0.21', runs: 'resolver' },
   client: { address: '198.18.0.30', runs: 'client' },
 } as const;
 
@@ -51,7 +52,7 @@ export type HostName = keyof typeof HOSTS;
 const url = (host: HostName): string => `https://${HOSTS[host].address}:${PORT}`;
 
 /** The CSIs dp-dc holds: +1 202 555 01xx, found on chat-a and chat-b. */
-export const DC_NUMBERS = Array.from({ length: 60 }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
+export const DC_NUMBERS = Array.from({ length: 120 }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
 
 /** Settings of a deployment. */
 export interface DeploymentOptions {
@@ -217,6 +218,31 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
       },
       `${host} (${HOSTS[host].address}): ${id}${only !== undefined ? `, the replica at ${only.join(', ')}` : ''}`,
     );
+  const resolverConfig = (host: 'resolver' | 'resolv2'): string =>
+    yaml(
+      {
+        tls,
+        // Its clients are many MSPs behind one test client: the anonymous tier is raised for the load the tests send.
+        limits: { tiers: { anonymous: { rate: 2000, burst: 4000, notFoundRate: 200, notFoundBurst: 400 } } },
+        log: { level: 'warn' },
+        resolver: {
+          listen: `${HOSTS[host].address}:${PORT}`,
+          root: [url('root')],
+          trustAnchor: './trust-anchor.jwk',
+          ...(options.replicaMs !== undefined || options.resolutionMs !== undefined
+            ? {
+                timeouts: {
+                  ...(options.replicaMs !== undefined ? { replicaMs: options.replicaMs } : {}),
+                  ...(options.resolutionMs !== undefined ? { resolutionMs: options.resolutionMs } : {}),
+                },
+              }
+            : {}),
+          // A stale answer is served for this long before the DPs are asked again (RFC 8767 §4 suggests 30 s).
+          ...(options.staleTtl !== undefined ? { ttl: { stale: options.staleTtl } } : {}),
+        },
+      },
+      `${host} (${HOSTS[host].address}): no zones; it learns the rest from the root zone`,
+    );
   const anchor = `${JSON.stringify(jwk.root)}\n`;
   return {
     root: {
@@ -240,33 +266,8 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
       'trust-anchor.jwk': anchor,
       'mimi.yaml': dpConfig('dp-mail-b', 'mail-b'),
     },
-    resolver: {
-      'trust-anchor.jwk': anchor,
-      'mimi.yaml': yaml(
-        {
-          tls,
-          // Its clients are many MSPs behind one test client: the anonymous tier is raised for the load the tests send.
-          limits: { tiers: { anonymous: { rate: 2000, burst: 4000, notFoundRate: 200, notFoundBurst: 400 } } },
-          log: { level: 'warn' },
-          resolver: {
-            listen: `${HOSTS.resolver.address}:${PORT}`,
-            root: [url('root')],
-            trustAnchor: './trust-anchor.jwk',
-            ...(options.replicaMs !== undefined || options.resolutionMs !== undefined
-              ? {
-                  timeouts: {
-                    ...(options.replicaMs !== undefined ? { replicaMs: options.replicaMs } : {}),
-                    ...(options.resolutionMs !== undefined ? { resolutionMs: options.resolutionMs } : {}),
-                  },
-                }
-              : {}),
-            // A stale answer is served for this long before the DPs are asked again (RFC 8767 §4 suggests 30 s).
-            ...(options.staleTtl !== undefined ? { ttl: { stale: options.staleTtl } } : {}),
-          },
-        },
-        `resolver (${HOSTS.resolver.address}): no zones; it learns the rest from the root zone`,
-      ),
-    },
+    resolver: { 'trust-anchor.jwk': anchor, 'mimi.yaml': resolverConfig('resolver') },
+    resolv2: { 'trust-anchor.jwk': anchor, 'mimi.yaml': resolverConfig('resolv2') },
     client: { 'trust-anchor.jwk': anchor },
   };
 }
@@ -302,8 +303,8 @@ class Client {
 export interface Federation {
   readonly net: HostNetwork;
   readonly dirs: Record<HostName, string>;
-  /** The client asks the resolver once (verifying the answer from the trust anchor). */
-  resolve(csi: string): Promise<AgentResult>;
+  /** The client asks a resolver (the first unless `at` names the other) once, verifying the answer from the trust anchor. */
+  resolve(csi: string, at?: 'resolver' | 'resolv2'): Promise<AgentResult>;
   /** The client asks every CSI of `csis` once, `concurrency` at a time. */
   load(csis: readonly string[], concurrency: number): Promise<AgentResult[]>;
   /** Stops every process and removes every namespace. */
@@ -312,7 +313,7 @@ export interface Federation {
 
 /** Builds the hosts, writes the deployment under `dir`, starts every role and the client. Everything is removed again if the start fails. */
 export async function startFederation(dir: string, options: DeploymentOptions): Promise<Federation> {
-  const net = await HostNetwork.create();
+  const net = await HostNetwork.create('fed');
   try {
     for (const [name, { address }] of Object.entries(HOSTS)) await net.addHost(name, address);
     const dirs = await writeDeployment(dir, options);
@@ -323,7 +324,7 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
       });
     await serve('root');
     await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(serve));
-    await serve('resolver');
+    await Promise.all((['resolver', 'resolv2'] as const).map(serve));
     const agent = await net.start(
       'client',
       [
@@ -339,12 +340,12 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
       { cwd: REPO, ready: (line) => line.includes('"event":"ready"') },
     );
     const client = new Client(agent);
-    const resolver = `https://${HOSTS.resolver.address}:${PORT}`;
+    const resolver = url('resolver');
     return {
       net,
       dirs,
-      resolve: async (csi) => {
-        const [result] = await client.send({ op: 'resolve', resolver, csi });
+      resolve: async (csi, at = 'resolver') => {
+        const [result] = await client.send({ op: 'resolve', resolver: url(at), csi });
         if (result === undefined) throw new Error('the client gave no result');
         return result;
       },

@@ -3,8 +3,8 @@
  * with one veth link to a bridge that lives in a namespace of its own (no route
  * out), addresses only in 198.18.0.0/15 (RFC 2544). Links can be cut (`ip link
  * set down`) or made to drop every packet (`tc netem loss 100%`), and restored.
- * Every namespace carries one name prefix, so {@link HostNetwork.create}
- * removes what an earlier crashed run left and {@link HostNetwork.destroy}
+ * Every namespace of one network carries its name prefix, so {@link HostNetwork.create}
+ * removes what an earlier crashed run of it left and {@link HostNetwork.destroy}
  * removes everything this one made (the veth links go with their namespaces).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +15,7 @@ import { findProgram } from '../fixtures/prerequisites.ts';
 
 const run = promisify(execFile);
 
-/** The name prefix of every namespace the harness makes. */
+/** The name prefix of every namespace the harness makes; each network adds its own tag (test files run in parallel). */
 export const NETNS_PREFIX = 'mimih-';
 
 /** The prefix length of the hosts' addresses: 198.18.0.0/15. */
@@ -68,19 +68,28 @@ export interface HostProcess {
 
 /** The namespaces, links and processes of one test run. */
 export class HostNetwork {
+  /** The prefix of this network's namespaces: {@link NETNS_PREFIX}, its tag, a dash. */
+  readonly prefix: string;
   readonly #bridgeNs: string;
   readonly #hosts = new Map<string, Host>();
   readonly #processes = new Set<HostProcess>();
 
-  private constructor(bridgeNs: string) {
-    this.#bridgeNs = bridgeNs;
+  private constructor(prefix: string) {
+    this.prefix = prefix;
+    this.#bridgeNs = `${prefix}bridge`;
   }
 
-  /** Removes leftovers of an earlier run, then makes the bridge's namespace. */
-  static async create(): Promise<HostNetwork> {
-    await removeLeftovers();
-    const bridgeNs = `${NETNS_PREFIX}bridge`;
-    const net = new HostNetwork(bridgeNs);
+  /**
+   * Removes what an earlier run of the network tagged `tag` left (its
+   * namespaces and their processes), then makes the bridge's namespace. One tag
+   * per test file: files that run at once never remove each other's hosts.
+   */
+  static async create(tag: string): Promise<HostNetwork> {
+    if (!/^[a-z0-9]{1,12}$/.test(tag)) throw new Error(`network tag "${tag}": 1-12 of a-z, 0-9`);
+    const prefix = `${NETNS_PREFIX}${tag}-`;
+    await removeLeftovers(prefix);
+    const net = new HostNetwork(prefix);
+    const bridgeNs = net.#bridgeNs;
     await ip(['netns', 'add', bridgeNs]);
     await ip(['link', 'add', 'br0', 'type', 'bridge'], bridgeNs);
     await ip(['link', 'set', 'br0', 'up'], bridgeNs);
@@ -92,7 +101,7 @@ export class HostNetwork {
   async addHost(name: string, address: string): Promise<Host> {
     if (!/^[a-z0-9-]{1,8}$/.test(name)) throw new Error(`host name "${name}": at most 8 of a-z, 0-9, -`);
     if (!/^198\.(18|19)\.\d{1,3}\.\d{1,3}$/.test(address)) throw new Error(`${address} is not in 198.18.0.0/15`);
-    const ns = `${NETNS_PREFIX}${name}`;
+    const ns = `${this.prefix}${name}`;
     const port = `v-${name}`;
     await ip(['netns', 'add', ns]);
     // The veth pair is made in the bridge's namespace and one end moved to the host: nothing is left in the caller's namespace.
@@ -231,13 +240,13 @@ async function removeNamespace(ns: string): Promise<void> {
   await ip(['netns', 'delete', ns]).catch(() => undefined);
 }
 
-/** Removes every namespace with the harness's prefix (an earlier run that crashed). */
-export async function removeLeftovers(): Promise<string[]> {
+/** Removes every namespace whose name starts with `prefix` (an earlier run that crashed). */
+export async function removeLeftovers(prefix: string): Promise<string[]> {
   const list = await ip(['netns', 'list']).catch(() => '');
   const leftovers = list
     .split('\n')
     .map((line) => line.split(' ')[0] ?? '')
-    .filter((name) => name.startsWith(NETNS_PREFIX));
+    .filter((name) => name.startsWith(prefix));
   for (const ns of leftovers) await removeNamespace(ns);
   return leftovers;
 }
