@@ -13,7 +13,7 @@ import type { AgentResult } from './client-agent.ts';
 import { DC_NUMBERS, startFederation, type Federation } from './federation.ts';
 import { hostsMissing } from './netns.ts';
 
-const runs = checkPrerequisite('the hosts tests (test/hosts)', hostsMissing());
+const runs = checkPrerequisite('the hosts tests (test/hosts)', await hostsMissing());
 
 /** The resolver's time per replica in these tests (PROTOCOL.md §4 says 3 s; shorter keeps the file short). */
 const REPLICA_MS = 1000;

@@ -17,7 +17,7 @@ const PREFIX = `${NETNS_PREFIX}${TAG}-`;
 const OTHER = `${NETNS_PREFIX}other-host`;
 
 const run = promisify(execFile);
-const runs = checkPrerequisite('the hosts harness tests (test/hosts)', hostsMissing());
+const runs = checkPrerequisite('the hosts harness tests (test/hosts)', await hostsMissing());
 
 /** The namespaces of this file's network. */
 const ourNamespaces = async (): Promise<string[]> =>

@@ -40,12 +40,21 @@ async function command(argv: readonly string[]): Promise<string> {
 
 /**
  * Why the hosts tests cannot run here (undefined when they can): they need
- * root, `ip` and `tc` (Debian package iproute2), and the kernel's netns.
+ * Linux, root, `ip` and `tc` (Debian package iproute2), and the right to make
+ * network namespaces.
  */
-export function hostsMissing(): string | undefined {
+export async function hostsMissing(): Promise<string | undefined> {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
   if (process.getuid?.() !== 0) return 'network namespaces need root (CI runs as root)';
   if (findProgram('ip') === undefined || findProgram('tc') === undefined) return 'ip and tc are not installed (Debian package "iproute2"; .ci/run installs it)';
+  // Root in a container without CAP_SYS_ADMIN cannot make namespaces: tried once, removed at once.
+  const probe = `${NETNS_PREFIX}probe${process.pid}`;
+  try {
+    await ip(['netns', 'add', probe]);
+  } catch (err) {
+    return `a network namespace cannot be made here (${err instanceof Error ? err.message : String(err)}; a container needs CAP_SYS_ADMIN)`;
+  }
+  await ip(['netns', 'delete', probe]).catch(() => undefined);
   return undefined;
 }
 
