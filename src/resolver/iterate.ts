@@ -22,6 +22,10 @@ import type { UpstreamPacer } from '../limits/rate-limit.ts';
 import type { FanoutLimits } from '../zone/limits-file.ts';
 import type { ResolverObserver } from './observer.ts';
 import type { DpRef } from '../zone/normalise.ts';
+import { ReplicaHealth } from './replica-health.ts';
+
+/** How long a replica that failed is asked after the others, ms (the resolver's choice; PROTOCOL.md §4 leaves the order open). */
+const REPLICA_HOLD_MS = 30_000;
 
 /** What the walk needs. */
 export interface IteratorDeps {
@@ -201,9 +205,12 @@ export class Iterator {
   readonly #deps: IteratorDeps;
   /** Identical concurrent questions to one DP share one upstream request. */
   readonly #inflight = new Map<string, Promise<LookupReply>>();
+  /** Replicas that failed lately are asked last (a host cut off costs one replica timeout per hold period, not per resolution). */
+  readonly #health: ReplicaHealth;
 
   constructor(deps: IteratorDeps) {
     this.#deps = deps;
+    this.#health = new ReplicaHealth({ now: deps.now, holdMs: REPLICA_HOLD_MS, maxEntries: 10_000 });
   }
 
   /** Resolves a question (the {@link Resolve} at the end of the chain). */
@@ -532,7 +539,7 @@ export class Iterator {
     const tag = context.tag !== undefined ? { [CLIENT_TAG_HEADER]: context.tag() } : {};
     const headers = this.#tellsQuerier(provider, walk) ? { ...tag, ...walk.querierHeaders } : tag;
     let last: unknown;
-    for (const endpoint of provider.endpoints) {
+    for (const endpoint of this.#health.order(provider.endpoints)) {
       // PROTOCOL.md §16: one resolution sends at most `maxUpstreamPerResolution` requests; past that it ends with what it has.
       if (walk.upstream.left <= 0) {
         this.#deps.logger.warn({ dp: provider.id, limit: this.#deps.fanout.maxUpstreamPerResolution }, 'resolution reached its upstream request limit');
@@ -545,8 +552,10 @@ export class Iterator {
         const started = performance.now();
         const reply = await this.#deps.transport.lookup(endpoint, question, AbortSignal.timeout(this.#deps.replicaTimeoutMs), headers).catch((err: unknown) => {
           this.#deps.observer.upstream(provider.id, 'error', (performance.now() - started) / 1000);
+          this.#health.failed(endpoint);
           throw err;
         });
+        this.#health.answered(endpoint);
         this.#deps.observer.upstream(provider.id, reply.response.kind, (performance.now() - started) / 1000);
         return reply.response.kind === 'not_authoritative' ? { response: { kind: 'not_authoritative', dp: provider.id }, jws: undefined } : reply;
       } catch (err) {

@@ -99,6 +99,15 @@ describe('the iterative walk over a scripted transport', () => {
     expect(transport.asked.map((a) => a.endpoint)).toEqual(['http://nanp.test', 'http://dc-1.test', 'http://dc-2.test']);
   });
 
+  it('asks a replica that just failed after the others, so a host cut off costs its timeout once, not on every resolution', async () => {
+    const transport = new ScriptedTransport({ 'http://nanp.test': () => referralToDc, 'http://dc-2.test': dcAnswer });
+    const resolver = resolverOver(transport);
+    expect(await resolver.resolve({ csi: '+12025550123' })).toMatchObject({ status: 'found' });
+    transport.asked.length = 0;
+    expect(await resolver.resolve({ csi: '+12025550124' })).toMatchObject({ status: 'found' });
+    expect(transport.asked.map((a) => a.endpoint)).toEqual(['http://dc-2.test']);
+  });
+
   it('stops an endless chain of referrals at the referral limit with referral_loop', async () => {
     // dp-dc refers back to a deeper zone held by dp-nanp, which refers to dp-dc again, and so on.
     let depth = 4;
