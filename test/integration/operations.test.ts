@@ -117,25 +117,40 @@ describe('the operations listener', () => {
   });
 });
 
-describe('reload (PROTOCOL.md §11)', () => {
-  it('swaps a changed zone file in under load with no failed request; the new answer is visible', async () => {
-    let stop = false;
-    const failures: number[] = [];
-    let done = 0;
-    const load = (async () => {
-      while (!stop && done < 20_000) {
-        const r = await resolve('+447700900123');
-        done += 1;
-        if (r.status !== 200) failures.push(r.status);
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 200));
-    await writeFile(join(dir, 'zones', 'dp-uk.yaml'), dpYaml(dpPort, 2, 'chat-b'));
-    const reloaded = await fetch(`${ops}/reload`, { method: 'POST' });
-    expect(await reloaded.json()).toEqual({ status: 'reloaded' });
-    await new Promise((r) => setTimeout(r, 200));
+/**
+ * Resolves one CSI in a loop (bounded: 20,000 at most) while `action` runs,
+ * `settleMs` after the load starts and before it stops; the count and the
+ * statuses that were not 200.
+ */
+async function underLoad(settleMs: number, action: () => Promise<void>): Promise<{ done: number; failures: number[] }> {
+  let stop = false;
+  const failures: number[] = [];
+  let done = 0;
+  const load = (async () => {
+    while (!stop && done < 20_000) {
+      const r = await resolve('+447700900123');
+      done += 1;
+      if (r.status !== 200) failures.push(r.status);
+    }
+  })();
+  try {
+    await new Promise((r) => setTimeout(r, settleMs));
+    await action();
+    await new Promise((r) => setTimeout(r, settleMs));
+  } finally {
     stop = true;
     await load;
+  }
+  return { done, failures };
+}
+
+describe('reload (PROTOCOL.md §11)', () => {
+  it('swaps a changed zone file in under load with no failed request; the new answer is visible', async () => {
+    const { done, failures } = await underLoad(200, async () => {
+      await writeFile(join(dir, 'zones', 'dp-uk.yaml'), dpYaml(dpPort, 2, 'chat-b'));
+      const reloaded = await fetch(`${ops}/reload`, { method: 'POST' });
+      expect(await reloaded.json()).toEqual({ status: 'reloaded' });
+    });
     expect(done).toBeGreaterThan(10);
     expect(failures).toEqual([]);
     expect((await resolve('+447700900123')).json).toMatchObject({ status: 'found', mappings: [{ msp: 'chat-b' }] });
@@ -165,23 +180,10 @@ describe('reload (PROTOCOL.md §11)', () => {
     const wellKnown = async (): Promise<{ limits: { maxTtl: number } }> =>
       (await (await fetch(`${resolverUrl}/.well-known/mimi-discovery`)).json()) as { limits: { maxTtl: number } };
     expect((await wellKnown()).limits.maxTtl).toBe(3600);
-    let stop = false;
-    const failures: number[] = [];
-    let done = 0;
-    const load = (async () => {
-      while (!stop && done < 20_000) {
-        const r = await resolve('+447700900123');
-        done += 1;
-        if (r.status !== 200) failures.push(r.status);
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 100));
-    await writeFile(config, good.replace('ttl: { max: 3600 }', 'ttl: { max: 120 }, maxReferrals: 4'));
-    const reloaded = await fetch(`${ops}/reload`, { method: 'POST' });
-    expect(reloaded.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 100));
-    stop = true;
-    await load;
+    const { done, failures } = await underLoad(100, async () => {
+      await writeFile(config, good.replace('ttl: { max: 3600 }', 'ttl: { max: 120 }, maxReferrals: 4'));
+      expect((await fetch(`${ops}/reload`, { method: 'POST' })).status).toBe(200);
+    });
     expect(done).toBeGreaterThan(10);
     expect(failures).toEqual([]);
     expect((await wellKnown()).limits.maxTtl).toBe(120);
