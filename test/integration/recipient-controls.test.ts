@@ -203,10 +203,12 @@ describe('who finds what (PROTOCOL.md §15)', () => {
       const hidden = await resolve('+447700900501', 'app-b', { format });
       const absent = await resolve('+447700900599', 'app-b', { format });
       expect(Object.keys(hidden.json).sort()).toEqual(Object.keys(absent.json).sort());
-      // The signed DP answers on the chain differ only in the question they answer.
+      // The signed DP answers on the chain differ only in the question they answer and when they were signed.
       const chainOf = (json: Record<string, unknown>): unknown[] =>
         ((json.chain as { payload: string }[] | undefined) ?? []).map((j) => {
-          const { csi: _csi, ...rest } = JSON.parse(Buffer.from(j.payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+          // The question and the signing time (`iat`, whole seconds) differ between any two answers.
+          const { csi: _csi, iat, ...rest } = JSON.parse(Buffer.from(j.payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+          expect(typeof iat).toBe('number');
           return rest;
         });
       expect(chainOf(hidden.json)).toEqual(chainOf(absent.json));
