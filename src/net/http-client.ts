@@ -152,7 +152,13 @@ export interface JsonRequest {
 }
 
 /** The agent of requests that name no dispatcher: the system's CAs, no client certificate. Callers pass their own TLS (no process-wide setting). */
-const defaultAgent: Dispatcher = createAgent();
+export const defaultAgent: Dispatcher = createAgent();
+
+/** One header of an answer (the first, when it came more than once). */
+export function headerOf(answer: Pick<HttpAnswer, 'headers'>, name: string): string | undefined {
+  const value = answer.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
 
 /** Sends a JSON request and returns the status and the JSON body (undefined when empty, or when an error answer is not JSON). */
 export async function requestJson(url: string, init: JsonRequest): Promise<{ status: number; json: unknown }> {

@@ -8,7 +8,7 @@
 import type { Dispatcher } from 'undici';
 import { MimiError } from '../errors.ts';
 import { MAX_RESPONSE_BODY } from '../protocol/messages.ts';
-import { createAgent, problemError, sendRequest } from '../net/http-client.ts';
+import { defaultAgent, headerOf, problemError, sendRequest } from '../net/http-client.ts';
 import { decodeResponse, encodeRequest, fieldValue, type BinaryResponse } from './bhttp.ts';
 import { decodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE, type KeyConfig } from './key-config.ts';
 import { authorizationOf, sendTokenRequest, tokenFor, type TokenSource } from './token-client.ts';
@@ -43,13 +43,6 @@ export interface ObliviousAnswer {
   readonly body: Uint8Array;
 }
 
-const defaultAgent = createAgent();
-
-function headerOf(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /** Fetches and decodes a gateway's key configurations from `url` (`…/.well-known/ohttp-gateway`, usually through the relay). */
 export async function fetchKeyConfigs(url: string, options: Pick<ObliviousClientOptions, 'dispatcher' | 'timeoutMs'> = {}): Promise<KeyConfig[]> {
   const who = new URL(url).origin;
@@ -64,7 +57,7 @@ export async function fetchKeyConfigs(url: string, options: Pick<ObliviousClient
     who,
     MAX_KEYS_BODY,
   );
-  if (answer.status !== 200 || headerOf(answer.headers, 'content-type') !== OHTTP_KEYS_CONTENT_TYPE)
+  if (answer.status !== 200 || headerOf(answer, 'content-type') !== OHTTP_KEYS_CONTENT_TYPE)
     throw new MimiError('upstream_unavailable', `${who} answered HTTP ${answer.status} without key configurations`);
   return decodeKeyConfigs(answer.body);
 }
@@ -122,7 +115,7 @@ async function sendSealed(options: ObliviousClientOptions, configs: readonly Key
     who,
     MAX_RESPONSE_BODY,
   );
-  if (answer.status !== 200 || headerOf(answer.headers, 'content-type') !== OHTTP_RESPONSE_CONTENT_TYPE) {
+  if (answer.status !== 200 || headerOf(answer, 'content-type') !== OHTTP_RESPONSE_CONTENT_TYPE) {
     let json: unknown;
     try {
       json = JSON.parse(answer.body.toString('utf8'));

@@ -16,7 +16,7 @@ import { MimiError } from '../errors.ts';
 import { addressPrefix } from '../limits/prefix.ts';
 import { MAX_TRACKED_CLIENTS, TokenBucket } from '../limits/rate-limit.ts';
 import { MAX_RESPONSE_BODY } from '../protocol/messages.ts';
-import { createAgent, sendRequest, type HttpAnswer } from '../net/http-client.ts';
+import { createAgent, headerOf, sendRequest, type HttpAnswer } from '../net/http-client.ts';
 import { refuseOtherMethods } from '../server/http-common.ts';
 import type { Limits } from '../zone/limits-file.ts';
 import { GATEWAY_KEYS_PATH, GATEWAY_PATH, MAX_ENCAPSULATED_REQUEST } from './gateway.ts';
@@ -41,12 +41,6 @@ export interface RelayOptions {
 export interface Relay {
   routes(app: FastifyInstance): void;
   close(): Promise<void>;
-}
-
-/** The only header passed on in either direction. */
-function contentTypeOf(answer: HttpAnswer): string | undefined {
-  const value = answer.headers['content-type'];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 /** Builds a relay in front of one gateway. */
@@ -93,7 +87,7 @@ export function buildRelay(options: RelayOptions): Relay {
         if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body))
           throw new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
         const answer = await forward(gateway.toString(), { method: 'POST', headers: { 'content-type': OHTTP_REQUEST_CONTENT_TYPE }, body: request.body });
-        const contentType = contentTypeOf(answer);
+        const contentType = headerOf(answer, 'content-type');
         if (contentType !== undefined) reply.type(contentType);
         return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
       });
@@ -101,7 +95,7 @@ export function buildRelay(options: RelayOptions): Relay {
       app.get(GATEWAY_KEYS_PATH, async (request, reply) => {
         admit(request.socket.remoteAddress ?? 'unknown');
         const answer = await forward(keysUrl, { method: 'GET', headers: { accept: 'application/ohttp-keys' } });
-        const contentType = contentTypeOf(answer);
+        const contentType = headerOf(answer, 'content-type');
         if (contentType !== undefined) reply.type(contentType);
         return reply.code(answer.status).send(answer.body);
       });

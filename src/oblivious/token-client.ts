@@ -10,13 +10,12 @@ import { AuthorizationHeader, publicVerif, WWWAuthenticateHeader } from '@cloudf
 import type { Dispatcher } from 'undici';
 import { z } from 'zod';
 import { MimiError } from '../errors.ts';
-import { createAgent, parseJsonBody, problemError, sendRequest } from '../net/http-client.ts';
+import { defaultAgent, parseJsonBody, problemError, sendRequest } from '../net/http-client.ts';
 import { ISSUER_DIRECTORY_CONTENT_TYPE, ISSUER_DIRECTORY_PATH, TOKEN_REQUEST_CONTENT_TYPE, TOKEN_REQUEST_PATH, TOKEN_RESPONSE_CONTENT_TYPE } from './tokens.ts';
 import { importTokenKey, TOKEN_TYPE_BLIND_RSA, type TokenKey } from './tokens.ts';
 
 /** Largest directory read. */
 const MAX_DIRECTORY = 64 * 1024;
-const defaultAgent = createAgent();
 
 const directorySchema = z.object({
   'issuer-request-uri': z.string().max(2048),
