@@ -89,7 +89,7 @@ function statement(i: number, holder: SigningKey, now: number): Promise<Statemen
 }
 
 /** Fills a store with `count` registered mappings carrying a real proof (bulk, as a restore would). */
-function populate(data: string, count: number, proof: Statement, holder: SigningKey, now: number): void {
+async function populate(data: string, count: number, proof: Statement, holder: SigningKey, now: number): Promise<void> {
   const store = openSqliteStore(data, 'dp-bench', { hashKey: emailHashKey });
   const base: Omit<StoredMapping, 'csi'> = {
     msp: 'chat-a',
@@ -103,11 +103,11 @@ function populate(data: string, count: number, proof: Statement, holder: Signing
     registeredAt: now * 1000,
   };
   for (let i = 0; i < count; i += 10_000) {
-    store.transaction(() => {
-      for (let j = i; j < Math.min(count, i + 10_000); j++) store.putActive({ ...base, csi: csiOf(j) });
-    });
+    const batch: StoredMapping[] = [];
+    for (let j = i; j < Math.min(count, i + 10_000); j++) batch.push({ ...base, csi: csiOf(j) });
+    await store.load(batch);
   }
-  store.close();
+  await store.close();
 }
 
 const results: Record<string, unknown> = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, seconds: SECONDS, connections: CONNECTIONS };
@@ -131,7 +131,7 @@ try {
   for (const count of [SMALL, LARGE]) {
     const data = join(dir, `data-${count}`);
     const started = Date.now();
-    populate(data, count, first, holder, now);
+    await populate(data, count, first, holder, now);
     console.log(`populated ${count} mappings in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const server = await serve(data);
     const asks = Array.from({ length: 10_000 }, (_, i) => JSON.stringify({ csi: csiOf(Math.floor((i * count) / 10_000 + (i % 7))) }));

@@ -100,9 +100,9 @@ export class AuthoritativeDp implements DiscoveryProvider {
   }
 
   /** The canonical CSI a subject stands for here, if this DP knows it. */
-  canonicalOf(subject: Subject): string | undefined {
+  async canonicalOf(subject: Subject): Promise<string | undefined> {
     if (subject.kind !== 'email-hash') return subject.canonical;
-    return this.#byHash.get(`${subject.hash}@${subject.domain}`) ?? this.#store.csiByHash(subject.hash, subject.domain);
+    return this.#byHash.get(`${subject.hash}@${subject.domain}`) ?? (await this.#store.csiByHash(subject.hash, subject.domain));
   }
 
   /**
@@ -110,8 +110,8 @@ export class AuthoritativeDp implements DiscoveryProvider {
    * the registered ones this querier may not see (PROTOCOL.md §15: a hidden
    * mapping hides the zone-file one of its MSP too, and nothing says it exists).
    */
-  #mappingsOf(csi: string, querier: Querier): DpMapping[] | undefined {
-    const registered = this.registrar.activeOf(csi);
+  async #mappingsOf(csi: string, querier: Querier): Promise<DpMapping[] | undefined> {
+    const registered = await this.registrar.activeOf(csi);
     const fixed = this.#mappings.get(csi);
     if (registered.length === 0) return fixed;
     const msps = new Set(registered.map((m) => m.msp));
@@ -120,15 +120,15 @@ export class AuthoritativeDp implements DiscoveryProvider {
     return mappings.length === 0 ? undefined : mappings;
   }
 
-  lookup(csi: Subject, querier: Querier = ANONYMOUS): LookupResponse {
+  async lookup(csi: Subject, querier: Querier = ANONYMOUS): Promise<LookupResponse> {
     const own = this.#zone.zones.find((z) => csiInZone(csi, z));
     if (own === undefined) throw new MimiError('not_authoritative', `${this.id} is not authoritative for this CSI`);
     const referral = this.#referrals.longestMatch(csi);
     if (referral !== undefined) {
       return { kind: 'referral', dp: this.id, zone: referral.zone, ttl: this.#zone.ttl, providers: referral.value };
     }
-    const canonical = this.canonicalOf(csi);
-    const mappings = canonical === undefined ? undefined : this.#mappingsOf(canonical, querier);
+    const canonical = await this.canonicalOf(csi);
+    const mappings = canonical === undefined ? undefined : await this.#mappingsOf(canonical, querier);
     if (mappings !== undefined) {
       return { kind: 'answer', dp: this.id, serial: this.#zone.serial, ttl: this.#zone.ttl, mappings };
     }

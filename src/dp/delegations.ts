@@ -99,20 +99,41 @@ export class DelegationRegistrar {
   readonly #clients = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_CLIENTS });
   #zone: RootZone;
 
-  /** `published` hears of every new root zone (re-signing, the DNS view, the HTTP front-end); `limits` default to the contract's. */
-  constructor(
+  private constructor(
     base: RootZone,
     store: DelegationStore,
     now: () => number,
     published: (zone: RootZone) => void,
-    limits: DelegationLimits = DEFAULT_LIMITS.delegations,
+    limits: DelegationLimits,
+    zone: RootZone,
   ) {
     this.#base = base;
     this.#store = store;
     this.#now = now;
     this.#published = published;
     this.#limits = limits;
-    this.#zone = composeRootZone(base, store.delegations(), store.rootSerial());
+    this.#zone = zone;
+  }
+
+  /** `published` hears of every new root zone (re-signing, the DNS view, the HTTP front-end); `limits` default to the contract's. */
+  static async open(
+    base: RootZone,
+    store: DelegationStore,
+    now: () => number,
+    published: (zone: RootZone) => void,
+    limits: DelegationLimits = DEFAULT_LIMITS.delegations,
+  ): Promise<DelegationRegistrar> {
+    const [stored, serial] = await Promise.all([store.delegations(), store.rootSerial()]);
+    return new DelegationRegistrar(base, store, now, published, limits, composeRootZone(base, stored, serial));
+  }
+
+  /** Re-reads the store (another process sharing it changed the delegations) and publishes the zone when its serial moved. */
+  async refresh(): Promise<void> {
+    const [stored, serial] = await Promise.all([this.#store.delegations(), this.#store.rootSerial()]);
+    const zone = composeRootZone(this.#base, stored, serial);
+    if (zone.serial === this.#zone.serial) return;
+    this.#zone = zone;
+    this.#published(zone);
   }
 
   /** The root zone as served now. */
@@ -158,9 +179,9 @@ export class DelegationRegistrar {
       status: 'pending',
       at: this.#now(),
     };
-    if (tree === 'e164') return { status: 'pending', id: this.#pend(stored) };
+    if (tree === 'e164') return { status: 'pending', id: await this.#pend(stored) };
     // One key proves domains by DNS without an operator: bound how many zones it may hold so the root zone cannot be grown at will.
-    const held = this.#store.delegations().filter((d) => d.status === 'active' && d.zone !== zone && sameKey(d.dp.jwk, dp.jwk));
+    const held = (await this.#store.delegations()).filter((d) => d.status === 'active' && d.zone !== zone && sameKey(d.dp.jwk, dp.jwk));
     if (held.length >= this.#limits.activePerKey) {
       throw rateLimited(`at most ${this.#limits.activePerKey} delegations registered per key: ask the root's operator for more`, PENDING_FULL_RETRY_AFTER);
     }
@@ -168,7 +189,7 @@ export class DelegationRegistrar {
     if (!records.some((r) => r.trim() === `mimi-dp=${kid}`)) {
       throw new MimiError('forbidden', `no TXT record "mimi-dp=${kid}" at _mimi-dp.${name}: publish it to prove control of the domain`);
     }
-    return { status: 'active', serial: this.#activate(stored) };
+    return { status: 'active', serial: await this.#activate(stored) };
   }
 
   /**
@@ -176,8 +197,8 @@ export class DelegationRegistrar {
    * delegation `after` (an id from an earlier page; one no longer stored is
    * `invalid_request`).
    */
-  pending(limit: number = DEFAULT_PAGE_SIZE, after?: string): PendingDelegationPage {
-    const all = this.#store.delegations();
+  async pending(limit: number = DEFAULT_PAGE_SIZE, after?: string): Promise<PendingDelegationPage> {
+    const all = await this.#store.delegations();
     const start = after === undefined ? 0 : all.findIndex((d) => d.id === after) + 1;
     if (start === 0 && after !== undefined) throw new MimiError('invalid_request', 'after: no such delegation (decided since?): start from the first page');
     const rest = all.slice(start).filter((d) => d.status === 'pending');
@@ -187,39 +208,44 @@ export class DelegationRegistrar {
   }
 
   /** An operator's decision on a pending delegation. */
-  decide(id: string, decision: 'approve' | 'reject'): void {
-    const d = this.#store.delegationById(id);
+  async decide(id: string, decision: 'approve' | 'reject'): Promise<void> {
+    const d = await this.#store.delegationById(id);
     if (d?.status !== 'pending') throw new MimiError('invalid_request', `no pending delegation ${id}`, { status: 404 });
-    if (decision === 'reject') this.#store.transaction(() => this.#store.removeDelegation(id));
-    else this.#activate(d);
+    if (decision === 'reject') {
+      await this.#store.changeDelegations((all) => {
+        if (!all.some((x) => x.id === id && x.status === 'pending')) throw new MimiError('invalid_request', `no pending delegation ${id}`, { status: 404 });
+        return { remove: [id], value: undefined };
+      });
+    } else await this.#activate(d);
   }
 
   /**
    * Stores a pending request, or answers the id of an identical pending one
    * (same zone, DP id and key); refuses past the bounds per key and in all
-   * (PROTOCOL.md §16). Synchronous, so two concurrent copies cannot both be stored.
+   * (PROTOCOL.md §16). One serialised store change, so two concurrent copies
+   * (through this process or another) cannot both be stored.
    */
-  #pend(d: StoredDelegation): string {
-    const pending = this.#store.delegations().filter((p) => p.status === 'pending');
-    const same = pending.find((p) => p.zone === d.zone && p.dp.id === d.dp.id && sameKey(p.dp.jwk, d.dp.jwk));
-    if (same !== undefined) return same.id;
-    if (pending.filter((p) => sameKey(p.dp.jwk, d.dp.jwk)).length >= this.#limits.pendingPerKey) {
-      throw rateLimited(`at most ${this.#limits.pendingPerKey} pending delegation requests per key: wait for the operator`, PENDING_FULL_RETRY_AFTER);
-    }
-    if (pending.length >= this.#limits.pendingTotal) throw rateLimited('too many pending delegation requests', PENDING_FULL_RETRY_AFTER);
-    this.#store.transaction(() => this.#store.putDelegation(d));
-    return d.id;
+  #pend(d: StoredDelegation): Promise<string> {
+    return this.#store.changeDelegations((all) => {
+      const pending = all.filter((p) => p.status === 'pending');
+      const same = pending.find((p) => p.zone === d.zone && p.dp.id === d.dp.id && sameKey(p.dp.jwk, d.dp.jwk));
+      if (same !== undefined) return { value: same.id };
+      if (pending.filter((p) => sameKey(p.dp.jwk, d.dp.jwk)).length >= this.#limits.pendingPerKey) {
+        throw rateLimited(`at most ${this.#limits.pendingPerKey} pending delegation requests per key: wait for the operator`, PENDING_FULL_RETRY_AFTER);
+      }
+      if (pending.length >= this.#limits.pendingTotal) throw rateLimited('too many pending delegation requests', PENDING_FULL_RETRY_AFTER);
+      return { put: [d], value: d.id };
+    });
   }
 
   /** Stores an active delegation (replacing an earlier one of the same DP and zone) with the next serial; publishes the new zone. */
-  #activate(d: StoredDelegation): number {
-    const serial = this.#zone.serial + 1;
-    this.#store.transaction(() => {
-      for (const old of this.#store.delegations()) if (old.zone === d.zone && old.dp.id === d.dp.id && old.id !== d.id) this.#store.removeDelegation(old.id);
-      this.#store.putDelegation({ ...d, status: 'active' });
-      this.#store.setRootSerial(serial);
+  async #activate(d: StoredDelegation): Promise<number> {
+    const serial = await this.#store.changeDelegations((all, last) => {
+      const next = Math.max(this.#base.serial, last ?? 0) + 1;
+      const remove = all.filter((old) => old.zone === d.zone && old.dp.id === d.dp.id && old.id !== d.id).map((old) => old.id);
+      return { put: [{ ...d, status: 'active' as const }], remove, serial: next, value: next };
     });
-    this.#zone = composeRootZone(this.#base, this.#store.delegations(), serial);
+    this.#zone = composeRootZone(this.#base, await this.#store.delegations(), serial);
     this.#published(this.#zone);
     return serial;
   }

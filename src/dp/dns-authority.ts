@@ -69,7 +69,7 @@ export class DnsAuthority {
   }
 
   /** Answers one question; `name` is lower-case without the trailing dot. */
-  answer(name: string, qtype: number): DnsPlan {
+  async answer(name: string, qtype: number): Promise<DnsPlan> {
     const apex = this.#zoneOf(name);
     if (apex === undefined) return REFUSED;
     const z = this.#zone;
@@ -96,7 +96,7 @@ export class DnsAuthority {
     }
     const meaning = readName(name, this.#apex);
     if (meaning.kind === 'csi' || meaning.kind === 'email-hash') {
-      const response = this.#lookup(meaning.kind === 'csi' ? meaning.csi : meaning.subject);
+      const response = await this.#lookup(meaning.kind === 'csi' ? meaning.csi : meaning.subject);
       if (response?.kind === 'answer' && response.mappings.length > 0) {
         if (qtype !== QTYPE.NAPTR && qtype !== QTYPE.ANY) return nodata;
         return { ...nodata, answers: naptrAnswers(name, response.mappings, response.ttl), authorities: [] };
@@ -105,9 +105,9 @@ export class DnsAuthority {
     return nodata;
   }
 
-  #lookup(subject: Parameters<DiscoveryProvider['lookup']>[0]): LookupResponse | undefined {
+  async #lookup(subject: Parameters<DiscoveryProvider['lookup']>[0]): Promise<LookupResponse | undefined> {
     try {
-      return this.#dp.lookup(subject);
+      return await this.#dp.lookup(subject);
     } catch {
       return undefined; // not_authoritative: cannot happen inside our zones, answered as absent
     }

@@ -35,7 +35,7 @@ export async function checkRevoke(body: unknown, dp: AuthoritativeDp, now: numbe
   if (csi.canonical !== raw) throw new MimiError('invalid_request', `payload.csi: not canonical: write "${csi.canonical}"`);
   if (!dp.serves(csi)) throw new MimiError('not_authoritative', 'this DP does not serve this CSI');
   checkIat(iat, now);
-  const key = signed.kid === undefined ? undefined : dp.registrar.holderKeyOf(signed.kid, csi.canonical);
+  const key = signed.kid === undefined ? undefined : await dp.registrar.holderKeyOf(signed.kid, csi.canonical);
   if (key === undefined || signed.kid === undefined || !(await signatureVerifies(signed.jws, key))) {
     throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
   }
@@ -47,7 +47,7 @@ export async function checkContest(id: string, body: unknown, dp: AuthoritativeD
   const signed = readSignedRequest(body, contestPayloadSchema);
   if (signed.payload.conflict !== id) throw new MimiError('invalid_request', 'payload.conflict is not the conflict of the URL');
   checkIat(signed.payload.iat, now);
-  const { incumbents } = dp.registrar.conflict(id);
+  const { incumbents } = await dp.registrar.conflict(id);
   const key = incumbents.find((m) => m.holder === signed.kid)?.holderJwk;
   if (key === undefined || !(await signatureVerifies(signed.jws, key))) {
     throw new MimiError('not_holder', 'only the holder of the published mappings may contest', { status: 403 });

@@ -29,17 +29,14 @@ export async function rotateSigningKey(store: DpStore, key: SigningKey): Promise
   const updates: { table: 'active' | 'pending'; row: number; proof: Statement }[] = [];
   for (const table of ['active', 'pending'] as const) {
     for (let after = 0; ;) {
-      const batch = store.proofsAfter(table, after, BATCH);
+      const batch = await store.proofsAfter(table, after, BATCH);
       if (batch.length === 0) break;
       for (const { row, proof } of batch) updates.push({ table, row, proof: await resign(proof, key) });
       after = batch.at(-1)?.row ?? after;
     }
   }
   try {
-    store.transaction(() => {
-      for (const u of updates) store.setProof(u.table, u.row, u.proof);
-      store.setMeta(SIGNING_KID_META, key.kid);
-    });
+    await store.replaceProofs(updates, { key: SIGNING_KID_META, value: key.kid });
   } catch (err) {
     throw new MimiError('store_unavailable', `re-signing failed, nothing was changed (${err instanceof Error ? err.message : String(err)})`, { cause: err });
   }

@@ -18,5 +18,5 @@ export interface DiscoveryProvider {
    * zones. `querier` (PROTOCOL.md §15; anonymous when absent) decides which
    * registered mappings it may see: a hidden one is answered as absent.
    */
-  lookup(subject: Subject, querier?: Querier): LookupResponse;
+  lookup(subject: Subject, querier?: Querier): LookupResponse | Promise<LookupResponse>;
 }

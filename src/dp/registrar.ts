@@ -4,13 +4,14 @@
  * attestation level supersedes, the holder revokes (replay-safe), a CSIP
  * deactivates (reassignment, idempotent), mappings lapse after
  * `maxMappingAge`, and an operator decides what stays pending. Signatures are
- * checked by the callers; here every transition is one store transaction, so a
- * 2xx means committed. Outcomes and notices are data.
+ * checked by the callers; here every transition is one update of one CSI's
+ * records (src/dp/store.ts), committed before its promise resolves, so a 2xx
+ * means committed. Outcomes and notices are data.
  */
 import { randomBytes } from 'node:crypto';
 import { MimiError } from '../errors.ts';
 import type { AuthoritativeZone } from '../zone/normalise.ts';
-import type { MappingStore, PendingMapping, StoredMapping } from './store.ts';
+import type { CsiRecords, MappingStore, PendingMapping, Settled, StoredMapping } from './store.ts';
 
 /** A notice for an MSP about one of its users' mappings (PROTOCOL.md §9: names the CSI and the conflict only). */
 export interface Notice {
@@ -48,6 +49,12 @@ export function levelRank(level: string): number {
 /** How many pending conflicts one page of the admin API lists at most (PROTOCOL.md §16: paged, at most 500). */
 export const MAX_LISTED_CONFLICTS = 500;
 
+/** A checked registration: the mapping as it will be stored, and the SHA-256 of its statement's payload. */
+export interface Registration {
+  readonly mapping: StoredMapping;
+  readonly payloadHash: string;
+}
+
 /** The registration lifecycle of one DP over its store. */
 export class Registrar {
   readonly #store: MappingStore;
@@ -55,7 +62,7 @@ export class Registrar {
   readonly #now: () => number;
   readonly #changed: (csi: string) => void;
 
-  /** `changed` hears of every CSI whose published mappings changed (the DNS view, caches). */
+  /** `changed` hears of every CSI whose published mappings changed (the DNS view, caches), once it is committed. */
   constructor(store: MappingStore, zone: AuthoritativeZone, now: () => number, changed: (csi: string) => void) {
     this.#store = store;
     this.#zone = zone;
@@ -69,9 +76,16 @@ export class Registrar {
   }
 
   /** The live registered mappings of a CSI. */
-  activeOf(csi: string): StoredMapping[] {
+  async activeOf(csi: string): Promise<StoredMapping[]> {
     const now = this.#now();
-    return this.#store.active(csi).filter((m) => this.isLive(m, now));
+    return (await this.#store.active(csi)).filter((m) => this.isLive(m, now));
+  }
+
+  /** Runs one CSI's decision in the store; tells the listeners once it is committed, when it changed what is published. */
+  async #update<T>(csi: string, decide: (records: CsiRecords) => { value: T; changed: boolean }, statements?: readonly string[]): Promise<T> {
+    const { value, changed } = await this.#store.update({ csi, statements, decide });
+    if (changed) this.#changed(csi);
+    return value;
   }
 
   /**
@@ -81,40 +95,58 @@ export class Registrar {
    * holder's active mapping (`unchanged`), and so is one whose `created` is not
    * later than the holder's last revocation for the CSI.
    */
-  register(mapping: StoredMapping, payloadHash: string): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
-    return this.#store.commit(() => {
-      const deactivated = this.#store.deactivatedAt(mapping.csi);
-      if (deactivated !== undefined && mapping.attestationIat < deactivated) {
-        throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');
-      }
-      if (this.#store.seenStatement(payloadHash)) {
-        const active = this.#store.active(mapping.csi).find((m) => m.msp === mapping.msp && m.holder === mapping.holder);
-        if (active?.proof.payload === mapping.proof.payload) return { outcome: { status: 'unchanged' }, notices: [] };
-        throw new MimiError('replayed', 'this statement was submitted here before: the holder and the MSP must sign a new one');
-      }
-      const revoked = this.#store.lastRevoke(mapping.holder, mapping.csi);
-      if (revoked !== undefined && Date.parse(mapping.created) / 1000 <= revoked.iat) {
-        throw new MimiError(
-          'replayed',
-          "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof",
-        );
-      }
-      this.#store.markSeen(payloadHash, this.#now());
-      const notices: Notice[] = [];
-      const others = this.activeOf(mapping.csi).filter((m) => m.holder !== mapping.holder);
-      if (others.length > 0 && levelRank(mapping.level) <= Math.max(...others.map((m) => levelRank(m.level)))) {
-        const existing = this.#store.pendingOf(mapping.csi).find((p) => p.holder === mapping.holder && p.msp === mapping.msp);
-        const id = existing?.id ?? `c-${randomBytes(12).toString('base64url')}`;
-        if (existing !== undefined) this.#store.removePending(existing.id);
-        this.#store.addPending({ ...mapping, id, since: existing?.since ?? this.#now(), contested: existing?.contested ?? false });
-        for (const msp of new Set(others.map((m) => m.msp))) notices.push(this.#notice('conflict', msp, mapping.csi, id));
-        return { outcome: { status: 'pending', conflict: id }, notices };
-      }
-      notices.push(...this.#supersede(mapping.csi, mapping.holder));
-      this.#store.putActive(mapping);
-      this.#changed(mapping.csi);
-      return { outcome: { status: 'published' }, notices };
-    });
+  async register(mapping: StoredMapping, payloadHash: string): Promise<{ outcome: RegisterOutcome; notices: Notice[] }> {
+    return this.#update(mapping.csi, (records) => this.#register(records, mapping, payloadHash), [payloadHash]);
+  }
+
+  /**
+   * Registers checked mappings in one commit (bulk import), each under the
+   * rules of {@link register} and in order, so a later line sees an earlier
+   * one; each is settled on its own (a refused one changes nothing).
+   */
+  async registerAll(registrations: readonly Registration[]): Promise<Settled<{ outcome: RegisterOutcome; notices: Notice[] }>[]> {
+    const settled = await this.#store.updateAll(
+      registrations.map(({ mapping, payloadHash }) => ({
+        csi: mapping.csi,
+        statements: [payloadHash],
+        decide: (records: CsiRecords) => this.#register(records, mapping, payloadHash),
+      })),
+    );
+    for (const csi of new Set(settled.flatMap((s, i) => (s.ok && s.value.changed ? [registrations[i]?.mapping.csi ?? ''] : [])))) this.#changed(csi);
+    return settled.map((s) => (s.ok ? { ok: true, value: s.value.value } : s));
+  }
+
+  #register(records: CsiRecords, mapping: StoredMapping, payloadHash: string): { value: { outcome: RegisterOutcome; notices: Notice[] }; changed: boolean } {
+    const deactivated = records.deactivatedAt();
+    if (deactivated !== undefined && mapping.attestationIat < deactivated) {
+      throw new MimiError('attestation_expired', 'attestation: issued before the CSI was deactivated (reassigned) by its identity prover');
+    }
+    if (records.seen(payloadHash)) {
+      const active = records.active().find((m) => m.msp === mapping.msp && m.holder === mapping.holder);
+      if (active?.proof.payload === mapping.proof.payload) return { value: { outcome: { status: 'unchanged' }, notices: [] }, changed: false };
+      throw new MimiError('replayed', 'this statement was submitted here before: the holder and the MSP must sign a new one');
+    }
+    const revoked = records.lastRevoke(mapping.holder);
+    if (revoked !== undefined && Date.parse(mapping.created) / 1000 <= revoked.iat) {
+      throw new MimiError(
+        'replayed',
+        "the statement's created is not later than the holder's last revocation of this CSI: a revocation cannot be undone by an older proof",
+      );
+    }
+    records.markSeen(payloadHash, this.#now());
+    const notices: Notice[] = [];
+    const others = this.#live(records).filter((m) => m.holder !== mapping.holder);
+    if (others.length > 0 && levelRank(mapping.level) <= Math.max(...others.map((m) => levelRank(m.level)))) {
+      const existing = records.pending().find((p) => p.holder === mapping.holder && p.msp === mapping.msp);
+      const id = existing?.id ?? `c-${randomBytes(12).toString('base64url')}`;
+      if (existing !== undefined) records.removePending(existing.id);
+      records.addPending({ ...mapping, id, since: existing?.since ?? this.#now(), contested: existing?.contested ?? false });
+      for (const msp of new Set(others.map((m) => m.msp))) notices.push(this.#notice('conflict', msp, mapping.csi, id));
+      return { value: { outcome: { status: 'pending', conflict: id }, notices }, changed: false };
+    }
+    notices.push(...this.#supersede(records, mapping.holder));
+    records.putActive(mapping);
+    return { value: { outcome: { status: 'published' }, notices }, changed: true };
   }
 
   /**
@@ -123,36 +155,37 @@ export class Registrar {
    * The caller has verified the signature with {@link holderKeyOf}'s key.
    */
   revoke(holder: string, csi: string, msp: string, iat: number): Promise<{ status: 'revoked' | 'unchanged'; removed: number; notices: Notice[] }> {
-    return this.#store.commit(() => {
-      const mine = this.#holderKeys(holder, csi);
+    return this.#update<{ status: 'revoked' | 'unchanged'; removed: number; notices: Notice[] }>(csi, (records) => {
+      const mine = this.#holderKey(records.active(), records.pending(), records.lastRevoke(holder), holder);
       if (mine === undefined) throw new MimiError('not_holder', 'the signature is not by the key that holds this CSI here', { status: 403 });
-      const last = this.#store.lastRevoke(holder, csi);
-      if (last !== undefined && iat <= last.iat) return { status: 'unchanged', removed: 0, notices: [] };
-      this.#store.setLastRevoke(holder, csi, iat, mine);
+      const last = records.lastRevoke(holder);
+      if (last !== undefined && iat <= last.iat) return { value: { status: 'unchanged', removed: 0, notices: [] }, changed: false };
+      records.setLastRevoke(holder, iat, mine);
       let removed = 0;
-      for (const m of this.#store.active(csi)) {
-        if (m.holder === holder && (msp === '*' || m.msp === msp) && this.#store.removeActive(csi, m.msp)) removed += 1;
+      for (const m of records.active()) {
+        if (m.holder === holder && (msp === '*' || m.msp === msp) && records.removeActive(m.msp)) removed += 1;
       }
-      for (const p of this.#store.pendingOf(csi)) {
-        if (p.holder === holder && (msp === '*' || p.msp === msp)) this.#store.removePending(p.id);
+      for (const p of records.pending()) {
+        if (p.holder === holder && (msp === '*' || p.msp === msp)) records.removePending(p.id);
       }
-      const notices = this.#promote(csi);
-      if (removed > 0) this.#changed(csi);
-      return { status: 'revoked', removed, notices };
+      const promoted = this.#promote(records);
+      return { value: { status: 'revoked', removed, notices: promoted.notices }, changed: removed > 0 || promoted.changed };
     });
   }
 
   /** The public key of `holder` as this DP knows it for a CSI (active, pending or earlier revoked), if any. */
-  holderKeyOf(holder: string, csi: string): StoredMapping['holderJwk'] | undefined {
-    return this.#holderKeys(holder, csi);
+  async holderKeyOf(holder: string, csi: string): Promise<StoredMapping['holderJwk'] | undefined> {
+    const [active, pending, revoke] = await Promise.all([this.#store.active(csi), this.#store.pendingOf(csi), this.#store.lastRevoke(holder, csi)]);
+    return this.#holderKey(active, pending, revoke, holder);
   }
 
-  #holderKeys(holder: string, csi: string): StoredMapping['holderJwk'] | undefined {
-    return (
-      this.#store.active(csi).find((m) => m.holder === holder)?.holderJwk ??
-      this.#store.pendingOf(csi).find((p) => p.holder === holder)?.holderJwk ??
-      this.#store.lastRevoke(holder, csi)?.holderJwk
-    );
+  #holderKey(
+    active: readonly StoredMapping[],
+    pending: readonly PendingMapping[],
+    revoke: { holderJwk: StoredMapping['holderJwk'] } | undefined,
+    holder: string,
+  ): StoredMapping['holderJwk'] | undefined {
+    return active.find((m) => m.holder === holder)?.holderJwk ?? pending.find((p) => p.holder === holder)?.holderJwk ?? revoke?.holderJwk;
   }
 
   /**
@@ -160,43 +193,51 @@ export class Registrar {
    * attested before `at` (seconds), drops such pending ones, and remembers it.
    */
   deactivate(csi: string, at: number): Promise<{ removed: number; notices: Notice[] }> {
-    return this.#store.commit(() => {
-      const before = this.#store.deactivatedAt(csi);
-      if (before === undefined || at > before) this.#store.setDeactivatedAt(csi, at);
+    return this.#update(csi, (records) => {
+      const before = records.deactivatedAt();
+      if (before === undefined || at > before) records.setDeactivatedAt(at);
       let removed = 0;
-      for (const m of this.#store.active(csi)) if (m.attestationIat < at && this.#store.removeActive(csi, m.msp)) removed += 1;
-      for (const p of this.#store.pendingOf(csi)) if (p.attestationIat < at) this.#store.removePending(p.id);
-      const notices = this.#promote(csi);
-      if (removed > 0) this.#changed(csi);
-      return { removed, notices };
+      for (const m of records.active()) if (m.attestationIat < at && records.removeActive(m.msp)) removed += 1;
+      for (const p of records.pending()) if (p.attestationIat < at) records.removePending(p.id);
+      const promoted = this.#promote(records);
+      return { value: { removed, notices: promoted.notices }, changed: removed > 0 || promoted.changed };
     });
   }
 
-  /** The incumbent holders' keys of a conflict's CSI (who may contest it). */
-  conflict(id: string): { pending: PendingMapping; incumbents: StoredMapping[] } {
-    const pending = this.#store.pendingById(id);
-    if (pending === undefined) throw new MimiError('invalid_request', `no pending conflict ${id}`, { status: 404 });
-    return { pending, incumbents: this.activeOf(pending.csi).filter((m) => m.holder !== pending.holder) };
+  /** A pending conflict and the incumbent holders' mappings of its CSI (who may contest it). */
+  async conflict(id: string): Promise<{ pending: PendingMapping; incumbents: StoredMapping[] }> {
+    const pending = await this.#store.pendingById(id);
+    if (pending === undefined) throw noConflict(id);
+    return { pending, incumbents: (await this.activeOf(pending.csi)).filter((m) => m.holder !== pending.holder) };
+  }
+
+  /** The conflict `id` among a CSI's locked records, or `invalid_request` 404. */
+  #pendingIn(records: CsiRecords, id: string): PendingMapping {
+    const pending = records.pending().find((p) => p.id === id);
+    if (pending === undefined) throw noConflict(id);
+    return pending;
   }
 
   /** Marks a conflict for review; the caller checked the incumbent's signature. */
-  contest(id: string): Promise<void> {
-    return this.#store.commit(() => {
-      this.conflict(id);
-      this.#store.markContested(id);
+  async contest(id: string): Promise<void> {
+    const { pending } = await this.conflict(id);
+    await this.#update(pending.csi, (records) => {
+      this.#pendingIn(records, id);
+      records.markContested(id);
+      return { value: undefined, changed: false };
     });
   }
 
   /** The operator's decision: approve publishes the newcomer and supersedes the incumbent; reject discards it. */
-  decide(id: string, decision: 'approve' | 'reject'): Promise<Notice[]> {
-    return this.#store.commit(() => {
-      const { pending } = this.conflict(id);
-      this.#store.removePending(id);
-      if (decision === 'reject') return [this.#notice('rejected', pending.msp, pending.csi, id)];
-      const notices = this.#supersede(pending.csi, pending.holder);
-      this.#store.putActive(this.#activeOf(pending));
-      this.#changed(pending.csi);
-      return [...notices, this.#notice('published', pending.msp, pending.csi, id)];
+  async decide(id: string, decision: 'approve' | 'reject'): Promise<Notice[]> {
+    const { pending: found } = await this.conflict(id);
+    return this.#update(found.csi, (records) => {
+      const pending = this.#pendingIn(records, id);
+      records.removePending(id);
+      if (decision === 'reject') return { value: [this.#notice('rejected', pending.msp, pending.csi, id)], changed: false };
+      const notices = this.#supersede(records, pending.holder);
+      records.putActive(this.#activeOf(pending));
+      return { value: [...notices, this.#notice('published', pending.msp, pending.csi, id)], changed: true };
     });
   }
 
@@ -206,12 +247,12 @@ export class Registrar {
    * after the conflict `after`; `next` is the `after` of the following page,
    * absent on the last. A cursor no longer pending is `invalid_request`.
    */
-  conflicts(limit = 100, after?: string): { pending: ConflictView[]; next?: string } {
-    if (after !== undefined && this.#store.pendingById(after) === undefined) {
+  async conflicts(limit = 100, after?: string): Promise<{ pending: ConflictView[]; next?: string }> {
+    if (after !== undefined && (await this.#store.pendingById(after)) === undefined) {
       throw new MimiError('invalid_request', 'after: no such pending conflict (decided since?): start from the first page');
     }
     const size = Math.max(1, Math.min(limit, MAX_LISTED_CONFLICTS));
-    const rows = this.#store.pendingList(size + 1, after);
+    const rows = await this.#store.pendingList(size + 1, after);
     const now = this.#now();
     const pending = rows.slice(0, size).map((p) => ({
       id: p.id,
@@ -227,42 +268,60 @@ export class Registrar {
    * Removes up to `limit` lapsed mappings (older than `maxMappingAge`) and
    * publishes what waited on them; returns how many it removed.
    */
-  sweep(limit = 1000): Promise<{ removed: number; notices: Notice[] }> {
-    return this.#store.commit(() => {
-      const lapsed = this.#store.issuedBefore(Math.ceil(this.#now() / 1000 - this.#zone.maxMappingAge), limit);
-      const notices: Notice[] = [];
-      for (const { csi, msp } of lapsed) this.#store.removeActive(csi, msp);
-      for (const csi of new Set(lapsed.map((l) => l.csi))) {
-        notices.push(...this.#promote(csi));
-        this.#changed(csi);
-      }
-      return { removed: lapsed.length, notices };
-    });
+  async sweep(limit = 1000): Promise<{ removed: number; notices: Notice[] }> {
+    const cutoff = Math.ceil(this.#now() / 1000 - this.#zone.maxMappingAge);
+    const lapsed = await this.#store.issuedBefore(cutoff, limit);
+    const settled = await this.#store.updateAll(
+      [...new Set(lapsed.map((l) => l.csi))].map((csi) => ({
+        csi,
+        decide: (records: CsiRecords) => {
+          let removed = 0;
+          for (const m of records.active()) if (m.attestationIat < cutoff && records.removeActive(m.msp)) removed += 1;
+          const promoted = this.#promote(records);
+          return { removed, notices: promoted.notices, changed: removed > 0 || promoted.changed };
+        },
+      })),
+    );
+    let removed = 0;
+    const notices: Notice[] = [];
+    for (const s of settled) {
+      if (!s.ok) throw s.error;
+      removed += s.value.removed;
+      notices.push(...s.value.notices);
+    }
+    for (const csi of new Set(lapsed.map((l) => l.csi))) this.#changed(csi);
+    return { removed, notices };
+  }
+
+  #live(records: CsiRecords): StoredMapping[] {
+    const now = this.#now();
+    return records.active().filter((m) => this.isLive(m, now));
   }
 
   /** Removes the CSI's mappings held by other holders than `holder` and tells their MSPs. */
-  #supersede(csi: string, holder: string): Notice[] {
+  #supersede(records: CsiRecords, holder: string): Notice[] {
     const notices: Notice[] = [];
-    for (const m of this.#store.active(csi)) {
+    for (const m of records.active()) {
       if (m.holder === holder) continue;
-      this.#store.removeActive(csi, m.msp);
-      notices.push(this.#notice('superseded', m.msp, csi));
+      records.removeActive(m.msp);
+      notices.push(this.#notice('superseded', m.msp, records.csi));
     }
     return notices;
   }
 
   /** Publishes the oldest pending newcomer's registrations once nobody holds the CSI any more. */
-  #promote(csi: string): Notice[] {
-    if (this.activeOf(csi).length > 0) return [];
-    const deactivated = this.#store.deactivatedAt(csi) ?? -Infinity;
-    const pending = this.#store.pendingOf(csi).filter((p) => p.attestationIat >= deactivated && this.isLive(p));
+  #promote(records: CsiRecords): { notices: Notice[]; changed: boolean } {
+    if (this.#live(records).length > 0) return { notices: [], changed: false };
+    const csi = records.csi;
+    const deactivated = records.deactivatedAt() ?? -Infinity;
+    const pending = records.pending().filter((p) => p.attestationIat >= deactivated && this.isLive(p));
     const first = pending[0];
-    if (first === undefined) return [];
+    if (first === undefined) return { notices: [], changed: false };
     const notices: Notice[] = [];
     for (const p of pending) {
       if (p.holder !== first.holder) continue;
-      this.#store.removePending(p.id);
-      this.#store.putActive(this.#activeOf(p));
+      records.removePending(p.id);
+      records.putActive(this.#activeOf(p));
       notices.push(this.#notice('published', p.msp, csi, p.id));
     }
     // Newcomers still waiting now wait on the new holder, who is told of each.
@@ -271,8 +330,7 @@ export class Registrar {
       if (waiting.holder === first.holder) continue;
       for (const msp of new Set(published)) notices.push(this.#notice('conflict', msp, csi, waiting.id));
     }
-    this.#changed(csi);
-    return notices;
+    return { notices, changed: true };
   }
 
   #activeOf(p: PendingMapping): StoredMapping {
@@ -283,4 +341,8 @@ export class Registrar {
   #notice(notice: Notice['notice'], msp: string, csi: string, conflict?: string): Notice {
     return { notice, msp, csi, ...(conflict !== undefined ? { conflict } : {}), at: new Date(this.#now()).toISOString() };
   }
+}
+
+function noConflict(id: string): MimiError {
+  return new MimiError('invalid_request', `no pending conflict ${id}`, { status: 404 });
 }

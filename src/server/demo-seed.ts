@@ -63,7 +63,7 @@ async function revokeUnseeded(zone: AuthoritativeZone, dp: AuthoritativeServer, 
   const wanted = new Set(zone.mappings.map((m) => `${m.csi}\u0000${m.msp}`));
   const stale: { csi: string; msp: string; holder: string }[] = [];
   for (let after = 0; ;) {
-    const batch = store.proofsAfter('active', after, 1000);
+    const batch = await store.proofsAfter('active', after, 1000);
     if (batch.length === 0) break;
     after = batch.at(-1)?.row ?? after;
     for (const { proof } of batch) {
@@ -77,7 +77,7 @@ async function revokeUnseeded(zone: AuthoritativeZone, dp: AuthoritativeServer, 
   // The revocation's iat only has to be newer than the seed holder's last one: kept low, so that the seed's
   // registrations of the CSI's other MSPs (created now) stay later than it (PROTOCOL.md §16 replay rule).
   const { registrar } = dp.current().dp;
-  for (const m of stale) await registrar.revoke(m.holder, m.csi, m.msp, (store.lastRevoke(m.holder, m.csi)?.iat ?? 0) + 1);
+  for (const m of stale) await registrar.revoke(m.holder, m.csi, m.msp, ((await store.lastRevoke(m.holder, m.csi))?.iat ?? 0) + 1);
   return stale.length;
 }
 

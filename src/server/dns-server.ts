@@ -122,13 +122,21 @@ export class DnsResponder {
   /** Cache keys by question name (every type and EDNS variant of a name). */
   readonly #byName = new Map<string, Set<string>>();
 
+  /**
+   * Counts invalidations: an answer whose backend call began before one is not
+   * kept (its data may predate the change, and a DP's answers never expire).
+   */
+  #generation = 0;
+
   /** Forgets every encoded answer (the data behind them changed). */
   invalidate(): void {
+    this.#generation += 1;
     this.#cache.clear();
   }
 
   /** Forgets the encoded answers to questions about these names (lower-case, no trailing dot). */
   invalidateNames(names: Iterable<string>): void {
+    this.#generation += 1;
     for (const name of names) for (const key of [...(this.#byName.get(name) ?? [])]) this.#cache.delete(key);
   }
 
@@ -207,6 +215,7 @@ export class DnsResponder {
         denial: false,
       };
     }
+    const generation = this.#generation;
     const answer = await this.#backend(normaliseName(question.name), typeNumber(question));
     const { plan } = answer;
     const response: Packet = {
@@ -220,7 +229,7 @@ export class DnsResponder {
     };
     const bytes = encodeResponse(response, limit);
     const denial = isDenial(plan);
-    if (key !== undefined && answer.validUntil > this.#options.now()) {
+    if (key !== undefined && answer.validUntil > this.#options.now() && generation === this.#generation) {
       const name = normaliseName(question.name);
       this.#cache.set(key, { bytes, validUntil: answer.validUntil, denial, name });
       let keys = this.#byName.get(name);

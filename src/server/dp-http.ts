@@ -110,11 +110,11 @@ export function addLookupRoutes(app: FastifyInstance, front: DpFront<DpServing>,
     front.stats.lookups += 1;
     const { dp, signer, clients } = front.current();
     const client = admitClient(clients, request);
-    let response: ReturnType<DiscoveryProvider['lookup']>;
+    let response: Awaited<ReturnType<DiscoveryProvider['lookup']>>;
     let body: ReturnType<typeof lookupRequestSchema.parse>;
     try {
       body = parseBody(lookupRequestSchema, request.body);
-      response = dp.lookup(subjectOf(body, apex), querierOf(request));
+      response = await dp.lookup(subjectOf(body, apex), querierOf(request));
     } catch (err) {
       settleClient(clients, client, false);
       front.metrics?.dpLookups.labels(dp.id, isMimiError(err) ? err.code : 'internal').inc();

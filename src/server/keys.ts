@@ -57,8 +57,8 @@ export interface SigningKeyOptions {
 export async function loadSigningKey(dir: string, id: string, options: SigningKeyOptions = {}): Promise<{ key: SigningKey; replaced: string | undefined }> {
   const { store, stated } = options;
   const path = join(dir, `${id}.jwk`);
-  const recorded = store?.meta(SIGNING_KID_META);
-  const signed = store?.hasRecords() === true;
+  const recorded = await store?.meta(SIGNING_KID_META);
+  const signed = (await store?.hasRecords()) === true;
   const existing = await loadKeyIfPresent(dir, id, stated);
   if (signed && options.newKey !== true) {
     const by = recorded === undefined ? 'its key' : `key ${recorded}`;
@@ -76,7 +76,7 @@ export async function loadSigningKey(dir: string, id: string, options: SigningKe
     }
   }
   const key = existing ?? (await loadOrCreateKey(dir, id, stated));
-  if (store !== undefined && recorded !== key.kid) store.setMeta(SIGNING_KID_META, key.kid);
+  if (store !== undefined && recorded !== key.kid) await store.setMeta(SIGNING_KID_META, key.kid);
   return { key, replaced: signed && recorded !== undefined && recorded !== key.kid ? recorded : undefined };
 }
 

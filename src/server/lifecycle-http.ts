@@ -145,7 +145,7 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
     requireAdmin(request, options.adminToken);
     // PROTOCOL.md §16: paged, ?limit=N&after=ID, with a `next` cursor.
     const page = parseBody(pageQuerySchema, request.query);
-    return reply.type('application/json').send(json(front.current().dp.registrar.conflicts(page.limit, page.after)));
+    return reply.type('application/json').send(json(await front.current().dp.registrar.conflicts(page.limit, page.after)));
   });
   refuseOtherMethods(app, '/v1/admin/conflicts', ['GET']);
 
@@ -182,7 +182,7 @@ export function addDelegationRoutes(app: FastifyInstance, front: DpFront<RootSer
   app.get('/v1/admin/delegations', async (request, reply) => {
     requireAdmin(request, options.adminToken);
     const page = parseBody(pageQuerySchema, request.query);
-    return reply.type('application/json').send(json(registry().pending(page.limit, page.after)));
+    return reply.type('application/json').send(json(await registry().pending(page.limit, page.after)));
   });
   refuseOtherMethods(app, '/v1/admin/delegations', ['GET']);
 
@@ -190,7 +190,7 @@ export function addDelegationRoutes(app: FastifyInstance, front: DpFront<RootSer
     requireAdmin(request, options.adminToken);
     const { id } = parseBody(idParamSchema, request.params);
     const { decision } = parseBody(decisionSchema, request.body);
-    registry().decide(id, decision);
+    await registry().decide(id, decision);
     return reply.type('application/json').send(json({ status: decision === 'approve' ? 'approved' : 'rejected', id, serial: registry().zone.serial }));
   });
   refuseOtherMethods(app, '/v1/admin/delegations/:id', ['POST']);

@@ -94,7 +94,7 @@ export class Metrics {
   });
 
   /** Run before every scrape: gauges read from the servers (pending conflicts, serials). */
-  readonly #beforeScrape: (() => void)[] = [];
+  readonly #beforeScrape: (() => void | Promise<void>)[] = [];
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -123,13 +123,13 @@ export class Metrics {
   }
 
   /** Adds a function that sets gauges from the servers before each scrape. */
-  beforeScrape(fn: () => void): void {
+  beforeScrape(fn: () => void | Promise<void>): void {
     this.#beforeScrape.push(fn);
   }
 
   /** The Prometheus text of every metric. */
-  text(): Promise<string> {
-    for (const fn of this.#beforeScrape) fn();
+  async text(): Promise<string> {
+    for (const fn of this.#beforeScrape) await fn();
     return this.registry.metrics();
   }
 

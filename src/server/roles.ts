@@ -117,7 +117,7 @@ export interface DpServer<S extends DpServing> extends BuiltServer, DpFront<S> {
 export type RootServer = DpServer<RootServing> & {
   readonly role: 'root';
   /** Rebuilds the serving state from a reloaded zone file and limits (the delegation registry re-reads the store). */
-  reload(zone: RootZone, limits: Limits | undefined): void;
+  reload(zone: RootZone, limits: Limits | undefined): Promise<void>;
 };
 export type AuthoritativeServer = DpServer<AuthoritativeServing> & {
   readonly role: 'authoritative';
@@ -156,7 +156,7 @@ class Front<S extends DpServing<RootDp | AuthoritativeDp>> implements DpFront<S>
     const { limits } = context;
     this.dns = !context.dns
       ? undefined
-      : new DnsResponder((name, qtype) => ({ plan: this.#authority.answer(name, qtype), validUntil: Infinity }), {
+      : new DnsResponder(async (name, qtype) => ({ plan: await this.#authority.answer(name, qtype), validUntil: Infinity }), {
           recursive: false,
           now: Date.now,
           logger: context.logger,
@@ -183,10 +183,10 @@ class Front<S extends DpServing<RootDp | AuthoritativeDp>> implements DpFront<S>
 }
 
 /** Builds the root: its zone (with the delegations its store has approved), lookups, delegation requests, DNS. */
-export function buildRoot(zone: RootZone, context: RootContext): RootServer {
-  const serving = (base: RootZone, limits: Limits | undefined): RootServing => {
+export async function buildRoot(zone: RootZone, context: RootContext): Promise<RootServer> {
+  const serving = async (base: RootZone, limits: Limits | undefined): Promise<RootServing> => {
     // Each approved delegation publishes a new root zone: a new serving state over the same registry.
-    const delegations = new DelegationRegistrar(
+    const delegations = await DelegationRegistrar.open(
       base,
       context.store,
       context.now,
@@ -195,8 +195,15 @@ export function buildRoot(zone: RootZone, context: RootContext): RootServer {
     );
     return { dp: new RootDp(delegations.zone), signer: context.signer, clients: limits !== undefined ? new DpClientLimits(limits) : undefined, delegations };
   };
-  const front: Front<RootServing> = new Front(serving(zone, context.limits), context);
+  const front: Front<RootServing> = new Front(await serving(zone, context.limits), context);
   let limits = context.limits;
+  // Root processes sharing a PostgreSQL store hear of each other's delegation changes.
+  context.store.onDelegationsChange(() => {
+    front
+      .current()
+      .delegations.refresh()
+      .catch((err: unknown) => context.logger.error({ fault: err instanceof Error ? err.message : String(err) }, 'reading the changed delegations failed'));
+  });
   return {
     id: zone.id,
     role: 'root',
@@ -205,9 +212,10 @@ export function buildRoot(zone: RootZone, context: RootContext): RootServer {
     dns: front.dns,
     current: () => front.current(),
     replace: (next) => front.replace(next),
-    reload: (next, nextLimits) => {
+    reload: async (next, nextLimits) => {
+      const state = await serving(next, nextLimits);
       limits = nextLimits;
-      front.replace(serving(next, nextLimits));
+      front.replace(state);
     },
     routes: (app) => {
       addLookupRoutes(app, front, context.apex);
@@ -244,6 +252,8 @@ export function buildAuthoritative(zone: AuthoritativeZone, context: DpContext &
     };
   };
   const front: Front<AuthoritativeServing> = new Front(serving(zone, context.limits, context.registries), context);
+  // Writes by other DP processes sharing a PostgreSQL store: their CSIs' answers are dropped (all of them when some may have been missed).
+  context.store.onRemoteChange((csi) => (csi === undefined ? front.dns?.invalidate() : front.changed(csi)));
   const sweep = setInterval(() => {
     // The DP serving now (a reload may have replaced it), over the same store.
     const { dp, notify } = front.current();

@@ -569,7 +569,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
           adminToken: options.adminToken,
           dns: dnsServed && zone.dns !== undefined,
         };
-        const dp = zone.role === 'root' ? buildRoot(zone, { ...context, txt }) : buildAuthoritative(zone, { ...context, outbox });
+        const dp = zone.role === 'root' ? await buildRoot(zone, { ...context, txt }) : buildAuthoritative(zone, { ...context, outbox });
         dps.set(zone.id, dp);
         server = dp;
       } else {
@@ -707,11 +707,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     await options.seeding?.seed({ zones, dps: authoritative(), stores, ca: tls?.client.ca });
 
     const metrics = options.metrics;
-    metrics?.beforeScrape(() => {
+    metrics?.beforeScrape(async () => {
       for (const [id, dp] of dps) {
         metrics.zoneSerial.labels(id).set(dp.current().dp.serial);
         const store = stores.get(id);
-        if (dp.role === 'authoritative' && store !== undefined) metrics.conflictsPending.labels(id).set(store.pendingCount());
+        // A store that cannot answer (PostgreSQL failing over) leaves the gauge as it was; the scrape goes on.
+        if (dp.role === 'authoritative' && store !== undefined) metrics.conflictsPending.labels(id).set(await store.pendingCount().catch(() => NaN));
       }
       const rootSerial = resolverServer?.resolver.rootSerial;
       if (rootSerial !== undefined) metrics.zoneSerial.labels('resolver').set(rootSerial);
@@ -759,7 +760,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         const dp = dps.get(zone.id);
         if (dp === undefined || (!limitsChanged && JSON.stringify(before) === JSON.stringify(written))) continue;
         if (zone.role === 'root' && dp.role === 'root') {
-          dp.reload(zone, nextLimits);
+          await dp.reload(zone, nextLimits);
           resolver?.flush();
         } else if (zone.role === 'authoritative' && dp.role === 'authoritative') {
           dp.reload(zone, nextLimits, nextRegistries);

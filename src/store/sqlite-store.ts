@@ -12,7 +12,8 @@ import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MimiError } from '../errors.ts';
-import type { DpStore, PendingMapping, StoredDelegation, StoredMapping } from '../dp/store.ts';
+import type { CsiUpdate, DpStore, PendingMapping, RevokeRecord, Settled, StoredDelegation, StoredMapping } from '../dp/store.ts';
+import { MemoryCsiRecords, type CsiWrite } from '../dp/csi-records.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Visibility } from '../protocol/visibility.ts';
 import type { Statement } from '../protocol/statement.ts';
@@ -256,12 +257,19 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/** A queued job of the group commit: runs inside the batch's transaction, settles after the commit. */
+interface Job {
+  readonly run: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 class SqliteStore implements DpStore {
   readonly #db: Database.Database;
   readonly #hashKey: (csi: string) => string | undefined;
   readonly #onCommit: ((seconds: number) => void) | undefined;
   readonly #s;
-  #queue: { fn: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
+  #queue: Job[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(db: Database.Database, options: SqliteStoreOptions) {
@@ -296,6 +304,7 @@ class SqliteStore implements DpStore {
       removePending: p('DELETE FROM pending WHERE id = ?'),
       contest: p('UPDATE pending SET contested = 1 WHERE id = ?'),
       lastRevoke: p<{ iat: number; holder_jwk: string }>('SELECT iat, holder_jwk FROM revocations WHERE holder = ? AND csi = ?'),
+      revokesOf: p<{ holder: string; iat: number; holder_jwk: string }>('SELECT holder, iat, holder_jwk FROM revocations WHERE csi = ?'),
       setRevoke: p('INSERT OR REPLACE INTO revocations (holder, csi, iat, holder_jwk) VALUES (?,?,?,?)'),
       deactivated: p<{ deactivated_at: number }>('SELECT deactivated_at FROM deactivations WHERE csi = ?'),
       setDeactivated: p('INSERT OR REPLACE INTO deactivations (csi, deactivated_at) VALUES (?,?)'),
@@ -308,136 +317,203 @@ class SqliteStore implements DpStore {
     };
   }
 
-  active(csi: string): StoredMapping[] {
-    return this.#s.active.all(csi).map(mappingOf);
+  /** Runs a read; a fault of the storage is `store_unavailable`, as for writes. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- an async function, so a throw of fn becomes a rejection
+  async #read<T>(fn: () => T): Promise<T> {
+    try {
+      return fn();
+    } catch (error) {
+      throw storeFault(error);
+    }
   }
 
-  csiByHash(hash: string, domain: string): string | undefined {
-    return this.#s.byHash.get(`${domain}\t${hash}`)?.csi;
+  active(csi: string): Promise<StoredMapping[]> {
+    return this.#read(() => this.#s.active.all(csi).map(mappingOf));
   }
 
-  putActive(mapping: StoredMapping): void {
-    this.#s.put.run(...columnsOf(mapping, this.#hashKey(mapping.csi) ?? null));
+  csiByHash(hash: string, domain: string): Promise<string | undefined> {
+    return this.#read(() => this.#s.byHash.get(`${domain}\t${hash}`)?.csi);
   }
 
-  removeActive(csi: string, msp: string): boolean {
-    return this.#s.remove.run(csi, msp).changes > 0;
+  issuedBefore(iat: number, limit: number): Promise<{ csi: string; msp: string }[]> {
+    return this.#read(() => this.#s.issuedBefore.all(iat, limit));
   }
 
-  issuedBefore(iat: number, limit: number): { csi: string; msp: string }[] {
-    return this.#s.issuedBefore.all(iat, limit);
+  pendingOf(csi: string): Promise<PendingMapping[]> {
+    return this.#read(() => this.#s.pendingOf.all(csi).map(pendingOf));
   }
 
-  pendingOf(csi: string): PendingMapping[] {
-    return this.#s.pendingOf.all(csi).map(pendingOf);
+  pendingById(id: string): Promise<PendingMapping | undefined> {
+    return this.#read(() => {
+      const row = this.#s.pendingById.get(id);
+      return row === undefined ? undefined : pendingOf(row);
+    });
   }
 
-  pendingById(id: string): PendingMapping | undefined {
-    const row = this.#s.pendingById.get(id);
-    return row === undefined ? undefined : pendingOf(row);
+  pendingList(limit: number, after?: string): Promise<PendingMapping[]> {
+    return this.#read(() => (after === undefined ? this.#s.pendingList.all(limit) : this.#s.pendingAfter.all(after, limit)).map(pendingOf));
   }
 
-  pendingList(limit: number, after?: string): PendingMapping[] {
-    return (after === undefined ? this.#s.pendingList.all(limit) : this.#s.pendingAfter.all(after, limit)).map(pendingOf);
+  pendingCount(): Promise<number> {
+    return this.#read(() => this.#s.pendingCount.get()?.n ?? 0);
   }
 
-  proofsAfter(table: 'active' | 'pending', after: number, limit: number): { row: number; proof: Statement }[] {
-    const rows = (table === 'active' ? this.#s.proofsAfter : this.#s.pendingProofsAfter).all(after, limit);
-    return rows.map((r) => ({ row: r.row, proof: JSON.parse(r.proof) as Statement }));
+  lastRevoke(holder: string, csi: string): Promise<RevokeRecord | undefined> {
+    return this.#read(() => {
+      const row = this.#s.lastRevoke.get(holder, csi);
+      return row === undefined ? undefined : { iat: row.iat, holderJwk: JSON.parse(row.holder_jwk) as PublicJwk };
+    });
   }
 
-  setProof(table: 'active' | 'pending', row: number, proof: Statement): void {
-    (table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(JSON.stringify(proof), row);
+  proofsAfter(table: 'active' | 'pending', after: number, limit: number): Promise<{ row: number; proof: Statement }[]> {
+    return this.#read(() => {
+      const rows = (table === 'active' ? this.#s.proofsAfter : this.#s.pendingProofsAfter).all(after, limit);
+      return rows.map((r) => ({ row: r.row, proof: JSON.parse(r.proof) as Statement }));
+    });
   }
 
-  pendingCount(): number {
-    return this.#s.pendingCount.get()?.n ?? 0;
+  replaceProofs(updates: readonly { table: 'active' | 'pending'; row: number; proof: Statement }[], meta: { key: string; value: string }): Promise<void> {
+    return this.#transaction(() => {
+      for (const u of updates) (u.table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(JSON.stringify(u.proof), u.row);
+      this.#s.setMeta.run(meta.key, meta.value);
+    });
   }
 
-  seenStatement(hash: string): boolean {
-    return this.#s.seen.get(hash) !== undefined;
+  load(mappings: readonly StoredMapping[]): Promise<void> {
+    return this.#transaction(() => {
+      for (const m of mappings) this.#put(m);
+    });
   }
 
-  markSeen(hash: string, at: number): void {
-    this.#s.markSeen.run(hash, at);
+  hasRecords(): Promise<boolean> {
+    return this.#read(() => this.#s.anyRecord.get() !== undefined);
   }
 
-  hasRecords(): boolean {
-    return this.#s.anyRecord.get() !== undefined;
+  meta(key: string): Promise<string | undefined> {
+    return this.#read(() => this.#s.meta.get(key)?.value);
   }
 
-  meta(key: string): string | undefined {
-    return this.#s.meta.get(key)?.value;
+  setMeta(key: string, value: string): Promise<void> {
+    return this.#transaction(() => {
+      this.#s.setMeta.run(key, value);
+    });
   }
 
-  setMeta(key: string, value: string): void {
-    this.#s.setMeta.run(key, value);
+  delegations(): Promise<StoredDelegation[]> {
+    return this.#read(() => this.#s.delegations.all().map(delegationOf));
   }
 
-  addPending(p: PendingMapping): void {
-    const seq = this.#s.nextSeq.get()?.seq ?? 1;
-    this.#s.addPending.run(
-      ...columnsOf(p, null).slice(0, 10),
-      p.id,
-      seq,
-      p.since,
-      p.contested ? 1 : 0,
-      p.visibility !== undefined ? JSON.stringify(p.visibility) : null,
-    );
+  delegationById(id: string): Promise<StoredDelegation | undefined> {
+    return this.#read(() => {
+      const row = this.#s.delegationById.get(id);
+      return row === undefined ? undefined : delegationOf(row);
+    });
   }
 
-  removePending(id: string): void {
-    this.#s.removePending.run(id);
+  rootSerial(): Promise<number | undefined> {
+    return this.#read(() => this.#rootSerial());
   }
 
-  markContested(id: string): void {
-    this.#s.contest.run(id);
-  }
-
-  lastRevoke(holder: string, csi: string): { iat: number; holderJwk: PublicJwk } | undefined {
-    const row = this.#s.lastRevoke.get(holder, csi);
-    return row === undefined ? undefined : { iat: row.iat, holderJwk: JSON.parse(row.holder_jwk) as PublicJwk };
-  }
-
-  setLastRevoke(holder: string, csi: string, iat: number, holderJwk: PublicJwk): void {
-    this.#s.setRevoke.run(holder, csi, iat, JSON.stringify(holderJwk));
-  }
-
-  deactivatedAt(csi: string): number | undefined {
-    return this.#s.deactivated.get(csi)?.deactivated_at;
-  }
-
-  setDeactivatedAt(csi: string, at: number): void {
-    this.#s.setDeactivated.run(csi, at);
-  }
-
-  delegations(): StoredDelegation[] {
-    return this.#s.delegations.all().map(delegationOf);
-  }
-
-  delegationById(id: string): StoredDelegation | undefined {
-    const row = this.#s.delegationById.get(id);
-    return row === undefined ? undefined : delegationOf(row);
-  }
-
-  putDelegation(d: StoredDelegation): void {
-    this.#s.putDelegation.run(d.id, d.zone, JSON.stringify(d.dp), d.status, d.at);
-  }
-
-  removeDelegation(id: string): void {
-    this.#s.removeDelegation.run(id);
-  }
-
-  rootSerial(): number | undefined {
+  #rootSerial(): number | undefined {
     const value = this.#s.meta.get('root_serial')?.value;
     return value === undefined ? undefined : Number(value);
   }
 
-  setRootSerial(serial: number): void {
-    this.#s.setMeta.run('root_serial', String(serial));
+  changeDelegations<T>(
+    change: (all: readonly StoredDelegation[], serial: number | undefined) => { put?: StoredDelegation[]; remove?: string[]; serial?: number; value: T },
+  ): Promise<T> {
+    return this.#transaction(() => {
+      const { put = [], remove = [], serial, value } = change(this.#s.delegations.all().map(delegationOf), this.#rootSerial());
+      for (const id of remove) this.#s.removeDelegation.run(id);
+      for (const d of put) this.#s.putDelegation.run(d.id, d.zone, JSON.stringify(d.dp), d.status, d.at);
+      if (serial !== undefined) this.#s.setMeta.run('root_serial', String(serial));
+      return value;
+    });
   }
 
-  transaction<T>(fn: () => T): T {
+  /** One process owns a SQLite file: nobody else changes it. */
+  onRemoteChange(): void {}
+
+  onDelegationsChange(): void {}
+
+  update<T>(update: CsiUpdate<T>): Promise<T> {
+    return this.#enqueue(() => this.#apply(update)) as Promise<T>;
+  }
+
+  async updateAll<T>(updates: readonly CsiUpdate<T>[]): Promise<Settled<T>[]> {
+    // Queued in one turn, so they share one commit; each in its own savepoint.
+    return Promise.all(
+      updates.map((u) =>
+        this.update(u).then(
+          (value): Settled<T> => ({ ok: true, value }),
+          (error: unknown): Settled<T> => ({ ok: false, error }),
+        ),
+      ),
+    );
+  }
+
+  /** Loads a CSI's records, runs the decision, writes what it changed (inside the batch's transaction). */
+  #apply<T>(update: CsiUpdate<T>): T {
+    const { csi } = update;
+    const revokes = new Map(this.#s.revokesOf.all(csi).map((r) => [r.holder, { iat: r.iat, holderJwk: JSON.parse(r.holder_jwk) as PublicJwk }] as const));
+    const records = new MemoryCsiRecords(csi, {
+      active: this.#s.active.all(csi).map(mappingOf),
+      pending: this.#s.pendingOf.all(csi).map(pendingOf),
+      revokes,
+      deactivatedAt: this.#s.deactivated.get(csi)?.deactivated_at,
+      seen: new Set((update.statements ?? []).filter((h) => this.#s.seen.get(h) !== undefined)),
+    });
+    const value = update.decide(records);
+    for (const w of records.writes) this.#write(csi, w);
+    return value;
+  }
+
+  #put(m: StoredMapping): void {
+    this.#s.put.run(...columnsOf(m, this.#hashKey(m.csi) ?? null));
+  }
+
+  #write(csi: string, w: CsiWrite): void {
+    switch (w.op) {
+      case 'put':
+        this.#put(w.mapping);
+        return;
+      case 'remove':
+        this.#s.remove.run(csi, w.msp);
+        return;
+      case 'add-pending': {
+        const p = w.pending;
+        const seq = this.#s.nextSeq.get()?.seq ?? 1;
+        this.#s.addPending.run(
+          ...columnsOf(p, null).slice(0, 10),
+          p.id,
+          seq,
+          p.since,
+          p.contested ? 1 : 0,
+          p.visibility !== undefined ? JSON.stringify(p.visibility) : null,
+        );
+        return;
+      }
+      case 'remove-pending':
+        this.#s.removePending.run(w.id);
+        return;
+      case 'contest':
+        this.#s.contest.run(w.id);
+        return;
+      case 'revoke':
+        this.#s.setRevoke.run(w.holder, csi, w.iat, JSON.stringify(w.holderJwk));
+        return;
+      case 'deactivate':
+        this.#s.setDeactivated.run(csi, w.at);
+        return;
+      case 'seen':
+        this.#s.markSeen.run(w.hash, w.at);
+        return;
+    }
+  }
+
+  /** A write of its own (not grouped): committed durably before it resolves. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- an async function, so a throw of fn becomes a rejection
+  async #transaction<T>(fn: () => T): Promise<T> {
     try {
       return this.#db.transaction(fn)();
     } catch (error) {
@@ -445,9 +521,9 @@ class SqliteStore implements DpStore {
     }
   }
 
-  commit<T>(fn: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+  #enqueue(run: () => unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ run, resolve, reject });
       if (this.#queue.length === 1) this.#timer = setTimeout(() => this.#flush(), GROUP_COMMIT_WINDOW_MS);
     });
   }
@@ -472,7 +548,7 @@ class SqliteStore implements DpStore {
             continue;
           }
           try {
-            outcomes.push({ ok: true, value: this.#db.transaction(job.fn)() }); // nested: a savepoint
+            outcomes.push({ ok: true, value: this.#db.transaction(job.run)() }); // nested: a savepoint
           } catch (error) {
             const mapped = storeFault(error);
             if (mapped !== error) fault = mapped;
@@ -495,8 +571,9 @@ class SqliteStore implements DpStore {
     });
   }
 
-  close(): void {
+  close(): Promise<void> {
     this.#flush(); // writes already accepted are committed before the file closes
     this.#db.close();
+    return Promise.resolve();
   }
 }

@@ -148,16 +148,16 @@ describe('mimi key rotate (PROTOCOL.md §16: a new key only by re-signing what t
     // The store now holds proofs signed by the new key only, and records it: a plain start works.
     const store = openSqliteStore(data, 'dp-uk', { hashKey: emailHashKey });
     try {
-      const [proof] = store.active('tel:+447700900002').map((m) => m.proof);
+      const [proof] = (await store.active('tel:+447700900002')).map((m) => m.proof);
       const headers = (proof?.signatures ?? []).map((sig) => JSON.parse(Buffer.from(sig.protected, 'base64url').toString()) as { role: string; kid: string });
       expect(headers.map((h) => h.role)).toEqual(['holder', 'msp', 'dp']);
       expect(headers.find((h) => h.role === 'dp')?.kid).toBe(printed.kid);
-      expect(store.meta('signing_kid')).toBe(printed.kid);
+      expect(await store.meta('signing_kid')).toBe(printed.kid);
       if (proof === undefined) throw new Error('no proof');
       expect(await signedBy(proof, 'dp', { kty: 'OKP', crv: 'Ed25519', x: printed.x })).toBe(true);
       expect(await signedBy(proof, 'dp', before.publicJwk)).toBe(false);
     } finally {
-      store.close();
+      await store.close();
     }
     expect((await start(data, ['--trust-anchor', join(keysDir(), 'trust-anchor.jwk')])).ready).toBe(true);
     const lookup = await postJson(`${dpUrl}/v1/lookup`, { csi: '+447700900002' });
@@ -182,12 +182,12 @@ describe('a store that lost its main file', () => {
     const store = openSqliteStore(live, 'dp-uk', { hashKey: emailHashKey });
     const lost = join(dir, 'lost');
     try {
-      store.setMeta('probe', 'written');
+      await store.setMeta('probe', 'written');
       await mkdir(lost);
       await copyFile(join(live, 'dp-uk.sqlite-wal'), join(lost, 'dp-uk.sqlite-wal'));
       await writeFile(join(lost, 'dp-uk.sqlite'), '');
     } finally {
-      store.close();
+      await store.close();
     }
     expect((await stat(join(lost, 'dp-uk.sqlite-wal'))).size).toBeGreaterThan(0);
     const refused = await start(lost);
@@ -297,7 +297,7 @@ describe.skipIf(!CAN_MOUNT)(`stores on a real, small file system${CAN_MOUNT ? ''
     // Root may write anything: the store is opened by a child process running as nobody.
     const data = join(mount, 'private');
     const store = openSqliteStore(data, 'dp-uk', { hashKey: emailHashKey });
-    store.close();
+    await store.close();
     await chmod(mount, 0o755);
     await chmod(data, 0o700);
     const script = `import { openSqliteStore } from './src/store/sqlite-store.ts';

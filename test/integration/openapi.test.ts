@@ -89,7 +89,7 @@ describe('the routes each kind of server registers', () => {
     const servers: BuiltServer[] = [];
     for (const { zone } of zones) {
       if (zone.role === 'root' && !servers.some((s) => s.role === 'root')) {
-        servers.push(buildRoot(zone, { ...base, store: openSqliteStore(undefined, zone.id, { hashKey: emailHashKey }), txt: () => Promise.resolve([]) }));
+        servers.push(await buildRoot(zone, { ...base, store: openSqliteStore(undefined, zone.id, { hashKey: emailHashKey }), txt: () => Promise.resolve([]) }));
       } else if (zone.role === 'authoritative' && !servers.some((s) => s.role === 'authoritative')) {
         servers.push(buildAuthoritative(zone, { ...base, store: openSqliteStore(undefined, zone.id, { hashKey: emailHashKey }), outbox: '/nonexistent' }));
       } else if (zone.role === 'idprover' && !servers.some((s) => s.role === 'idprover')) {

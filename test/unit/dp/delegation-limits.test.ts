@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../../src/dp/authoritative-dp.ts';
 import { DelegationRegistrar } from '../../../src/dp/delegations.ts';
 import { Registrar } from '../../../src/dp/registrar.ts';
+import type { PendingMapping } from '../../../src/dp/store.ts';
 import { MimiError } from '../../../src/errors.ts';
 import { generateSigningKey, signFlattened, type SigningKey } from '../../../src/protocol/jws.ts';
 import { delegationPayloadSchema, readSignedRequest } from '../../../src/protocol/signed-request.ts';
@@ -22,10 +23,10 @@ const root = zones.find((z) => z.zone.role === 'root')?.zone as RootZone;
 const dpUk = zones.find((z) => z.zone.id === 'dp-uk')?.zone as AuthoritativeZone;
 const noTxt = (): Promise<string[]> => Promise.resolve([]);
 
-function registrar(limits?: Partial<DelegationLimits>) {
+async function registrar(limits?: Partial<DelegationLimits>) {
   const clock = { now: Date.parse('2026-11-23T12:00:00Z') };
   const store = openSqliteStore(undefined, 'root', { hashKey: emailHashKey });
-  const r = new DelegationRegistrar(
+  const r = await DelegationRegistrar.open(
     root,
     store,
     () => clock.now,
@@ -40,16 +41,17 @@ async function signed(zone: string, key: SigningKey, id = 'dp-new') {
   return readSignedRequest(jws, delegationPayloadSchema);
 }
 
-const pendingRows = (store: ReturnType<typeof openSqliteStore>): number => store.delegations().filter((d) => d.status === 'pending').length;
+const pendingRows = async (store: ReturnType<typeof openSqliteStore>): Promise<number> =>
+  (await store.delegations()).filter((d) => d.status === 'pending').length;
 
 describe('delegation requests', () => {
   it('answers an identical pending request with the same id, even when copies arrive together', async () => {
-    const { r, store } = registrar();
+    const { r, store } = await registrar();
     const key = await generateSigningKey();
     const request = await signed('e164:3399', key);
     const outcomes = await Promise.all(Array.from({ length: 20 }, () => r.request(request, noTxt)));
     expect(new Set(outcomes.map((o) => (o.status === 'pending' ? o.id : '')))).toHaveProperty('size', 1);
-    expect(pendingRows(store)).toBe(1);
+    expect(await pendingRows(store)).toBe(1);
     // Another zone, another DP id or another key is another request.
     const ids = new Set<string>();
     for (const req of [await signed('e164:3398', key), await signed('e164:3399', key, 'dp-other'), await signed('e164:3399', await generateSigningKey())]) {
@@ -57,11 +59,11 @@ describe('delegation requests', () => {
       if (o.status === 'pending') ids.add(o.id);
     }
     expect(ids.size).toBe(3);
-    expect(pendingRows(store)).toBe(4);
+    expect(await pendingRows(store)).toBe(4);
   });
 
   it('bounds the e-mail zones one key holds through DNS proof (activePerKey): then 429, and the root zone stops growing', async () => {
-    const { r } = registrar({ activePerKey: 3 });
+    const { r } = await registrar({ activePerKey: 3 });
     const key = await generateSigningKey();
     const { thumbprint } = await import('../../../src/protocol/jws.ts');
     const proof = [`mimi-dp=${await thumbprint(key.publicJwk)}`];
@@ -75,7 +77,7 @@ describe('delegation requests', () => {
   });
 
   it('keeps at most pendingPerKey per key and pendingTotal in all: then 429 rate_limited with Retry-After', async () => {
-    const { r } = registrar({ pendingPerKey: 2, pendingTotal: 3 });
+    const { r } = await registrar({ pendingPerKey: 2, pendingTotal: 3 });
     const a = await generateSigningKey();
     await r.request(await signed('e164:3301', a), noTxt);
     await r.request(await signed('e164:3302', a), noTxt);
@@ -86,8 +88,8 @@ describe('delegation requests', () => {
     await expect(r.request(await signed('e164:3305', await generateSigningKey()), noTxt)).rejects.toMatchObject({ code: 'rate_limited', retryAfter: 60 });
   });
 
-  it('gives each client a bucket of 10 per minute', () => {
-    const { r, clock } = registrar();
+  it('gives each client a bucket of 10 per minute', async () => {
+    const { r, clock } = await registrar();
     for (let i = 0; i < 10; i++) r.admit('net:192.0.2.0/24');
     let refused: unknown;
     try {
@@ -105,7 +107,7 @@ describe('delegation requests', () => {
   });
 
   it('pages the pending list with a next cursor, every item exactly once; an unknown cursor is invalid_request', async () => {
-    const { r } = registrar();
+    const { r } = await registrar();
     const made: string[] = [];
     for (let i = 0; i < 7; i++) {
       const o = await r.request(await signed(`e164:33${10 + i}`, await generateSigningKey()), noTxt);
@@ -114,21 +116,21 @@ describe('delegation requests', () => {
     const seen: string[] = [];
     let after: string | undefined;
     for (let pages = 0; pages < 10; pages++) {
-      const page = r.pending(3, after);
+      const page = await r.pending(3, after);
       seen.push(...page.pending.map((p) => p.id));
       if (page.next === undefined) break;
       expect(page.pending).toHaveLength(3);
       after = page.next;
     }
     expect(seen.sort()).toEqual([...made].sort());
-    expect(r.pending(7).next).toBeUndefined();
-    expect(r.pending(6).next).toBeDefined();
-    expect(() => r.pending(3, 'd-unknown')).toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
+    expect((await r.pending(7)).next).toBeUndefined();
+    expect((await r.pending(6)).next).toBeDefined();
+    await expect(r.pending(3, 'd-unknown')).rejects.toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
   });
 });
 
 describe('the conflicts admin list', () => {
-  it('pages pending conflicts in insertion order with a next cursor', () => {
+  it('pages pending conflicts in insertion order with a next cursor', async () => {
     const store = openSqliteStore(undefined, 'dp-uk', { hashKey: emailHashKey });
     const reg = new Registrar(
       store,
@@ -140,7 +142,7 @@ describe('the conflicts admin list', () => {
     for (let i = 0; i < 5; i++) {
       const id = `c-${String(i)}`;
       ids.push(id);
-      store.addPending({
+      const pending: PendingMapping = {
         id,
         csi: `tel:+4477009000${String(i)}`,
         msp: 'chat-a',
@@ -154,17 +156,18 @@ describe('the conflicts admin list', () => {
         registeredAt: 1,
         since: Date.parse('2026-11-23T00:00:00Z'),
         contested: false,
-      });
+      };
+      await store.update({ csi: pending.csi, decide: (r) => r.addPending(pending) });
     }
-    const first = reg.conflicts(2);
+    const first = await reg.conflicts(2);
     expect(first.pending.map((p) => p.id)).toEqual(['c-0', 'c-1']);
     expect(first.next).toBe('c-1');
-    const second = reg.conflicts(2, first.next);
+    const second = await reg.conflicts(2, first.next);
     expect(second.pending.map((p) => p.id)).toEqual(['c-2', 'c-3']);
-    const last = reg.conflicts(2, second.next);
+    const last = await reg.conflicts(2, second.next);
     expect(last.pending.map((p) => p.id)).toEqual(['c-4']);
     expect(last.next).toBeUndefined();
-    expect(reg.conflicts(5).next).toBeUndefined();
-    expect(() => reg.conflicts(2, 'c-unknown')).toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
+    expect((await reg.conflicts(5)).next).toBeUndefined();
+    await expect(reg.conflicts(2, 'c-unknown')).rejects.toThrow(expect.objectContaining({ code: 'invalid_request' }) as Error);
   });
 });

@@ -39,8 +39,8 @@ describe('authoritative DP lookup', () => {
   const memory = (id: string) => openSqliteStore(undefined, id, { hashKey: emailHashKey });
   const nanp = new AuthoritativeDp(byId('dp-nanp') as AuthoritativeZone, memory('dp-nanp'));
   const dc = new AuthoritativeDp(byId('dp-dc') as AuthoritativeZone, memory('dp-dc'));
-  it('answers mappings sorted by preference, with their own TTL and date', () => {
-    expect(nanp.lookup(parseCsi('+1 613 555 0101'))).toEqual({
+  it('answers mappings sorted by preference, with their own TTL and date', async () => {
+    expect(await nanp.lookup(parseCsi('+1 613 555 0101'))).toEqual({
       kind: 'answer',
       dp: 'dp-nanp',
       serial: 2026112301,
@@ -51,13 +51,13 @@ describe('authoritative DP lookup', () => {
       ],
     });
   });
-  it('refers inside its zone', () => {
-    expect(nanp.lookup(parseCsi('+12025550123'))).toMatchObject({ kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600 });
+  it('refers inside its zone', async () => {
+    expect(await nanp.lookup(parseCsi('+12025550123'))).toMatchObject({ kind: 'referral', dp: 'dp-nanp', zone: 'e164:1202', ttl: 3600 });
   });
-  it('denies with its zone and negative TTL', () => {
-    expect(dc.lookup(parseCsi('+12025550100'))).toEqual({ kind: 'not_found', dp: 'dp-dc', zone: 'e164:1202', ttl: 60 });
+  it('denies with its zone and negative TTL', async () => {
+    expect(await dc.lookup(parseCsi('+12025550100'))).toEqual({ kind: 'not_found', dp: 'dp-dc', zone: 'e164:1202', ttl: 60 });
   });
-  it('is not authoritative outside its zones', () => {
-    expect(() => dc.lookup(parseCsi('+16135550101'))).toThrow(expect.objectContaining({ code: 'not_authoritative' }) as MimiError);
+  it('is not authoritative outside its zones', async () => {
+    await expect(dc.lookup(parseCsi('+16135550101'))).rejects.toThrow(expect.objectContaining({ code: 'not_authoritative' }) as MimiError);
   });
 });

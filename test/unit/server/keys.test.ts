@@ -13,7 +13,15 @@ import { loadSigningKey, SIGNING_KID_META, type SigningKeyStore } from '../../..
 /** A store with or without records, its meta in a map. */
 function memoryStore(records: boolean, meta: Record<string, string> = {}): SigningKeyStore & { readonly values: Map<string, string> } {
   const values = new Map(Object.entries(meta));
-  return { values, hasRecords: () => records, meta: (key) => values.get(key), setMeta: (key, value) => void values.set(key, value) };
+  return {
+    values,
+    hasRecords: () => Promise.resolve(records),
+    meta: (key) => Promise.resolve(values.get(key)),
+    setMeta: (key, value) => {
+      values.set(key, value);
+      return Promise.resolve();
+    },
+  };
 }
 
 let dir: string;

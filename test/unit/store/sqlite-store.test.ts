@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../../src/dp/authoritative-dp.ts';
-import type { StoredMapping } from '../../../src/dp/store.ts';
+import type { CsiRecords, DpStore, StoredMapping } from '../../../src/dp/store.ts';
 import { hashLocalPart } from '../../../src/protocol/enum-name.ts';
 import { openSqliteStore } from '../../../src/store/sqlite-store.ts';
 
@@ -26,57 +26,80 @@ const mapping = (csi: string, msp = 'chat-a'): StoredMapping => ({
   registeredAt: 1,
 });
 
+/** An update that registers `m` (and names no statement). */
+const put = (m: StoredMapping) => ({ csi: m.csi, decide: (r: CsiRecords) => r.putActive(m) });
+
 describe('SQLite store', () => {
-  it('commits a group of writes together, each atomic on its own: a failing one undoes only itself', async () => {
+  it('commits a group of updates together, each atomic on its own: a refused one changes nothing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mimi-store-'));
     const store = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
     const results = await Promise.allSettled([
-      store.commit(() => store.putActive(mapping('tel:+447700900001'))),
-      store.commit(() => {
-        store.putActive(mapping('tel:+447700900002'));
-        throw new Error('refused after writing');
+      store.update(put(mapping('tel:+447700900001'))),
+      store.update({
+        csi: 'tel:+447700900002',
+        decide: (r) => {
+          r.putActive(mapping('tel:+447700900002'));
+          throw new Error('refused after deciding');
+        },
       }),
-      store.commit(() => store.putActive(mapping('tel:+447700900003'))),
+      store.update(put(mapping('tel:+447700900003'))),
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    store.close();
+    await store.close();
     const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
-    expect(again.active('tel:+447700900001')).toHaveLength(1);
-    expect(again.active('tel:+447700900002')).toHaveLength(0);
-    expect(again.active('tel:+447700900003')).toHaveLength(1);
-    again.close();
+    expect(await again.active('tel:+447700900001')).toHaveLength(1);
+    expect(await again.active('tel:+447700900002')).toHaveLength(0);
+    expect(await again.active('tel:+447700900003')).toHaveLength(1);
+    await again.close();
   });
 
-  it('commits writes still waiting for their group when the store closes', async () => {
+  it('settles each update of a batch on its own, a later one seeing an earlier one of the same CSI', async () => {
+    const store = openSqliteStore(undefined, 'dp', { hashKey: emailHashKey });
+    const settled = await store.updateAll([
+      put(mapping('tel:+447700900010', 'chat-a')),
+      { csi: 'tel:+447700900010', decide: (r) => r.active().map((m) => m.msp) },
+      {
+        csi: 'tel:+447700900011',
+        decide: () => {
+          throw new Error('refused');
+        },
+      },
+    ]);
+    expect(settled.map((s) => s.ok)).toEqual([true, true, false]);
+    expect(settled[1]).toEqual({ ok: true, value: ['chat-a'] });
+    await store.close();
+  });
+
+  it('commits updates still waiting for their group when the store closes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mimi-store-'));
     const store = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
-    const pending = store.commit(() => store.putActive(mapping('tel:+447700900004')));
-    store.close();
+    const pending = store.update(put(mapping('tel:+447700900004')));
+    await store.close();
     await pending;
     const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
-    expect(again.active('tel:+447700900004')).toHaveLength(1);
-    again.close();
+    expect(await again.active('tel:+447700900004')).toHaveLength(1);
+    await again.close();
   });
 
-  it('finds e-mail CSIs by hash', () => {
+  it('finds e-mail CSIs by hash', async () => {
     const store = openSqliteStore(undefined, 'dp', { hashKey: emailHashKey });
-    store.putActive(mapping('mailto:carol@example.com'));
-    store.putActive(mapping('tel:+447700900005'));
-    expect(store.csiByHash(hashLocalPart('carol'), 'example.com')).toBe('mailto:carol@example.com');
-    expect(store.csiByHash(hashLocalPart('dave'), 'example.com')).toBeUndefined();
-    store.close();
+    await store.load([mapping('mailto:carol@example.com'), mapping('tel:+447700900005')]);
+    expect(await store.csiByHash(hashLocalPart('carol'), 'example.com')).toBe('mailto:carol@example.com');
+    expect(await store.csiByHash(hashLocalPart('dave'), 'example.com')).toBeUndefined();
+    await store.close();
   });
 
-  it('remembers seen statements across a reopen (PROTOCOL.md §16 replays)', () => {
+  it('remembers seen statements across a reopen (PROTOCOL.md §16 replays)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mimi-store-seen-'));
     const store = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
-    expect(store.seenStatement('h1')).toBe(false);
-    store.transaction(() => store.markSeen('h1', 1));
-    store.transaction(() => store.markSeen('h1', 2)); // idempotent
-    store.close();
+    const seen = (s: DpStore, hash: string): Promise<boolean> => s.update({ csi: 'tel:+447700900006', statements: [hash], decide: (r) => r.seen(hash) });
+    expect(await seen(store, 'h1')).toBe(false);
+    await store.update({ csi: 'tel:+447700900006', statements: ['h1'], decide: (r) => r.markSeen('h1', 1) });
+    await store.update({ csi: 'tel:+447700900006', statements: ['h1'], decide: (r) => r.markSeen('h1', 2) }); // idempotent
+    await store.close();
     const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
-    expect(again.seenStatement('h1')).toBe(true);
-    expect(again.seenStatement('h2')).toBe(false);
-    again.close();
+    expect(await seen(again, 'h1')).toBe(true);
+    expect(await seen(again, 'h2')).toBe(false);
+    await again.close();
   });
 });
