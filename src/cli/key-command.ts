@@ -63,7 +63,7 @@ async function rotate(id: string, keys: string, data: string): Promise<number> {
     );
     process.stdout.write(`${JSON.stringify(fresh.publicJwk)}\n`);
   } finally {
-    store.close();
+    await store.close();
   }
   return 0;
 }
