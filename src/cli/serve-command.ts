@@ -154,6 +154,7 @@ function unreloadable(before: Config, after: Config): string | undefined {
     'zonesDir',
     'serve',
     'dataDir',
+    'postgres',
     'keysDir',
     'newKey',
     'rootUrl',

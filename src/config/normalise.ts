@@ -42,6 +42,14 @@ export interface ServeItem {
   readonly endpoints?: readonly string[] | undefined;
 }
 
+/** Where the DPs' PostgreSQL store is (`store.postgres`). */
+export interface PostgresSettings {
+  readonly url: string;
+  readonly readUrl?: string | undefined;
+  readonly timeoutMs?: number | undefined;
+  readonly pool?: number | undefined;
+}
+
 /** A validated, normalised configuration: every path absolute. */
 export interface Config {
   /** Where it came from (the file, or the command line), for messages. */
@@ -50,6 +58,8 @@ export interface Config {
   /** The servers of `zonesDir` this process runs; all of them when undefined. */
   readonly serve: readonly ServeItem[] | undefined;
   readonly dataDir: string | undefined;
+  /** PROTOCOL.md §13: the DPs' store in PostgreSQL instead of SQLite files in `dataDir`. */
+  readonly postgres: PostgresSettings | undefined;
   readonly keysDir: string | undefined;
   readonly newKey: boolean;
   readonly rootUrl: string | undefined;
@@ -176,6 +186,8 @@ export function normaliseConfig(raw: RawConfig, source: string): Config {
       `${source}: zones: give zones (servers to run), resolver (a resolver alone), relay (an Oblivious HTTP relay) or issuer (a Privacy Pass issuer)`,
     );
   }
+  if (raw.data !== undefined && raw.store !== undefined)
+    problems.push(`${source}: data and store: name two stores for the DPs (SQLite files, PostgreSQL): give one`);
   if (raw.oblivious !== undefined && raw.resolver === undefined) problems.push(`${source}: oblivious: the gateway is a resolver's: give resolver too`);
   if (raw.oblivious?.tokens !== undefined && raw.oblivious.issuer === undefined)
     problems.push(`${source}: oblivious.issuer: tokens: required needs the issuer whose directory holds the token key (its base URL)`);
@@ -207,6 +219,7 @@ export function normaliseConfig(raw: RawConfig, source: string): Config {
     zonesDir: raw.zones,
     serve: raw.serve?.map((item) => (typeof item === 'string' ? { id: item } : { id: item.id, endpoints: item.endpoints.map((e) => new URL(e).origin) })),
     dataDir: raw.data,
+    postgres: raw.store?.postgres,
     keysDir: raw.keys,
     newKey: raw.newKey === true,
     rootUrl: raw.root,

@@ -37,6 +37,25 @@ const port = z.number().int().min(0).max(65_535);
 const seconds = z.number().int().min(0).max(2_147_483_647);
 const millis = z.number().int().min(1).max(600_000);
 
+/** A PostgreSQL connection URL (postgres.js reads it: several hosts as `h1:p1,h2:p2`). */
+const postgresUrlSchema = z
+  .string()
+  .max(4096)
+  .regex(/^postgres(ql)?:\/\/[^\s]+$/, 'a postgres:// URL, such as postgres://mimi@db1,db2/mimi?target_session_attrs=read-write');
+
+/** PROTOCOL.md §13: the DPs' store in PostgreSQL (`data:`, SQLite, is the embedded default). */
+const storeSchema = z.strictObject({
+  postgres: z.strictObject({
+    url: postgresUrlSchema,
+    /** A hot standby that serves lookups while the primary cannot. */
+    readUrl: postgresUrlSchema.optional(),
+    /** How long one store operation may take before it is 503 store_unavailable. */
+    timeoutMs: z.number().int().min(100).max(25_000).optional(),
+    /** Connections per DP in each pool. */
+    pool: z.number().int().min(1).max(100).optional(),
+  }),
+});
+
 /** The DNS apex of every DNS name (PROTOCOL.md §6). */
 export const apexSchema = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?$/, 'a DNS name such as mimi.arpa');
 
@@ -100,6 +119,7 @@ export const rawConfigSchema = z.strictObject({
   zones: pathSchema.optional(),
   serve: z.array(serveItemSchema).min(1).max(1000).optional(),
   data: pathSchema.optional(),
+  store: storeSchema.optional(),
   keys: pathSchema.optional(),
   /** PROTOCOL.md §16: sign with a new key although the store holds records signed by another. */
   newKey: z.boolean().optional(),

@@ -47,8 +47,11 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
   const { config, zones } = checked;
   const r = config.resolver;
   const servesDps = zones.some((z) => z.zone.role !== 'idprover' && (config.serve === undefined || config.serve.some((s) => s.id === z.zone.id)));
-  if (servesDps && config.dataDir === undefined)
-    throw new MimiError('invalid_config', `${config.source}: data: required where this process runs a DP (the directory of its stores, PROTOCOL.md §9)`);
+  if (servesDps && config.dataDir === undefined && config.postgres === undefined)
+    throw new MimiError(
+      'invalid_config',
+      `${config.source}: data (the directory of the DPs' SQLite stores, PROTOCOL.md §9) or store.postgres (PROTOCOL.md §13): required where this process runs a DP`,
+    );
   if (mode.demo && config.keysDir === undefined) throw new MimiError('invalid_config', `${config.source}: keys: the demo signs everything: give keys`);
   if (mode.demo && config.outbox === undefined)
     throw new MimiError('invalid_config', `${config.source}: outbox: the demo reads its one-time codes back from the outbox: give outbox`);
@@ -89,6 +92,7 @@ export async function hierarchyOptionsOf(checked: CheckedConfig, mode: StartMode
       : {}),
     playMsps: mode.demo,
     dataDir: config.dataDir,
+    postgres: config.postgres,
     adminToken: config.adminTokenFile !== undefined ? await loadOrCreateSecret(config.adminTokenFile) : undefined,
     dnsCheckServer: config.dnsCheckServer,
     tls: await tlsOf(config),

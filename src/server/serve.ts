@@ -17,6 +17,8 @@ import type { Metrics } from './metrics.ts';
 import type { PublicJwk, SigningKey } from '../protocol/jws.ts';
 import { loadKeyIfPresent, loadOrCreateKey, loadSigningKey, readTrustAnchor, writeTrustAnchor } from './keys.ts';
 import { openSqliteStore } from '../store/sqlite-store.ts';
+import { openPostgresStore } from '../store/postgres-store.ts';
+import type { PostgresSettings } from '../config/normalise.ts';
 import type { DpStore } from '../dp/store.ts';
 import { emailHashKey } from '../dp/authoritative-dp.ts';
 import type { TxtLookup } from '../dp/delegations.ts';
@@ -139,6 +141,8 @@ export interface HierarchyOptions {
    * in-memory database per DP when absent (tests that need no durability).
    */
   readonly dataDir?: string | undefined;
+  /** PROTOCOL.md §13: every DP's store in PostgreSQL (a schema per DP id) instead of SQLite. */
+  readonly postgres?: PostgresSettings | undefined;
   /** The admin API's bearer token (read from `--admin-token-file`); no admin access when absent. */
   readonly adminToken?: string | undefined;
   /** Where the root checks `_mimi-dp` TXT records (`--dns-check-server HOST:PORT`; the system resolver when absent). */
@@ -458,10 +462,12 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
     for (const { zone } of selected) {
       if (zone.role === 'idprover') continue;
       const commits = options.metrics?.storeCommit.labels(zone.id);
-      const store = openSqliteStore(options.dataDir, zone.id, {
-        hashKey: emailHashKey,
-        ...(commits !== undefined ? { onCommit: (s: number) => commits.observe(s) } : {}),
-      });
+      const onCommit = commits !== undefined ? { onCommit: (s: number) => commits.observe(s) } : {};
+      const child = logger.child({ server: zone.id });
+      const store =
+        options.postgres !== undefined
+          ? await openPostgresStore({ ...options.postgres, id: zone.id, hashKey: emailHashKey, ...onCommit, onFault: (message) => child.warn(message) })
+          : openSqliteStore(options.dataDir, zone.id, { hashKey: emailHashKey, ...onCommit });
       stores.set(zone.id, store);
       resources.add('stores', () => store.close());
     }

@@ -1,0 +1,275 @@
+/**
+ * The PostgreSQL store (PROTOCOL.md §13) against a real cluster: the store's
+ * contract (atomic updates, batches, replay records, delegations), migrations
+ * run once by processes starting together, and two DP processes serving one
+ * DP id from one database (a write through one is served by the other within
+ * 1 s, through LISTEN/NOTIFY; a restart of both loses nothing).
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
+import type { CsiRecords, DpStore, StoredMapping } from '../../src/dp/store.ts';
+import { hashLocalPart } from '../../src/protocol/enum-name.ts';
+import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
+import { loadOrCreateKey } from '../../src/server/keys.ts';
+import { openPostgresStore } from '../../src/store/postgres-store.ts';
+import { freePort } from '../fixtures/free-port.ts';
+import { checkPostgres, startCluster, type PgCluster } from '../fixtures/postgres.ts';
+import { ServeProcess } from '../fixtures/serve-process.ts';
+import { attestedStatement } from '../fixtures/statements.ts';
+import { signFlattened } from '../../src/protocol/jws.ts';
+
+const runs = checkPostgres('the PostgreSQL store tests');
+
+const mapping = (csi: string, msp = 'chat-a'): StoredMapping => ({
+  csi,
+  msp,
+  preference: 1,
+  created: '2026-11-23T00:00:00Z',
+  holder: 'h',
+  holderJwk: { kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) },
+  level: 'otp',
+  attestationIat: 1,
+  proof: { payload: 'e30', signatures: [{ protected: 'e30', signature: 'AA' }] },
+  registeredAt: 1,
+});
+
+let cluster: PgCluster;
+const opened: DpStore[] = [];
+async function open(id: string): Promise<DpStore> {
+  const store = await openPostgresStore({ url: cluster.url(), id, hashKey: emailHashKey, timeoutMs: 5000 });
+  opened.push(store);
+  return store;
+}
+
+beforeAll(async () => {
+  if (runs) cluster = await startCluster({ standby: false });
+}, 120_000);
+afterAll(async () => {
+  await Promise.all(opened.map((s) => s.close().catch(() => undefined)));
+  await cluster?.destroy();
+});
+
+describe.runIf(runs)('the PostgreSQL store', () => {
+  it('migrates an empty database once when several processes start together', async () => {
+    const stores = await Promise.all(Array.from({ length: 4 }, () => open('dp-race')));
+    expect(stores).toHaveLength(4);
+    const rows = await cluster.primary.query<{ version: number }>('SELECT version FROM "dp-race".schema_version');
+    expect(rows).toEqual([{ version: 1 }]);
+  });
+
+  it('commits each update of a batch on its own, a refused one changing nothing, a later one seeing an earlier one', async () => {
+    const store = await open('dp-contract');
+    const settled = await store.updateAll([
+      { csi: 'tel:+447700900001', decide: (r: CsiRecords) => r.putActive(mapping('tel:+447700900001')) },
+      { csi: 'tel:+447700900001', decide: (r: CsiRecords) => r.active().map((m) => m.msp) },
+      {
+        csi: 'tel:+447700900002',
+        decide: (r: CsiRecords) => {
+          r.putActive(mapping('tel:+447700900002'));
+          throw new Error('refused after deciding');
+        },
+      },
+    ]);
+    expect(settled.map((s) => s.ok)).toEqual([true, true, false]);
+    expect(settled[1]).toEqual({ ok: true, value: ['chat-a'] });
+    expect(await store.active('tel:+447700900001')).toHaveLength(1);
+    expect(await store.active('tel:+447700900002')).toHaveLength(0);
+    // A decision's own refusal reaches the caller as it is.
+    await expect(
+      store.update({
+        csi: 'tel:+447700900003',
+        decide: () => {
+          throw new Error('mine');
+        },
+      }),
+    ).rejects.toThrow('mine');
+  });
+
+  it('keeps pending registrations in order, revocations, deactivations and seen statements', async () => {
+    const store = await open('dp-records');
+    const csi = 'tel:+447700900010';
+    const pending = (id: string) => ({ ...mapping(csi, 'chat-b'), id, since: 5, contested: false });
+    await store.update({
+      csi,
+      statements: ['hash-1'],
+      decide: (r) => {
+        r.addPending(pending('c-2'));
+        r.addPending(pending('c-1'));
+        r.setLastRevoke('h', 7, mapping(csi).holderJwk);
+        r.setDeactivatedAt(9);
+        r.markSeen('hash-1', 1);
+        r.markContested('c-1');
+      },
+    });
+    expect((await store.pendingOf(csi)).map((p) => [p.id, p.contested])).toEqual([
+      ['c-2', false],
+      ['c-1', true],
+    ]);
+    expect(await store.pendingCount()).toBe(2);
+    expect((await store.pendingList(1, 'c-2')).map((p) => p.id)).toEqual(['c-1']);
+    expect((await store.lastRevoke('h', csi))?.iat).toBe(7);
+    const seen = await store.update({ csi, statements: ['hash-1', 'hash-2'], decide: (r) => [r.seen('hash-1'), r.seen('hash-2'), r.deactivatedAt()] });
+    expect(seen).toEqual([true, false, 9]);
+  });
+
+  it('finds e-mail CSIs by hash and lists lapsed mappings oldest first', async () => {
+    const store = await open('dp-index');
+    await store.load([mapping('mailto:carol@example.com'), { ...mapping('tel:+447700900020'), attestationIat: 0 }]);
+    expect(await store.csiByHash(hashLocalPart('carol'), 'example.com')).toBe('mailto:carol@example.com');
+    expect(await store.csiByHash(hashLocalPart('dave'), 'example.com')).toBeUndefined();
+    expect(await store.issuedBefore(1, 10)).toEqual([{ csi: 'tel:+447700900020', msp: 'chat-a' }]);
+  });
+
+  it('serialises delegation changes and passes a refusal on as it is', async () => {
+    const store = await open('root-deleg');
+    const d = {
+      id: 'd-1',
+      zone: 'e164:33',
+      dp: { id: 'dp-fr', endpoints: ['https://dp.example'], jwk: mapping('x').holderJwk },
+      status: 'pending' as const,
+      at: 1,
+    };
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => store.changeDelegations((all) => (all.some((x) => x.id === 'd-1') ? { value: 'kept' } : { put: [d], value: 'stored' }))),
+    );
+    expect(results.filter((r) => r === 'stored')).toHaveLength(1);
+    await expect(
+      store.changeDelegations(() => {
+        throw new Error('refused');
+      }),
+    ).rejects.toThrow('refused');
+    await store.changeDelegations(() => ({ put: [{ ...d, status: 'active' }], serial: 7, value: undefined }));
+    expect(await store.rootSerial()).toBe(7);
+    expect((await store.delegations()).map((x) => x.status)).toEqual(['active']);
+  });
+
+  it('tells another process of a write (NOTIFY) and drops its cached answer', async () => {
+    const [a, b] = [await open('dp-shared'), await open('dp-shared')];
+    const csi = 'tel:+447700900030';
+    expect(await b.active(csi)).toEqual([]); // cached empty in b
+    const heard = new Promise<string | undefined>((resolve) => b.onRemoteChange(resolve));
+    await a.update({ csi, decide: (r) => r.putActive(mapping(csi)) });
+    expect(await heard).toBe(csi);
+    expect(await b.active(csi)).toHaveLength(1);
+  });
+
+  it('refuses to start, naming the problem, when PostgreSQL cannot be reached', async () => {
+    const port = await freePort();
+    await expect(
+      openPostgresStore({ url: `postgres://mimi@127.0.0.1:${port}/mimi`, id: 'dp-x', hashKey: emailHashKey, timeoutMs: 1000 }),
+    ).rejects.toMatchObject({
+      code: 'start_refused',
+    });
+  });
+});
+
+/** Two `mimi serve` processes for dp-uk on one database, a third for the root. */
+describe.runIf(runs)('two DP processes on one database', () => {
+  let dir: string;
+  const root = new ServeProcess();
+  const dps = [new ServeProcess(), new ServeProcess()];
+  let urls: string[] = [];
+  let signers: { csip: SigningKey; msp: SigningKey };
+
+  const config = (i: number): string =>
+    [
+      `zones: ./zones`,
+      `serve: [ { id: dp-uk, endpoints: [ "${urls[i + 1] ?? ''}" ] } ]`,
+      `store: { postgres: { url: "${cluster.url()}", timeoutMs: 3000 } }`,
+      `keys: ./keys`,
+      `root: "${urls[0] ?? ''}"`,
+      `limits: ./limits.yaml`,
+      `log: { level: warn }`,
+    ].join('\n');
+  const startDp = (i: number) => dps[i]?.start(['serve', '--config', join(dir, `dp-${i}.yaml`)], 60_000, dir);
+
+  beforeAll(async () => {
+    if (!runs) return;
+    dir = await mkdtemp(join(tmpdir(), 'mimi-pg-dps-'));
+    urls = [await freePort(), await freePort(), await freePort()].map((p) => `http://127.0.0.1:${p}`);
+    await mkdir(join(dir, 'zones'));
+    await writeFile(
+      join(dir, 'zones', 'root.yaml'),
+      `role: root\nid: root\nserial: 1\nttl: 3600\nnegativeTtl: 60\nendpoints: [ "${urls[0]}" ]\n` +
+        `msps: [ { id: chat-a, name: "Chat A", bit: 0 } ]\ndps: [ { id: dp-uk, endpoints: [ "${urls[1]}", "${urls[2]}" ] } ]\n` +
+        `csips: [ { id: csip-uk, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:44" ] } ]\n` +
+        `delegations: [ { zone: "e164:44", providers: [ dp-uk ] } ]\n`,
+    );
+    await writeFile(
+      join(dir, 'zones', 'dp-uk.yaml'),
+      `role: authoritative\nid: dp-uk\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:44" ]\nendpoints: [ "${urls[1]}", "${urls[2]}" ]\n`,
+    );
+    await writeFile(
+      join(dir, 'limits.yaml'),
+      'tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } }\nperResolver: { rate: 100000, burst: 100000 }\n',
+    );
+    const keys = join(dir, 'keys');
+    signers = { csip: await loadOrCreateKey(keys, 'csip-uk'), msp: await loadOrCreateKey(keys, 'chat-a') };
+    await loadOrCreateKey(keys, 'dp-uk'); // both processes sign with it
+    await writeFile(join(dir, 'root.yaml'), `zones: ./zones\nserve: [ root ]\ndata: ./data\nkeys: ./keys\nlimits: ./limits.yaml\nlog: { level: warn }\n`);
+    for (const i of [0, 1]) await writeFile(join(dir, `dp-${i}.yaml`), config(i));
+    expect((await root.start(['serve', '--config', join(dir, 'root.yaml')], 60_000, dir)).ready).toBe(true);
+    // Both start at once on an empty database: the migrations run once.
+    const started = await Promise.all([startDp(0), startDp(1)]);
+    expect(
+      started.map((s) => s?.ready),
+      started.map((s) => s?.stderr).join('\n'),
+    ).toEqual([true, true]);
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all([...dps, root].map((p) => p.stop('SIGKILL')));
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const lookup = async (url: string, csi: string): Promise<{ kind: string; mappings?: { msp: string }[] }> => {
+    const res = await fetch(`${url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csi }) });
+    const jws = (await res.json()) as { payload: string };
+    return JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { kind: string; mappings?: { msp: string }[] };
+  };
+  /** Polls a lookup for at most `ms` until `ok` holds; answers whether it did. */
+  const within = async (ms: number, url: string, csi: string, ok: (kind: string) => boolean): Promise<boolean> => {
+    const deadline = performance.now() + ms;
+    do {
+      if (ok((await lookup(url, csi)).kind)) return true;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } while (performance.now() < deadline);
+    return false;
+  };
+
+  it('serves a registration made through one process from the other within 1 s, and a revocation likewise', async () => {
+    const [a = '', b = ''] = urls.slice(1);
+    const csi = 'tel:+447700900100';
+    expect((await lookup(b, csi)).kind).toBe('not_found'); // b has looked it up (and would keep that answer)
+    const holder = await generateSigningKey();
+    const statement = await attestedStatement(csi, { ...signers, csipId: 'csip-uk', holder, mspId: 'chat-a', dp: 'dp-uk' });
+    const res = await fetch(`${a}/v1/mappings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(statement) });
+    expect(res.status).toBe(201);
+    expect(await within(1000, b, csi, (k) => k === 'answer')).toBe(true);
+
+    expect((await lookup(a, csi)).kind).toBe('answer'); // a has it cached too
+    const revoke = await signFlattened({ csi, msp: '*', iat: Math.floor(Date.now() / 1000) }, holder);
+    const revoked = await fetch(`${b}/v1/mappings/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(revoke) });
+    expect(revoked.status).toBe(200);
+    expect(await within(1000, a, csi, (k) => k === 'not_found')).toBe(true);
+  });
+
+  it('loses nothing when both processes restart', async () => {
+    const [a = ''] = urls.slice(1);
+    const csis = Array.from({ length: 20 }, (_, i) => `tel:+4477009002${String(i).padStart(2, '0')}`);
+    for (const csi of csis) {
+      const statement = await attestedStatement(csi, { ...signers, csipId: 'csip-uk', holder: await generateSigningKey(), mspId: 'chat-a', dp: 'dp-uk' });
+      const res = await fetch(`${a}/v1/mappings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(statement) });
+      expect(res.status).toBe(201);
+    }
+    await Promise.all(dps.map((p) => p.stop()));
+    const started = await Promise.all([startDp(0), startDp(1)]);
+    expect(started.map((s) => s?.ready)).toEqual([true, true]);
+    for (const url of urls.slice(1)) {
+      const kinds = await Promise.all(csis.map(async (csi) => (await lookup(url, csi)).kind));
+      expect(new Set(kinds)).toEqual(new Set(['answer']));
+    }
+  }, 60_000);
+});
