@@ -44,8 +44,10 @@ import type { Visibility } from '../protocol/visibility.ts';
 const STORE_RETRY_AFTER_S = 2;
 /** Registered-mapping lists a process keeps for lookups. */
 const CACHE_ENTRIES = 100_000;
-/** After a failure of the primary, lookups go straight to `readUrl` for this long. */
-const PRIMARY_BACKOFF_MS = 1000;
+/** After a failure of the primary, lookups go straight to `readUrl` for this long (unless a write succeeds first). */
+const PRIMARY_BACKOFF_MS = 5000;
+/** With `readUrl`, how long a lookup waits for the primary before it asks the standby. */
+const PRIMARY_LOOKUP_WAIT_MS = 1000;
 
 /** Schema migrations (inside the DP's schema), applied in order; never edit one that shipped. */
 const MIGRATIONS: readonly string[] = [
@@ -179,6 +181,8 @@ function unavailable(cause: unknown): MimiError {
 
 /** Rejects with `store_unavailable` when `work` takes longer than `ms`. */
 async function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
+  // Once timed out, the work's own later failure is nobody's to handle (it would end the process as unhandled).
+  work.catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(unavailable(new Error(`no answer from PostgreSQL within ${ms} ms`))), ms);
@@ -355,12 +359,13 @@ class PostgresStore implements DpStore {
   async #lookup<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
     const read = this.#read;
     if (read === undefined) return this.#query(run);
-    if (performance.now() - this.#primaryFailedAt < PRIMARY_BACKOFF_MS)
-      return bounded(run(read), this.#timeoutMs).catch((err: unknown) => Promise.reject(unavailable(err)));
+    const standby = (): Promise<T> => bounded(run(read), this.#timeoutMs).catch((err: unknown) => Promise.reject(unavailable(err)));
+    if (performance.now() - this.#primaryFailedAt < PRIMARY_BACKOFF_MS) return standby();
     try {
-      return await this.#query(run);
-    } catch {
-      return bounded(run(read), this.#timeoutMs).catch((err: unknown) => Promise.reject(unavailable(err)));
+      return await bounded(run(this.#sql), Math.min(this.#timeoutMs, PRIMARY_LOOKUP_WAIT_MS));
+    } catch (err) {
+      this.#failed(err);
+      return standby();
     }
   }
 
@@ -608,6 +613,7 @@ class PostgresStore implements DpStore {
         this.#options.onCommit?.((performance.now() - started) / 1000);
       }
     }
+    this.#primaryFailedAt = -Infinity;
     for (const csi of changed) this.#invalidate(csi);
     batch.forEach((job, i) => job.resolve(outcomes[i] ?? { ok: false, error: unavailable(new Error('no outcome')) }));
   }

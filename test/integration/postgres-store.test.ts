@@ -5,20 +5,14 @@
  * DP id from one database (a write through one is served by the other within
  * 1 s, through LISTEN/NOTIFY; a restart of both loses nothing).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
 import type { CsiRecords, DpStore, StoredMapping } from '../../src/dp/store.ts';
 import { hashLocalPart } from '../../src/protocol/enum-name.ts';
-import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
-import { loadOrCreateKey } from '../../src/server/keys.ts';
 import { openPostgresStore } from '../../src/store/postgres-store.ts';
 import { freePort } from '../fixtures/free-port.ts';
 import { checkPostgres, startCluster, type PgCluster } from '../fixtures/postgres.ts';
-import { ServeProcess } from '../fixtures/serve-process.ts';
-import { attestedStatement } from '../fixtures/statements.ts';
+import { lookupAt, postAt, startPgDeployment, type PgDeployment } from '../fixtures/pg-deployment.ts';
 import { signFlattened } from '../../src/protocol/jws.ts';
 
 const runs = checkPostgres('the PostgreSQL store tests');
@@ -168,107 +162,52 @@ describe.runIf(runs)('the PostgreSQL store', () => {
 
 /** Two `mimi serve` processes for dp-uk on one database, a third for the root. */
 describe.runIf(runs)('two DP processes on one database', () => {
-  let dir: string;
-  const root = new ServeProcess();
-  const dps = [new ServeProcess(), new ServeProcess()];
-  let urls: string[] = [];
-  let signers: { csip: SigningKey; msp: SigningKey };
-
-  const config = (i: number): string =>
-    [
-      `zones: ./zones`,
-      `serve: [ { id: dp-uk, endpoints: [ "${urls[i + 1] ?? ''}" ] } ]`,
-      `store: { postgres: { url: "${cluster.url()}", timeoutMs: 3000 } }`,
-      `keys: ./keys`,
-      `root: "${urls[0] ?? ''}"`,
-      `limits: ./limits.yaml`,
-      `log: { level: warn }`,
-    ].join('\n');
-  const startDp = (i: number) => dps[i]?.start(['serve', '--config', join(dir, `dp-${i}.yaml`)], 60_000, dir);
-
+  let deployment: PgDeployment;
   beforeAll(async () => {
-    if (!runs) return;
-    dir = await mkdtemp(join(tmpdir(), 'mimi-pg-dps-'));
-    urls = [await freePort(), await freePort(), await freePort()].map((p) => `http://127.0.0.1:${p}`);
-    await mkdir(join(dir, 'zones'));
-    await writeFile(
-      join(dir, 'zones', 'root.yaml'),
-      `role: root\nid: root\nserial: 1\nttl: 3600\nnegativeTtl: 60\nendpoints: [ "${urls[0]}" ]\n` +
-        `msps: [ { id: chat-a, name: "Chat A", bit: 0 } ]\ndps: [ { id: dp-uk, endpoints: [ "${urls[1]}", "${urls[2]}" ] } ]\n` +
-        `csips: [ { id: csip-uk, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:44" ] } ]\n` +
-        `delegations: [ { zone: "e164:44", providers: [ dp-uk ] } ]\n`,
-    );
-    await writeFile(
-      join(dir, 'zones', 'dp-uk.yaml'),
-      `role: authoritative\nid: dp-uk\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:44" ]\nendpoints: [ "${urls[1]}", "${urls[2]}" ]\n`,
-    );
-    await writeFile(
-      join(dir, 'limits.yaml'),
-      'tiers: { anonymous: { rate: 100000, burst: 100000, notFoundRate: 100000, notFoundBurst: 100000 } }\nperResolver: { rate: 100000, burst: 100000 }\n',
-    );
-    const keys = join(dir, 'keys');
-    signers = { csip: await loadOrCreateKey(keys, 'csip-uk'), msp: await loadOrCreateKey(keys, 'chat-a') };
-    await loadOrCreateKey(keys, 'dp-uk'); // both processes sign with it
-    await writeFile(join(dir, 'root.yaml'), `zones: ./zones\nserve: [ root ]\ndata: ./data\nkeys: ./keys\nlimits: ./limits.yaml\nlog: { level: warn }\n`);
-    for (const i of [0, 1]) await writeFile(join(dir, `dp-${i}.yaml`), config(i));
-    expect((await root.start(['serve', '--config', join(dir, 'root.yaml')], 60_000, dir)).ready).toBe(true);
     // Both start at once on an empty database: the migrations run once.
-    const started = await Promise.all([startDp(0), startDp(1)]);
-    expect(
-      started.map((s) => s?.ready),
-      started.map((s) => s?.stderr).join('\n'),
-    ).toEqual([true, true]);
+    if (runs)
+      deployment = await startPgDeployment([
+        { url: cluster.url(), timeoutMs: 3000 },
+        { url: cluster.url(), timeoutMs: 3000 },
+      ]);
   }, 120_000);
   afterAll(async () => {
-    await Promise.all([...dps, root].map((p) => p.stop('SIGKILL')));
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    await deployment?.destroy();
   });
 
-  const lookup = async (url: string, csi: string): Promise<{ kind: string; mappings?: { msp: string }[] }> => {
-    const res = await fetch(`${url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csi }) });
-    const jws = (await res.json()) as { payload: string };
-    return JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { kind: string; mappings?: { msp: string }[] };
-  };
-  /** Polls a lookup for at most `ms` until `ok` holds; answers whether it did. */
-  const within = async (ms: number, url: string, csi: string, ok: (kind: string) => boolean): Promise<boolean> => {
+  /** Polls a lookup for at most `ms` until its kind is `kind`; answers whether it was. */
+  const within = async (ms: number, url: string, csi: string, kind: string): Promise<boolean> => {
     const deadline = performance.now() + ms;
     do {
-      if (ok((await lookup(url, csi)).kind)) return true;
+      if ((await lookupAt(url, csi)).kind === kind) return true;
       await new Promise((resolve) => setTimeout(resolve, 20));
     } while (performance.now() < deadline);
     return false;
   };
 
   it('serves a registration made through one process from the other within 1 s, and a revocation likewise', async () => {
-    const [a = '', b = ''] = urls.slice(1);
+    const [a = '', b = ''] = deployment.dpUrls;
     const csi = 'tel:+447700900100';
-    expect((await lookup(b, csi)).kind).toBe('not_found'); // b has looked it up (and would keep that answer)
-    const holder = await generateSigningKey();
-    const statement = await attestedStatement(csi, { ...signers, csipId: 'csip-uk', holder, mspId: 'chat-a', dp: 'dp-uk' });
-    const res = await fetch(`${a}/v1/mappings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(statement) });
-    expect(res.status).toBe(201);
-    expect(await within(1000, b, csi, (k) => k === 'answer')).toBe(true);
+    expect((await lookupAt(b, csi)).kind).toBe('not_found'); // b has looked it up (and would keep that answer)
+    const { statement, holder } = await deployment.statement(csi);
+    expect((await postAt(`${a}/v1/mappings`, statement)).status).toBe(201);
+    expect(await within(1000, b, csi, 'answer')).toBe(true);
 
-    expect((await lookup(a, csi)).kind).toBe('answer'); // a has it cached too
+    expect((await lookupAt(a, csi)).kind).toBe('answer'); // a has it cached too
     const revoke = await signFlattened({ csi, msp: '*', iat: Math.floor(Date.now() / 1000) }, holder);
-    const revoked = await fetch(`${b}/v1/mappings/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(revoke) });
-    expect(revoked.status).toBe(200);
-    expect(await within(1000, a, csi, (k) => k === 'not_found')).toBe(true);
+    expect((await postAt(`${b}/v1/mappings/revoke`, revoke)).status).toBe(200);
+    expect(await within(1000, a, csi, 'not_found')).toBe(true);
   });
 
   it('loses nothing when both processes restart', async () => {
-    const [a = ''] = urls.slice(1);
+    const [a = ''] = deployment.dpUrls;
     const csis = Array.from({ length: 20 }, (_, i) => `tel:+4477009002${String(i).padStart(2, '0')}`);
-    for (const csi of csis) {
-      const statement = await attestedStatement(csi, { ...signers, csipId: 'csip-uk', holder: await generateSigningKey(), mspId: 'chat-a', dp: 'dp-uk' });
-      const res = await fetch(`${a}/v1/mappings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(statement) });
-      expect(res.status).toBe(201);
-    }
-    await Promise.all(dps.map((p) => p.stop()));
-    const started = await Promise.all([startDp(0), startDp(1)]);
-    expect(started.map((s) => s?.ready)).toEqual([true, true]);
-    for (const url of urls.slice(1)) {
-      const kinds = await Promise.all(csis.map(async (csi) => (await lookup(url, csi)).kind));
+    for (const csi of csis) expect((await postAt(`${a}/v1/mappings`, (await deployment.statement(csi)).statement)).status).toBe(201);
+    await Promise.all([deployment.stopDp(0), deployment.stopDp(1)]);
+    const started = await Promise.all([deployment.startDp(0), deployment.startDp(1)]);
+    expect(started.map((s) => s.ready)).toEqual([true, true]);
+    for (const url of deployment.dpUrls) {
+      const kinds = await Promise.all(csis.map(async (csi) => (await lookupAt(url, csi)).kind));
       expect(new Set(kinds)).toEqual(new Set(['answer']));
     }
   }, 60_000);
