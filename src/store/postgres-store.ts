@@ -38,6 +38,7 @@ import { EMPTY_SNAPSHOT, MemoryCsiRecords, type CsiSnapshot, type CsiWrite } fro
 import type { CsiUpdate, DpStore, PendingMapping, RevokeRecord, Settled, StoredDelegation, StoredMapping } from '../dp/store.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Statement } from '../protocol/statement.ts';
+import { decodeProof, encodeProof, holderJwkColumn, holderJwkOf } from './proof-codec.ts';
 import type { Visibility } from '../protocol/visibility.ts';
 
 /** Seconds a client is asked to wait (Retry-After) while the store cannot answer. */
@@ -54,7 +55,7 @@ const MIGRATIONS: readonly string[] = [
   `CREATE TABLE mappings (
      csi text NOT NULL, msp text NOT NULL, preference integer NOT NULL, created text NOT NULL,
      holder text NOT NULL, holder_jwk text NOT NULL, level text NOT NULL, att_iat bigint NOT NULL,
-     proof text NOT NULL, registered_at bigint NOT NULL,
+     proof bytea NOT NULL, registered_at bigint NOT NULL,
      hkey text, visibility text,
      row_id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
      PRIMARY KEY (csi, msp));
@@ -64,7 +65,7 @@ const MIGRATIONS: readonly string[] = [
      id text PRIMARY KEY, seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
      csi text NOT NULL, msp text NOT NULL, preference integer NOT NULL, created text NOT NULL,
      holder text NOT NULL, holder_jwk text NOT NULL, level text NOT NULL, att_iat bigint NOT NULL,
-     proof text NOT NULL, registered_at bigint NOT NULL, visibility text,
+     proof bytea NOT NULL, registered_at bigint NOT NULL, visibility text,
      since bigint NOT NULL, contested boolean NOT NULL DEFAULT false);
    CREATE INDEX pending_csi ON pending (csi, seq);
    CREATE TABLE revocations (csi text NOT NULL, holder text NOT NULL, iat bigint NOT NULL, holder_jwk text NOT NULL, PRIMARY KEY (csi, holder));
@@ -103,7 +104,7 @@ interface MappingRow {
   holder_jwk: string;
   level: string;
   att_iat: string;
-  proof: string;
+  proof: Buffer;
   registered_at: string;
   visibility: string | null;
 }
@@ -123,16 +124,17 @@ interface DelegationRow {
 }
 
 function mappingOf(row: MappingRow): StoredMapping {
+  const proof = decodeProof(row.proof);
   return {
     csi: row.csi,
     msp: row.msp,
     preference: row.preference,
     created: row.created,
     holder: row.holder,
-    holderJwk: JSON.parse(row.holder_jwk) as PublicJwk,
+    holderJwk: holderJwkOf(row.holder_jwk, proof),
     level: row.level,
     attestationIat: Number(row.att_iat),
-    proof: JSON.parse(row.proof) as Statement,
+    proof,
     registeredAt: Number(row.registered_at),
     ...(row.visibility !== null ? { visibility: JSON.parse(row.visibility) as Visibility } : {}),
   };
@@ -425,18 +427,18 @@ class PostgresStore implements DpStore {
   async proofsAfter(table: 'active' | 'pending', after: number, limit: number): Promise<{ row: number; proof: Statement }[]> {
     const rows = await this.#query((sql) =>
       table === 'active'
-        ? sql<{ row: string; proof: string }[]>`SELECT row_id AS row, proof FROM mappings WHERE row_id > ${after} ORDER BY row_id LIMIT ${limit}`
-        : sql<{ row: string; proof: string }[]>`SELECT seq AS row, proof FROM pending WHERE seq > ${after} ORDER BY seq LIMIT ${limit}`,
+        ? sql<{ row: string; proof: Buffer }[]>`SELECT row_id AS row, proof FROM mappings WHERE row_id > ${after} ORDER BY row_id LIMIT ${limit}`
+        : sql<{ row: string; proof: Buffer }[]>`SELECT seq AS row, proof FROM pending WHERE seq > ${after} ORDER BY seq LIMIT ${limit}`,
     );
-    return rows.map((r) => ({ row: Number(r.row), proof: JSON.parse(r.proof) as Statement }));
+    return rows.map((r) => ({ row: Number(r.row), proof: decodeProof(r.proof) }));
   }
 
   async replaceProofs(updates: readonly { table: 'active' | 'pending'; row: number; proof: Statement }[], meta: { key: string; value: string }): Promise<void> {
     await this.#query((sql) =>
       sql.begin(async (tx) => {
         for (const u of updates) {
-          if (u.table === 'active') await tx`UPDATE mappings SET proof = ${JSON.stringify(u.proof)} WHERE row_id = ${u.row}`;
-          else await tx`UPDATE pending SET proof = ${JSON.stringify(u.proof)} WHERE seq = ${u.row}`;
+          if (u.table === 'active') await tx`UPDATE mappings SET proof = ${encodeProof(u.proof)} WHERE row_id = ${u.row}`;
+          else await tx`UPDATE pending SET proof = ${encodeProof(u.proof)} WHERE seq = ${u.row}`;
         }
         await this.#setMeta(tx, meta.key, meta.value);
       }),
@@ -642,17 +644,17 @@ class PostgresStore implements DpStore {
     return snapshots;
   }
 
-  #mappingColumns(m: StoredMapping): Record<string, string | number | null> {
+  #mappingColumns(m: StoredMapping): Record<string, string | number | Buffer | null> {
     return {
       csi: m.csi,
       msp: m.msp,
       preference: m.preference,
       created: m.created,
       holder: m.holder,
-      holder_jwk: JSON.stringify(m.holderJwk),
+      holder_jwk: holderJwkColumn(m.holderJwk, m.proof),
       level: m.level,
       att_iat: m.attestationIat,
-      proof: JSON.stringify(m.proof),
+      proof: encodeProof(m.proof),
       registered_at: m.registeredAt,
       hkey: this.#options.hashKey(m.csi) ?? null,
       visibility: m.visibility !== undefined ? JSON.stringify(m.visibility) : null,

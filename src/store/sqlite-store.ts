@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { MimiError } from '../errors.ts';
 import type { CsiUpdate, DpStore, PendingMapping, RevokeRecord, Settled, StoredDelegation, StoredMapping } from '../dp/store.ts';
 import { MemoryCsiRecords, type CsiWrite } from '../dp/csi-records.ts';
+import { decodeProof, encodeProof, holderJwkColumn, holderJwkOf } from './proof-codec.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Visibility } from '../protocol/visibility.ts';
 import type { Statement } from '../protocol/statement.ts';
@@ -128,6 +129,10 @@ const MIGRATIONS: readonly string[] = [
   // PROTOCOL.md §15: the holder's visibility (JSON; NULL: public), read at every lookup without decoding the proof.
   `ALTER TABLE mappings ADD COLUMN visibility TEXT;
    ALTER TABLE pending ADD COLUMN visibility TEXT;`,
+  // PROTOCOL.md §13: proofs deflated (src/store/proof-codec.ts); rows written before keep their JSON in proof.
+  // holder_jwk is '' where the proof's attestation carries the key.
+  `ALTER TABLE mappings ADD COLUMN proof_z BLOB;
+   ALTER TABLE pending ADD COLUMN proof_z BLOB;`,
 ];
 
 interface MappingRow {
@@ -140,6 +145,7 @@ interface MappingRow {
   level: string;
   att_iat: number;
   proof: string;
+  proof_z: Buffer | null;
   registered_at: number;
   visibility: string | null;
 }
@@ -163,16 +169,17 @@ function delegationOf(row: DelegationRow): StoredDelegation {
 }
 
 function mappingOf(row: MappingRow): StoredMapping {
+  const proof = decodeProof(row.proof_z ?? row.proof);
   return {
     csi: row.csi,
     msp: row.msp,
     preference: row.preference,
     created: row.created,
     holder: row.holder,
-    holderJwk: JSON.parse(row.holder_jwk) as PublicJwk,
+    holderJwk: holderJwkOf(row.holder_jwk, proof),
     level: row.level,
     attestationIat: row.att_iat,
-    proof: JSON.parse(row.proof) as Statement,
+    proof,
     registeredAt: row.registered_at,
     ...(row.visibility !== null ? { visibility: JSON.parse(row.visibility) as Visibility } : {}),
   };
@@ -190,13 +197,14 @@ function columnsOf(m: StoredMapping, hkey: string | null): unknown[] {
     m.preference,
     m.created,
     m.holder,
-    JSON.stringify(m.holderJwk),
+    holderJwkColumn(m.holderJwk, m.proof),
     m.level,
     m.attestationIat,
-    JSON.stringify(m.proof),
+    '',
     m.registeredAt,
     hkey,
     m.visibility !== undefined ? JSON.stringify(m.visibility) : null,
+    encodeProof(m.proof),
   ];
 }
 
@@ -281,7 +289,7 @@ class SqliteStore implements DpStore {
       active: p<MappingRow>('SELECT * FROM mappings WHERE csi = ?'),
       byHash: p<{ csi: string }>('SELECT csi FROM mappings WHERE hkey = ? LIMIT 1'),
       put: p(
-        'INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT OR REPLACE INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey, visibility, proof_z) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       remove: p('DELETE FROM mappings WHERE csi = ? AND msp = ?'),
       issuedBefore: p<{ csi: string; msp: string }>('SELECT csi, msp FROM mappings WHERE att_iat < ? ORDER BY att_iat LIMIT ?'),
@@ -291,15 +299,19 @@ class SqliteStore implements DpStore {
       pendingAfter: p<PendingRow>('SELECT * FROM pending WHERE seq > (SELECT seq FROM pending WHERE id = ?) ORDER BY seq LIMIT ?'),
       seen: p<{ one: number }>('SELECT 1 AS one FROM seen_statements WHERE hash = ?'),
       pendingCount: p<{ n: number }>('SELECT COUNT(*) AS n FROM pending'),
-      proofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM mappings WHERE rowid > ? ORDER BY rowid LIMIT ?'),
-      pendingProofsAfter: p<{ row: number; proof: string }>('SELECT rowid AS row, proof FROM pending WHERE rowid > ? ORDER BY rowid LIMIT ?'),
-      setProof: p('UPDATE mappings SET proof = ? WHERE rowid = ?'),
-      setPendingProof: p('UPDATE pending SET proof = ? WHERE rowid = ?'),
+      proofsAfter: p<{ row: number; proof: string; proof_z: Buffer | null }>(
+        'SELECT rowid AS row, proof, proof_z FROM mappings WHERE rowid > ? ORDER BY rowid LIMIT ?',
+      ),
+      pendingProofsAfter: p<{ row: number; proof: string; proof_z: Buffer | null }>(
+        'SELECT rowid AS row, proof, proof_z FROM pending WHERE rowid > ? ORDER BY rowid LIMIT ?',
+      ),
+      setProof: p("UPDATE mappings SET proof = '', proof_z = ? WHERE rowid = ?"),
+      setPendingProof: p("UPDATE pending SET proof = '', proof_z = ? WHERE rowid = ?"),
       markSeen: p('INSERT OR IGNORE INTO seen_statements (hash, at) VALUES (?,?)'),
       anyRecord: p<{ one: number }>('SELECT 1 AS one FROM mappings UNION ALL SELECT 1 FROM pending UNION ALL SELECT 1 FROM delegations LIMIT 1'),
       nextSeq: p<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM pending'),
       addPending: p(
-        'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT INTO pending (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, id, seq, since, contested, visibility, proof_z) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       removePending: p('DELETE FROM pending WHERE id = ?'),
       contest: p('UPDATE pending SET contested = 1 WHERE id = ?'),
@@ -368,13 +380,13 @@ class SqliteStore implements DpStore {
   proofsAfter(table: 'active' | 'pending', after: number, limit: number): Promise<{ row: number; proof: Statement }[]> {
     return this.#read(() => {
       const rows = (table === 'active' ? this.#s.proofsAfter : this.#s.pendingProofsAfter).all(after, limit);
-      return rows.map((r) => ({ row: r.row, proof: JSON.parse(r.proof) as Statement }));
+      return rows.map((r) => ({ row: r.row, proof: decodeProof(r.proof_z ?? r.proof) }));
     });
   }
 
   replaceProofs(updates: readonly { table: 'active' | 'pending'; row: number; proof: Statement }[], meta: { key: string; value: string }): Promise<void> {
     return this.#transaction(() => {
-      for (const u of updates) (u.table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(JSON.stringify(u.proof), u.row);
+      for (const u of updates) (u.table === 'active' ? this.#s.setProof : this.#s.setPendingProof).run(encodeProof(u.proof), u.row);
       this.#s.setMeta.run(meta.key, meta.value);
     });
   }
@@ -483,14 +495,8 @@ class SqliteStore implements DpStore {
       case 'add-pending': {
         const p = w.pending;
         const seq = this.#s.nextSeq.get()?.seq ?? 1;
-        this.#s.addPending.run(
-          ...columnsOf(p, null).slice(0, 10),
-          p.id,
-          seq,
-          p.since,
-          p.contested ? 1 : 0,
-          p.visibility !== undefined ? JSON.stringify(p.visibility) : null,
-        );
+        const columns = columnsOf(p, null);
+        this.#s.addPending.run(...columns.slice(0, 10), p.id, seq, p.since, p.contested ? 1 : 0, columns[11], columns[12]);
         return;
       }
       case 'remove-pending':

@@ -3,6 +3,7 @@
  * its own, commits survive a reopen, and the e-mail hash and prefix indexes
  * answer what the DNS view asks.
  */
+import Database from 'better-sqlite3';
 import { mkdtempSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -100,6 +101,20 @@ describe('SQLite store', () => {
     const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
     expect(await seen(again, 'h1')).toBe(true);
     expect(await seen(again, 'h2')).toBe(false);
+    await again.close();
+  });
+
+  it('reads the JSON proofs and holder keys of rows written before proofs were deflated (schema 3)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mimi-store-v3-'));
+    await openSqliteStore(dir, 'dp', { hashKey: emailHashKey }).close();
+    const m = mapping('tel:+447700900007');
+    const db = new Database(join(dir, 'dp.sqlite'));
+    db.prepare(
+      'INSERT INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at) VALUES (?,?,?,?,?,?,?,?,?,?)',
+    ).run(m.csi, m.msp, m.preference, m.created, m.holder, JSON.stringify(m.holderJwk), m.level, m.attestationIat, JSON.stringify(m.proof), m.registeredAt);
+    db.close();
+    const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
+    expect(await again.active(m.csi)).toEqual([m]);
     await again.close();
   });
 });
