@@ -257,7 +257,18 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   }
   const read = options.readUrl !== undefined ? connect(options.readUrl, undefined, options.pool ?? 10) : undefined;
   const store = new PostgresStore(sql, read, options, timeoutMs);
-  await store.listen();
+  try {
+    await store.listen();
+  } catch (err) {
+    await store.close();
+    throw new MimiError(
+      'start_refused',
+      `store.postgres: cannot LISTEN for the writes of other processes (${err instanceof Error ? err.message : String(err)})`,
+      {
+        cause: err,
+      },
+    );
+  }
   return store;
 }
 
@@ -307,6 +318,17 @@ class PostgresStore implements DpStore {
   }
 
   #heard(payload: string): void {
+    try {
+      this.#dispatch(payload);
+    } catch (err) {
+      // A listener's fault must not end the process (this runs in the client's socket handler); everything cached is dropped instead.
+      this.#options.onFault?.(`a change notification could not be handled (${err instanceof Error ? err.message : String(err)})`);
+      this.#epoch += 1;
+      this.#cache.clear();
+    }
+  }
+
+  #dispatch(payload: string): void {
     const [kind, nonce, ...rest] = payload.split(' ');
     if (nonce === this.#nonce) return;
     if (kind === CHANGE.delegations) {

@@ -150,6 +150,14 @@ describe.runIf(runs)('the PostgreSQL store', () => {
     expect(await b.active(csi)).toHaveLength(1);
   });
 
+  it('tells another root process of a delegation change', async () => {
+    const [a, b] = [await open('root-shared'), await open('root-shared')];
+    const heard = new Promise<void>((resolve) => b.onDelegationsChange(resolve));
+    await a.changeDelegations(() => ({ serial: 3, value: undefined }));
+    await heard;
+    expect(await b.rootSerial()).toBe(3);
+  });
+
   it('refuses to start, naming the problem, when PostgreSQL cannot be reached', async () => {
     const port = await freePort();
     await expect(

@@ -9,7 +9,13 @@ import { addSignature } from '../../../src/protocol/statement.ts';
 import { decodeProof, encodeProof, holderJwkColumn, holderJwkOf } from '../../../src/store/proof-codec.ts';
 import { attestedStatement } from '../../fixtures/statements.ts';
 
-const [csip, holder, msp, dp, other] = await Promise.all(Array.from({ length: 5 }, () => generateSigningKey()));
+const [csip, holder, msp, dp, other] = [
+  await generateSigningKey(),
+  await generateSigningKey(),
+  await generateSigningKey(),
+  await generateSigningKey(),
+  await generateSigningKey(),
+];
 const proof = await addSignature(
   await attestedStatement('tel:+447700900123', { csip, csipId: 'csip-uk', holder, msp, mspId: 'chat-a', dp: 'dp-uk' }),
   dp,
