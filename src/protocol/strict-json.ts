@@ -108,3 +108,32 @@ export function assertCompactJwsStrict(compact: string, what: string): void {
       throw new MimiError('invalid_request', `${what}: its ${i === 0 ? 'header' : 'payload'} names a member twice (RFC 7493 I-JSON)`);
   }
 }
+
+/**
+ * Where a JSON object text names a member twice, for a body whose array
+ * member `list` holds items checked one by one (bulk import): the indexes of
+ * the items holding a duplicate, and whether one is anywhere else (the
+ * envelope itself). Call it once {@link hasDuplicateMembers} said yes.
+ */
+export function locateDuplicateMembers(text: string, list: string): { readonly envelope: boolean; readonly items: ReadonlySet<number> } {
+  let ast: AnyNode;
+  try {
+    ast = parseAst(text, { mode: 'json' });
+  } catch {
+    throw new MimiError('invalid_request', 'the JSON could not be checked for duplicate member names');
+  }
+  const body = ast.type === 'Document' ? ast.body : ast;
+  if (body.type !== 'Object') return { envelope: astHasDuplicate(body), items: new Set() };
+  const items = new Set<number>();
+  const names = new Set<string>();
+  let envelope = false;
+  for (const member of body.members) {
+    const name = member.name.type === 'String' ? member.name.value : member.name.name;
+    if (names.has(name)) envelope = true;
+    names.add(name);
+    if (name === list && member.value.type === 'Array') {
+      for (const [i, element] of member.value.elements.entries()) if (astHasDuplicate(element.value)) items.add(i);
+    } else if (astHasDuplicate(member.value)) envelope = true;
+  }
+  return { envelope, items };
+}

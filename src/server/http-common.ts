@@ -59,12 +59,12 @@ export function sendProblem(reply: FastifyReply, err: unknown): FastifyReply {
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }
 
-/** Maps fastify's own errors (body parsing, limits) to the project's problem codes. */
-function classify(err: FastifyError): MimiError {
+/** Maps fastify's own errors (body parsing, limits) to the project's problem codes; `bodyLimit` is the route's. */
+function classify(err: FastifyError, bodyLimit: number): MimiError {
   if (err instanceof MimiError) return err;
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new MimiError('invalid_request', `the request body is larger than ${MAX_REQUEST_BODY} bytes`, { status: 413 });
+      return new MimiError('invalid_request', `the request body is larger than ${bodyLimit} bytes`, { status: 413 });
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new MimiError('invalid_request', 'the request body is not valid JSON');
@@ -101,6 +101,48 @@ export interface HttpAppOptions {
   readonly onRoute?: ((method: string, url: string) => void) | undefined;
 }
 
+/** How {@link setJsonBodyParser} reads bodies. */
+export interface JsonBodyOptions {
+  /** Largest body taken (bytes); a route's own `bodyLimit` overrides it. */
+  readonly bodyLimit: number;
+  /**
+   * What a body that names a member twice becomes (the value `JSON.parse`
+   * read, and its text); `invalid_request` for the whole body when absent.
+   */
+  readonly onDuplicate?: ((text: string, value: unknown) => unknown) | undefined;
+}
+
+/**
+ * Makes an app (or an encapsulated scope of one) read every body as JSON,
+ * whatever Content-Type says (curl -d sends form encoding): fastify's secure
+ * parser (protected against prototype poisoning), then the I-JSON check
+ * (PROTOCOL.md §16: a member name given twice is invalid_request).
+ */
+export function setJsonBodyParser(app: FastifyInstance, options: JsonBodyOptions): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: options.bodyLimit }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text === '') {
+      done(null, undefined);
+      return;
+    }
+    void parseJson(req, text, (err: Error | null, value?: unknown) => {
+      if (err !== null) {
+        done(err, undefined);
+        return;
+      }
+      try {
+        if (!hasDuplicateMembers(text, value)) done(null, value);
+        else if (options.onDuplicate !== undefined) done(null, options.onDuplicate(text, value));
+        else done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
+      } catch (checkErr) {
+        done(checkErr as Error, undefined);
+      }
+    });
+  });
+}
+
 /** Creates a fastify instance with the project's parsing, limits and problem handling. */
 export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFactory'>, options: HttpAppOptions = {}): FastifyInstance {
   const app = Fastify<Server, IncomingMessage, ServerResponse, FastifyBaseLogger>({
@@ -122,33 +164,9 @@ export function createHttpApp(logger: Logger, bound: Pick<BoundHttp, 'serverFact
       for (const method of [route.method].flat()) if (method !== 'HEAD') onRoute(method, route.url);
     });
   }
-  // Bodies are JSON whatever Content-Type says (curl -d sends form encoding). One parser for every
-  // type: fastify's secure one (protected against prototype poisoning), then the I-JSON check
-  // (PROTOCOL.md §16: a member name given twice is invalid_request).
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_REQUEST_BODY }, (req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text === '') {
-      done(null, undefined);
-      return;
-    }
-    void parseJson(req, text, (err: Error | null, value?: unknown) => {
-      if (err !== null) {
-        done(err, undefined);
-        return;
-      }
-      try {
-        if (hasDuplicateMembers(text, value))
-          done(new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)'), undefined);
-        else done(null, value);
-      } catch (checkErr) {
-        done(checkErr as Error, undefined);
-      }
-    });
-  });
+  setJsonBodyParser(app, { bodyLimit: MAX_REQUEST_BODY });
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const mapped = classify(err);
+    const mapped = classify(err, request.routeOptions.bodyLimit ?? MAX_REQUEST_BODY);
     if (mapped.code === 'rate_limited') options.onRateLimited?.();
     if (mapped.code === 'internal') request.log.error({ reqId: request.id, err: { message: err.message, stack: err.stack } }, 'request failed');
     return sendProblem(reply, mapped);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertCompactJwsStrict, hasDuplicateMembers, parseStrictJson } from '../../../src/protocol/strict-json.ts';
+import { assertCompactJwsStrict, hasDuplicateMembers, locateDuplicateMembers, parseStrictJson } from '../../../src/protocol/strict-json.ts';
 
 const dup = (text: string): boolean => hasDuplicateMembers(text, JSON.parse(text));
 
@@ -35,5 +35,16 @@ describe('I-JSON member names (RFC 7493 §2.3, PROTOCOL.md §16)', () => {
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a","sub":"b"}')}.sig`, 'jwt')).toThrow(/payload names a member twice/);
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA","alg":"none"}')}.${b64('{}')}.sig`, 'jwt')).toThrow(/header names a member twice/);
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a"}')}.sig`, 'jwt')).not.toThrow();
+  });
+
+  it.each([
+    ['in the second item only', '{"statements":[{"a":1},{"a":1,"a":2},{"b":[{"c":1}]}]}', false, [1]],
+    ['deep inside two items', '{"statements":[{"x":{"y":1,"y":2}},1,[{"z":0,"z":0}]]}', false, [0, 2]],
+    ['the list given twice', '{"statements":[{}],"statements":[{}]}', true, []],
+    ['in another member of the envelope', '{"statements":[{}],"other":{"a":1,"a":1}}', true, []],
+  ])('locates duplicates of a batch body: %s', (_name, text, envelope, items) => {
+    const found = locateDuplicateMembers(text, 'statements');
+    expect(found.envelope).toBe(envelope);
+    expect([...found.items]).toEqual(items);
   });
 });
