@@ -13,6 +13,7 @@ import { flattenedJwsSchema, publicJwkSchema } from '../protocol/jws.ts';
 import { compactAnswerSchema, lookupRequestSchema, lookupResponseSchema, resolveRequestSchema, verboseAnswerSchema } from '../protocol/messages.ts';
 import { contestPayloadSchema, delegationPayloadSchema, revokePayloadSchema } from '../protocol/signed-request.ts';
 import { statementPayloadSchema, statementSchema } from '../protocol/statement.ts';
+import { importRequestSchema, importResponseSchema, MAX_IMPORT_BODY, MAX_IMPORT_STATEMENTS } from '../protocol/import.ts';
 import { challengeAnswerSchema, challengeRequestSchema, decisionSchema, flushQuerySchema, idParamSchema } from '../protocol/requests.ts';
 
 /** Which kind of server answers a route. */
@@ -39,6 +40,8 @@ export interface ApiRoute {
   /** Where the contract (PROTOCOL.md, published as docs/protocol.md) describes it. */
   readonly section: string;
   readonly body?: z.ZodType | undefined;
+  /** Largest body taken, bytes, when the route's own (MAX_REQUEST_BODY otherwise). */
+  readonly bodyLimit?: number | undefined;
   /** What a signed request's JWS payload must be (its body is then a flattened JWS). */
   readonly payload?: z.ZodType | undefined;
   readonly query?: z.ZodType | undefined;
@@ -242,6 +245,23 @@ export const API_ROUTES: readonly ApiRoute[] = [
     params: idParamSchema,
     body: decisionSchema,
     responses: { 200: ok('decided', decidedConflictSchema) },
+    problems: ['unauthorized', 'store_unavailable'],
+  },
+  {
+    method: 'POST',
+    path: '/v1/admin/import',
+    roles: ['authoritative'],
+    summary: `The operator imports mapping statements in bulk (at most ${MAX_IMPORT_STATEMENTS} a request): each checked and registered as POST /v1/mappings would, those that pass in one commit; one result per statement, in order`,
+    section: '§8, §9, §13, §16',
+    admin: true,
+    body: importRequestSchema,
+    bodyLimit: MAX_IMPORT_BODY,
+    responses: {
+      200: ok(
+        'one result per statement, in order: published, pending (with its conflict id), unchanged, or refused with its problem code (a statement that is malformed or names a member twice is refused by itself)',
+        importResponseSchema,
+      ),
+    },
     problems: ['unauthorized', 'store_unavailable'],
   },
   {

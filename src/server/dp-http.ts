@@ -18,6 +18,7 @@ import type { MspEntry } from '../zone/schema.ts';
 import { DEFAULT_DNS_APEX, subjectOf } from '../protocol/enum-name.ts';
 import { JOSE_CONTENT_TYPE, signFlattened, type SigningKey } from '../protocol/jws.ts';
 import { lookupRequestSchema, MAX_REQUEST_BODY } from '../protocol/messages.ts';
+import { MAX_IMPORT_BODY, MAX_IMPORT_STATEMENTS } from '../protocol/import.ts';
 import { parseBody, refuseOtherMethods } from './http-common.ts';
 import { clientCertificateHash } from './client-identity.ts';
 import type { DpClientLimits } from '../limits/dp-clients.ts';
@@ -97,6 +98,8 @@ export function dpWellKnown(dp: DiscoveryProvider, signer?: SigningKey, limits?:
         ? { tiers: limits.tiers, perResolver: limits.perResolver, aggregate: limits.aggregate, dnsRrl: limits.dnsRrl, connections: limits.connections }
         : {}),
       ...(dp.role === 'root' ? { delegations: { ...delegations } } : {}),
+      // PROTOCOL.md §13, §16: the bounds of the operator's bulk import.
+      ...(dp.role === 'authoritative' ? { maxImportStatements: MAX_IMPORT_STATEMENTS, maxImportBody: MAX_IMPORT_BODY } : {}),
     },
   };
 }

@@ -1,25 +1,30 @@
 /**
  * The registration lifecycle's HTTP API on a DP (PROTOCOL.md §8-§9):
- * registration, revocation, deactivation, contests, the operator's admin API,
- * and, on the root, delegation registration. Each handler checks signatures,
- * then makes one committed store transition, then delivers the notices it
- * caused, then answers.
+ * registration, revocation, deactivation, contests, the operator's admin API
+ * (bulk import among it, PROTOCOL.md §13), and, on the root, delegation
+ * registration. Each handler checks signatures, then makes one committed
+ * store transition (an import: one commit for its batch), then delivers the
+ * notices it caused, then answers.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { decisionSchema, idParamSchema } from '../protocol/requests.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
 import { pageQuerySchema, type TxtLookup } from '../dp/delegations.ts';
-import { checkStatement } from '../dp/registration.ts';
+import { checkStatement, type RegistrationContext } from '../dp/registration.ts';
+import type { Registration } from '../dp/registrar.ts';
+import type { Settled } from '../dp/store.ts';
 import { checkContest, checkRevoke } from '../dp/holder-requests.ts';
-import { isMimiError, MimiError } from '../errors.ts';
+import { isMimiError, isProblemCode, MimiError } from '../errors.ts';
+import { importRequestSchema, MAX_IMPORT_BODY, type ImportResult } from '../protocol/import.ts';
 import { addSignature, statementSchema } from '../protocol/statement.ts';
+import { locateDuplicateMembers } from '../protocol/strict-json.ts';
 import type { SigningKey } from '../protocol/jws.ts';
 import { delegationPayloadSchema, readSignedRequest } from '../protocol/signed-request.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
 import type { AuthoritativeServing, DpFront, Registries, RootServing } from './dp-http.ts';
-import { parseBody, refuseOtherMethods } from './http-common.ts';
+import { parseBody, refuseOtherMethods, setJsonBodyParser } from './http-common.ts';
 
 /** What the lifecycle routes need beyond the DP's serving state. */
 export interface LifecycleOptions {
@@ -60,38 +65,81 @@ function registering(serving: AuthoritativeServing): { signer: SigningKey; regis
 
 const json = (value: unknown): string => JSON.stringify(value);
 
+/**
+ * Checks a statement (PROTOCOL.md §8) and countersigns it as the DP: the
+ * registration its registrar takes, registered at `registeredAt` (ms).
+ */
+async function prepareRegistration(body: unknown, ctx: RegistrationContext, signer: SigningKey, registeredAt: number): Promise<Registration> {
+  const checked = await checkStatement(body, ctx);
+  const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
+  const { csi, msp, preference, created, visibility } = checked.payload;
+  return {
+    mapping: {
+      csi,
+      msp,
+      preference,
+      created,
+      proof,
+      holder: checked.holderKid,
+      holderJwk: checked.holderJwk,
+      level: checked.level,
+      attestationIat: checked.attestationIat,
+      registeredAt,
+      visibility,
+    },
+    payloadHash: checked.payloadHash,
+  };
+}
+
+/** Stands in an import body for a statement that names a member twice (refused by itself, PROTOCOL.md §16). */
+const DUPLICATED: object = Object.freeze({});
+
+function duplicated(): MimiError {
+  return new MimiError('invalid_request', 'the statement names a member twice (RFC 7493 I-JSON: member names must be unique)');
+}
+
+/** An import body whose text names a member twice: the statements that do are marked, a duplicate elsewhere refuses the request. */
+function markDuplicates(text: string, value: unknown): unknown {
+  const { envelope, items } = locateDuplicateMembers(text, 'statements');
+  if (envelope || typeof value !== 'object' || value === null) {
+    throw new MimiError('invalid_request', 'the request body names a member twice (RFC 7493 I-JSON: member names must be unique)');
+  }
+  const { statements } = value as { statements?: unknown };
+  if (!Array.isArray(statements)) return value;
+  return { ...value, statements: statements.map((s: unknown, i) => (items.has(i) ? DUPLICATED : s)) };
+}
+
+/** One statement's refusal as an import result; a fault that is not a {@link MimiError} is `internal`, and logged. */
+function refusal(err: unknown, log: FastifyBaseLogger): ImportResult {
+  if (isMimiError(err) && isProblemCode(err.code)) {
+    return { error: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) };
+  }
+  log.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'an imported statement failed');
+  return { error: 'internal', message: 'internal error' };
+}
+
 /** Adds an authoritative DP's lifecycle routes: registration, revocation, deactivation, contests, the admin API on conflicts. */
 export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<AuthoritativeServing>, options: LifecycleOptions): void {
   const { now } = options;
   // mimi_registrations_total{dp,result}: created, pending, unchanged, or the refusal's code.
   const counted = (result: string): void => front.metrics?.registrations.labels(front.current().dp.id, result).inc();
+  /** The check of PROTOCOL.md §8 against the DP's registries as they are now (its clock read once). */
+  const registrationContext = async (serving: AuthoritativeServing): Promise<{ ctx: RegistrationContext; signer: SigningKey; at: number }> => {
+    const { signer, registries } = registering(serving);
+    const { msps, csips } = await registries();
+    const at = now();
+    return { ctx: { dp: serving.dp.id, msps, csips, serves: (csi) => serving.dp.serves(csi), now: at }, signer, at };
+  };
   const register = async (body: unknown): Promise<{ status: 200 | 201 | 202; body: unknown }> => {
     const serving = front.current();
     const { dp, notify } = serving;
-    const { signer, registries } = registering(serving);
-    const { msps, csips } = await registries();
-    const checked = await checkStatement(body, { dp: dp.id, msps, csips, serves: (csi) => dp.serves(csi), now: now() });
-    const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
-    const { csi, msp, preference, created } = checked.payload;
-    const { outcome, notices } = await dp.registrar.register(
-      {
-        csi,
-        msp,
-        preference,
-        created,
-        proof,
-        holder: checked.holderKid,
-        holderJwk: checked.holderJwk,
-        level: checked.level,
-        attestationIat: checked.attestationIat,
-        registeredAt: now(),
-        visibility: checked.payload.visibility,
-      },
-      checked.payloadHash,
-    );
+    const { ctx, signer, at } = await registrationContext(serving);
+    const { mapping, payloadHash } = await prepareRegistration(body, ctx, signer, at);
+    const { outcome, notices } = await dp.registrar.register(mapping, payloadHash);
     await notify(notices);
     if (outcome.status === 'pending') return { status: 202, body: outcome };
     if (outcome.status === 'unchanged') return { status: 200, body: outcome };
+    const { csi, msp, preference, created, proof } = mapping;
     return { status: 201, body: { mapping: { csi, msp, preference, created, proof, verified: true } } };
   };
   app.post('/v1/mappings', async (request, reply) => {
@@ -140,6 +188,60 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
     return reply.type('application/json').send(json({ status: 'review', conflict: id }));
   });
   refuseOtherMethods(app, '/v1/conflicts/:id/contest', ['POST']);
+
+  // PROTOCOL.md §13 bulk import: every statement checked as POST /v1/mappings checks it, the ones that pass
+  // registered in one store commit, each settled on its own; one result per statement, in order.
+  const importAll = async (statements: readonly unknown[], log: FastifyBaseLogger): Promise<ImportResult[]> => {
+    const serving = front.current();
+    const { dp, notify } = serving;
+    const { ctx, signer, at } = await registrationContext(serving);
+    // The signature checks run on libuv's threads (WebCrypto): all at once keeps every core busy.
+    const prepared = await Promise.all(
+      statements.map((statement) =>
+        (statement === DUPLICATED ? Promise.reject(duplicated()) : prepareRegistration(statement, ctx, signer, at)).then(
+          (registration): Settled<Registration> => ({ ok: true, value: registration }),
+          (error: unknown): Settled<Registration> => ({ ok: false, error }),
+        ),
+      ),
+    );
+    const passed = prepared.flatMap((p) => (p.ok ? [p.value] : []));
+    const settled = passed.length === 0 ? [] : await dp.registrar.registerAll(passed);
+    await notify(settled.flatMap((s) => (s.ok ? s.value.notices : [])));
+    let next = 0;
+    const results = prepared.map((p): ImportResult => {
+      const s = p.ok ? settled[next++] : p;
+      if (s === undefined) return refusal(new Error('a registration without its outcome'), log);
+      return s.ok ? s.value.outcome : refusal(s.error, log);
+    });
+    for (const r of results) counted('error' in r ? r.error : r.status === 'published' ? 'created' : r.status);
+    // A store that took none of them (down, disk full) is the request's 503 with Retry-After: the whole batch is sent again.
+    const down = settled.flatMap((s) => (!s.ok && isMimiError(s.error) && s.error.code === 'store_unavailable' ? [s.error] : []));
+    const [first] = down;
+    if (first !== undefined && down.length === settled.length) throw first;
+    return results;
+  };
+  app.register((scope, _options, done) => {
+    // Its own body parser: a statement naming a member twice is refused by itself, not the whole batch.
+    setJsonBodyParser(scope, { bodyLimit: MAX_IMPORT_BODY, onDuplicate: markDuplicates });
+    scope.post(
+      '/v1/admin/import',
+      {
+        bodyLimit: MAX_IMPORT_BODY,
+        // Before the body is read: nobody without the token gets a 4 MiB body parsed.
+        onRequest: (request, _reply, next) => {
+          requireAdmin(request, options.adminToken);
+          next();
+        },
+      },
+      async (request, reply) => {
+        const { statements } = parseBody(importRequestSchema, request.body);
+        const results = await importAll(statements, request.log);
+        return reply.type('application/json').send(json({ results }));
+      },
+    );
+    done();
+  });
+  refuseOtherMethods(app, '/v1/admin/import', ['POST']);
 
   app.get('/v1/admin/conflicts', async (request, reply) => {
     requireAdmin(request, options.adminToken);

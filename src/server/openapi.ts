@@ -109,8 +109,8 @@ function operationOf(route: ApiRoute): Json {
           required: true,
           description:
             route.payload === undefined
-              ? `JSON, at most ${MAX_REQUEST_BODY} bytes`
-              : `A JSON Web Signature whose payload (base64url JSON) is given in x-mimi-payload; at most ${MAX_REQUEST_BODY} bytes`,
+              ? `JSON, at most ${route.bodyLimit ?? MAX_REQUEST_BODY} bytes`
+              : `A JSON Web Signature whose payload (base64url JSON) is given in x-mimi-payload; at most ${route.bodyLimit ?? MAX_REQUEST_BODY} bytes`,
           content: { 'application/json': { schema: schemaOf(route.body) } },
           ...(route.payload !== undefined ? { 'x-mimi-payload': schemaOf(route.payload) } : {}),
         };
