@@ -1,5 +1,6 @@
 /**
- * The `mimi` command (PROTOCOL.md §7): `serve`, `lookup`, `zone check`.
+ * The `mimi` command (PROTOCOL.md §7): `serve`, `lookup`, `zone check`, and the
+ * client commands of the lifecycle (`register`, `revoke`, `admin`, `import`).
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -22,14 +23,10 @@ import type { TlsClientOptions } from './net/tls-client.ts';
 import { contactTokenSchema, hashContactToken, newContactToken, type Visibility } from './protocol/visibility.ts';
 import { loadZoneFiles } from './zone/load.ts';
 import { idSchema } from './zone/schema.ts';
-import { flag, httpUrlFlag, UsageError } from './cli/common.ts';
+import { DEMO_ADMIN_TOKEN, DEMO_CA, flag, httpUrlFlag, readPem, UsageError } from './cli/common.ts';
 import { configCommand, serveCommand } from './cli/serve-command.ts';
 import { keyCommand } from './cli/key-command.ts';
-
-/** Where `mimi serve --tls` keeps its development PKI unless `--pki` says otherwise (PROTOCOL.md §10). */
-const DEFAULT_PKI_DIR = '.mimi/pki';
-/** The demo's CA, which client commands trust when it exists. */
-const DEMO_CA = `${DEFAULT_PKI_DIR}/ca.pem`;
+import { importCommand } from './cli/import-command.ts';
 
 /** The demo's trust anchor, written by `npm start`. */
 const DEMO_TRUST_ANCHOR = '.mimi/keys/trust-anchor.jwk';
@@ -59,6 +56,7 @@ const USAGE = `usage:
   mimi admin conflicts|delegations [--dp ID|URL] [--admin-token-file FILE] [--resolver URL] [--json]
   mimi admin approve|reject ID [--dp ID|URL] [--admin-token-file FILE] [--resolver URL]
   mimi delegate ZONE --id DP --endpoint URL ... [--dns ADDRESS ...] [--keys DIR] [--root URL] [--resolver URL]
+  mimi import --dp URL FILE [--admin-token-file FILE] [--batch N] [--in-flight N] [--ca FILE] [--json]
   mimi zone check FILE...
   mimi key create|public FILE | mimi key rotate ID [--keys DIR] [--data DIR]
   mimi config check FILE
@@ -67,21 +65,10 @@ const USAGE = `usage:
 Each command takes --help for what its flags do and their defaults.
 `;
 
-/** The demo's admin token, written by \`npm start\` (PROTOCOL.md §9: --admin-token-file). */
-const DEMO_ADMIN_TOKEN = '.mimi/admin-token';
 /** The demo's holder key, used by \`mimi register\` and \`mimi revoke\` unless --holder-key says otherwise. */
 const DEMO_HOLDER_KEY = '.mimi/holder.jwk';
 
 const httpUrl = httpUrlFlag;
-
-/** Reads a PEM file given on the command line (at most 1 MiB). */
-async function readPem(flagName: string, path: string): Promise<string> {
-  const text = await readFile(path, 'utf8').catch((err: unknown) => {
-    throw new MimiError('invalid_config', `--${flagName} ${path}: cannot be read (${err instanceof Error ? err.message : String(err)})`);
-  });
-  if (text.length > 1024 * 1024 || !text.includes('-----BEGIN ')) throw new MimiError('invalid_config', `--${flagName} ${path}: not a PEM file`);
-  return text;
-}
 
 /** The resolver a client command asks by default: the demo's, over HTTPS once the demo made its CA. */
 function defaultResolverUrl(): string {
@@ -444,7 +431,7 @@ function usageOf(command: string): string {
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command !== undefined && !['serve', 'config', 'key'].includes(command) && (rest.includes('--help') || rest.includes('-h'))) {
+    if (command !== undefined && !['serve', 'config', 'key', 'import'].includes(command) && (rest.includes('--help') || rest.includes('-h'))) {
       process.stdout.write(usageOf(command));
       return 0;
     }
@@ -467,6 +454,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await delegate(rest);
       case 'key':
         return await keyCommand(rest);
+      case 'import':
+        return await importCommand(rest);
       case '--version':
       case '-v':
       case 'version':
