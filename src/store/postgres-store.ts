@@ -39,6 +39,7 @@ import type { CsiUpdate, DpStore, PendingMapping, RevokeRecord, Settled, StoredD
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { Statement } from '../protocol/statement.ts';
 import { decodeProof, encodeProof, holderJwkColumn, holderJwkOf } from './proof-codec.ts';
+import { guardPostgresNullSocketWrite } from './postgres-guard.ts';
 import type { Visibility } from '../protocol/visibility.ts';
 
 /** Seconds a client is asked to wait (Retry-After) while the store cannot answer. */
@@ -231,6 +232,7 @@ async function migrate(sql: Sql, schema: string): Promise<void> {
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<DpStore> {
   const { url, attrs } = primaryUrl(options.url);
   const timeoutMs = options.timeoutMs ?? 5000;
+  guardPostgresNullSocketWrite((message) => options.onFault?.(message));
   const connect = (target: string, targetAttrs: 'primary' | undefined, max: number): Sql =>
     postgres(target, {
       max,
