@@ -117,4 +117,32 @@ describe('SQLite store', () => {
     expect(await again.active(m.csi)).toEqual([m]);
     await again.close();
   });
+
+  it('makes new files with 8 KiB pages, and leaves the page size of a store that exists', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mimi-store-pages-'));
+    const pageSize = (): number => {
+      const db = new Database(join(dir, 'dp.sqlite'), { readonly: true });
+      try {
+        return db.pragma('page_size', { simple: true }) as number;
+      } finally {
+        db.close();
+      }
+    };
+    const store = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
+    await store.load([mapping('tel:+447700900008')]);
+    await store.close();
+    expect(pageSize()).toBe(8192);
+    // A store made with 4 KiB pages (as before) keeps them: only a VACUUM could change them, and none runs.
+    const db = new Database(join(dir, 'dp.sqlite'));
+    db.pragma('journal_mode = DELETE');
+    db.pragma('page_size = 4096');
+    db.exec('VACUUM');
+    db.pragma('journal_mode = WAL');
+    db.close();
+    expect(pageSize()).toBe(4096);
+    const again = openSqliteStore(dir, 'dp', { hashKey: emailHashKey });
+    expect(await again.active('tel:+447700900008')).toHaveLength(1);
+    await again.close();
+    expect(pageSize()).toBe(4096);
+  });
 });
