@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { verifyProof } from '../protocol/proof.ts';
-import { signatureRolesProblem, statementPayloadSchema, statementSchema, type Statement, type StatementPayload } from '../protocol/statement.ts';
+import { signatureRolesProblem, statementPayloadSchema, statementSchema, type StatementPayload } from '../protocol/statement.ts';
 import { assertCompactJwsStrict, parseStrictBase64urlJson } from '../protocol/strict-json.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
@@ -37,18 +37,8 @@ export interface CheckedStatement {
   readonly payloadHash: string;
 }
 
-/** A statement that passed the checks before its signatures (shape, payload, DP, CSI, MSP): {@link verifyStatement} does the rest. */
-export interface ReadStatement {
-  readonly statement: Statement;
-  readonly payload: StatementPayload;
-}
-
-/**
- * The checks of PROTOCOL.md §8 before any signature, in its order
- * (`invalid_request`, `not_authoritative`, `unknown_msp`); synchronous and
- * cheap, so a caller may run the signature checks elsewhere (another thread).
- */
-export function readStatement(input: unknown, ctx: Pick<RegistrationContext, 'dp' | 'msps' | 'serves'>): ReadStatement {
+/** Checks a statement in the order of PROTOCOL.md §8; the first failure throws its code. */
+export async function checkStatement(input: unknown, ctx: RegistrationContext): Promise<CheckedStatement> {
   const shape = statementSchema.safeParse(input);
   if (!shape.success) throw new MimiError('invalid_request', 'the body must be a General JSON JWS: { payload, signatures: [ { protected, signature } ] }');
   // PROTOCOL.md §16: the submitter signs as holder and MSP, once each; the DP's signature is added here, never taken.
@@ -70,20 +60,11 @@ export function readStatement(input: unknown, ctx: Pick<RegistrationContext, 'dp
   if (csi.canonical !== payload.csi) throw new MimiError('invalid_request', `payload.csi: not canonical: write "${csi.canonical}"`);
   if (payload.dp !== ctx.dp) throw new MimiError('not_authoritative', `the statement is for DP "${payload.dp}", not this one (${ctx.dp})`);
   if (!ctx.serves(csi)) throw new MimiError('not_authoritative', 'this DP does not serve this CSI');
-  if (!ctx.msps.has(payload.msp)) throw new MimiError('unknown_msp', `MSP "${payload.msp}" is not in the federation registry`);
-  return { statement: shape.data, payload };
-}
+  const msp = ctx.msps.get(payload.msp);
+  if (msp === undefined) throw new MimiError('unknown_msp', `MSP "${payload.msp}" is not in the federation registry`);
 
-/** The signature checks of PROTOCOL.md §8 on a statement {@link readStatement} passed, in its order; the first failure throws its code. */
-export async function verifyStatement(read: ReadStatement, ctx: Pick<RegistrationContext, 'msps' | 'csips' | 'now'>): Promise<CheckedStatement> {
-  const { statement, payload } = read;
   assertCompactJwsStrict(payload.attestation, 'payload.attestation');
-  const checked = await verifyProof(statement, payload, { msps: ctx.msps, csips: ctx.csips }, { now: ctx.now });
-  const payloadHash = createHash('sha256').update(Buffer.from(statement.payload, 'base64url')).digest('base64url');
+  const checked = await verifyProof(shape.data, payload, { msps: ctx.msps, csips: ctx.csips }, { now: ctx.now });
+  const payloadHash = createHash('sha256').update(Buffer.from(shape.data.payload, 'base64url')).digest('base64url');
   return { payload, ...checked, payloadHash };
-}
-
-/** Checks a statement in the order of PROTOCOL.md §8; the first failure throws its code. */
-export async function checkStatement(input: unknown, ctx: RegistrationContext): Promise<CheckedStatement> {
-  return verifyStatement(readStatement(input, ctx), ctx);
 }

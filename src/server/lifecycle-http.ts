@@ -11,20 +11,19 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import { decisionSchema, idParamSchema } from '../protocol/requests.ts';
 import { checkDeactivation, deactivationBodySchema } from '../dp/deactivation.ts';
 import { pageQuerySchema, type TxtLookup } from '../dp/delegations.ts';
-import { checkStatement, readStatement, type CheckedStatement, type ReadStatement, type RegistrationContext } from '../dp/registration.ts';
+import { checkStatement, type RegistrationContext } from '../dp/registration.ts';
 import type { Registration } from '../dp/registrar.ts';
 import type { Settled } from '../dp/store.ts';
 import { checkContest, checkRevoke } from '../dp/holder-requests.ts';
 import { isMimiError, isProblemCode, MimiError } from '../errors.ts';
 import { importRequestSchema, MAX_IMPORT_BODY, type ImportResult } from '../protocol/import.ts';
-import { addSignature, statementSchema, type Statement } from '../protocol/statement.ts';
+import { addSignature, statementSchema } from '../protocol/statement.ts';
 import { locateDuplicateMembers } from '../protocol/strict-json.ts';
 import type { SigningKey } from '../protocol/jws.ts';
 import { delegationPayloadSchema, readSignedRequest } from '../protocol/signed-request.ts';
 import { DEFAULT_LIMITS, type Limits } from '../zone/limits-file.ts';
 import { identifyClient } from './client-identity.ts';
 import type { AuthoritativeServing, DpFront, Registries, RootServing } from './dp-http.ts';
-import { CheckPool } from './check-pool.ts';
 import { parseBody, refuseOtherMethods, setJsonBodyParser } from './http-common.ts';
 
 /** What the lifecycle routes need beyond the DP's serving state. */
@@ -66,8 +65,13 @@ function registering(serving: AuthoritativeServing): { signer: SigningKey; regis
 
 const json = (value: unknown): string => JSON.stringify(value);
 
-/** The registration the registrar takes for a checked statement and its countersigned proof, registered at `registeredAt` (ms). */
-function registrationOf(checked: CheckedStatement, proof: Statement, registeredAt: number): Registration {
+/**
+ * Checks a statement (PROTOCOL.md §8) and countersigns it as the DP: the
+ * registration its registrar takes, registered at `registeredAt` (ms).
+ */
+async function prepareRegistration(body: unknown, ctx: RegistrationContext, signer: SigningKey, registeredAt: number): Promise<Registration> {
+  const checked = await checkStatement(body, ctx);
+  const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
   const { csi, msp, preference, created, visibility } = checked.payload;
   return {
     mapping: {
@@ -130,8 +134,7 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
     const serving = front.current();
     const { dp, notify } = serving;
     const { ctx, signer, at } = await registrationContext(serving);
-    const checked = await checkStatement(body, ctx);
-    const { mapping, payloadHash } = registrationOf(checked, await addSignature(statementSchema.parse(body), signer, 'dp'), at);
+    const { mapping, payloadHash } = await prepareRegistration(body, ctx, signer, at);
     const { outcome, notices } = await dp.registrar.register(mapping, payloadHash);
     await notify(notices);
     if (outcome.status === 'pending') return { status: 202, body: outcome };
@@ -188,33 +191,19 @@ export function addRegistrationRoutes(app: FastifyInstance, front: DpFront<Autho
 
   // PROTOCOL.md §13 bulk import: every statement checked as POST /v1/mappings checks it, the ones that pass
   // registered in one store commit, each settled on its own; one result per statement, in order.
-  const checks = new CheckPool({ logger: app.log });
-  app.addHook('onClose', () => checks.close());
   const importAll = async (statements: readonly unknown[], log: FastifyBaseLogger): Promise<ImportResult[]> => {
     const serving = front.current();
     const { dp, notify } = serving;
     const { ctx, signer, at } = await registrationContext(serving);
-    // The cheap checks here, in order (they need the DP's zones); the signature checks and the countersignature on the pool's threads.
-    const read = statements.map((statement): Settled<ReadStatement> => {
-      try {
-        if (statement === DUPLICATED) throw duplicated();
-        return { ok: true, value: readStatement(statement, ctx) };
-      } catch (error) {
-        return { ok: false, error };
-      }
-    });
-    const countersigned = await checks.check(
-      read.flatMap((r) => (r.ok ? [r.value] : [])),
-      ctx,
-      signer,
+    // The signature checks run on libuv's threads (WebCrypto): all at once keeps every core busy.
+    const prepared = await Promise.all(
+      statements.map((statement) =>
+        (statement === DUPLICATED ? Promise.reject(duplicated()) : prepareRegistration(statement, ctx, signer, at)).then(
+          (registration): Settled<Registration> => ({ ok: true, value: registration }),
+          (error: unknown): Settled<Registration> => ({ ok: false, error }),
+        ),
+      ),
     );
-    let k = 0;
-    const prepared = read.map((r): Settled<Registration> => {
-      if (!r.ok) return r;
-      const c = countersigned[k++];
-      if (c === undefined) return { ok: false, error: new Error('a statement checked without its result') };
-      return c.ok ? { ok: true, value: registrationOf(c.value.checked, c.value.proof, at) } : c;
-    });
     const passed = prepared.flatMap((p) => (p.ok ? [p.value] : []));
     const settled = passed.length === 0 ? [] : await dp.registrar.registerAll(passed);
     await notify(settled.flatMap((s) => (s.ok ? s.value.notices : [])));
