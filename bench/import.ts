@@ -1,0 +1,234 @@
+/**
+ * `npm run bench:import` (PROTOCOL.md §13 bulk import): how close `mimi
+ * import` comes to the signature checks it cannot skip. N statements (signed
+ * by holder and MSP, attested by a CSIP) are made once and written as JSON
+ * lines; then (a) verify-only: this process runs `checkStatement` (the
+ * attestation, holder and MSP signatures, and the payload's checks) on each,
+ * many at once on its event loop, against the same registries; (b) import: `mimi
+ * import` (its own process) into a real DP (`mimi serve`, its own process,
+ * SQLite in a temporary directory), end to end: from the command's start to its
+ * exit, every statement checked, countersigned and durably committed. Prints
+ * import/verify (goal >= 0.8). BENCH_IMPORT_N (default 20,000) scales it;
+ * MIMI_BENCH_PG_URL=postgres://... adds (c), the same import into a DP on
+ * PostgreSQL (`store: { postgres: { url } }`; the schema "dp-bench" of that
+ * database is dropped first). BENCH_PROFILE=DIR writes CPU profiles of the DP
+ * there. Writes bench/results/import.json.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseCsi } from '../src/csi/parse.ts';
+import { csiInZone, parseZoneKey } from '../src/csi/zone-key.ts';
+import { checkStatement, type RegistrationContext } from '../src/dp/registration.ts';
+import { generateSigningKey } from '../src/protocol/jws.ts';
+import { loadOrCreateKey } from '../src/server/keys.ts';
+import { spawnReady, type ReadyChild } from './lib/run.ts';
+import { benchDigits } from './lib/zones.ts';
+import { freePort } from '../test/fixtures/free-port.ts';
+import { attestedStatement } from '../test/fixtures/statements.ts';
+
+const N = Number(process.env.BENCH_IMPORT_N ?? 20_000);
+const PG_URL = process.env.MIMI_BENCH_PG_URL;
+/** Checks in flight at once in the verify-only run (the DP has a batch's worth, 500, and more batches behind it). */
+const VERIFY_WINDOW = 1_000;
+const TOKEN = 'bench-import-token-0123456789abcdef';
+
+const csiOf = (i: number): string => `tel:+${benchDigits(i)}`;
+const round = (x: number, places = 0): number => Math.round(x * 10 ** places) / 10 ** places;
+
+const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-import-'));
+const rootUrl = `http://127.0.0.1:${await freePort()}`;
+const dpUrl = `http://127.0.0.1:${await freePort()}`;
+await mkdir(join(dir, 'zones'));
+await writeFile(
+  join(dir, 'zones', 'root.yaml'),
+  `role: root\nid: root\nserial: 1\nttl: 86400\nnegativeTtl: 300\nendpoints: [ "${rootUrl}" ]\n` +
+    `msps: [ { id: chat-a, name: A, bit: 0 } ]\ndps: [ { id: dp-bench, endpoints: [ "${dpUrl}" ] } ]\n` +
+    `csips: [ { id: csip-bench, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:999" ] } ]\n` +
+    `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
+);
+await writeFile(
+  join(dir, 'zones', 'dp-bench.yaml'),
+  `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`,
+);
+const keys = join(dir, 'keys');
+const csip = await loadOrCreateKey(keys, 'csip-bench');
+const msp = await loadOrCreateKey(keys, 'chat-a');
+const tokenFile = join(dir, 'admin-token');
+await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+
+/** `mimi serve --config` for root and dp-bench, on SQLite under `data` or on PostgreSQL. */
+async function serve(name: string, store: { data: string } | { postgres: string }): Promise<ReadyChild> {
+  const config = join(dir, `${name}.yaml`);
+  await writeFile(
+    config,
+    [
+      `zones: ${join(dir, 'zones')}`,
+      'serve: [ root, dp-bench ]',
+      'data' in store ? `data: ${store.data}` : `store: { postgres: { url: "${store.postgres}" } }`,
+      `keys: ${keys}`,
+      `adminTokenFile: ${tokenFile}`,
+      `outbox: ${join(dir, 'outbox')}`,
+      'log: { level: warn }',
+      '',
+    ].join('\n'),
+  );
+  // BENCH_PROFILE=DIR writes CPU profiles of the DP process there.
+  const profile = process.env.BENCH_PROFILE;
+  return spawnReady('src/cli.ts', ['serve', '--config', config], profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); undefined elsewhere. */
+async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime and stime, in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
+
+/** What one import run came to. */
+interface ImportRun {
+  readonly seconds: number;
+  readonly summary: Record<string, unknown>;
+  /** CPU seconds of the DP process and of the command during the run, when /proc tells. */
+  readonly cpu: { dp?: number | undefined; command?: number | undefined };
+}
+
+/** Runs `mimi import` to its end against the DP `dp`: its wall time (s), its JSON summary, and the CPU both processes used. */
+async function runImport(file: string, dp: ReadyChild): Promise<ImportRun> {
+  const dpBefore = await cpuSeconds(dp.child.pid);
+  const started = performance.now();
+  const child = spawn(process.execPath, ['src/mimi.js', 'import', '--dp', dpUrl, file, '--admin-token-file', tokenFile, '--json'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  let command: number | undefined;
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  // The command's own CPU, read while it runs (a process that exited has no /proc entry).
+  const sampler = setInterval(() => void cpuSeconds(child.pid).then((s) => (command = s ?? command)), 200);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearInterval(sampler);
+  const seconds = (performance.now() - started) / 1000;
+  const dpAfter = await cpuSeconds(dp.child.pid);
+  if (code !== 0) throw new Error(`mimi import exited ${String(code)}: ${out}`);
+  const dpCpu = dpBefore !== undefined && dpAfter !== undefined ? dpAfter - dpBefore : undefined;
+  return { seconds, summary: JSON.parse(out) as Record<string, unknown>, cpu: { dp: dpCpu, command } };
+}
+
+/** CPU per statement, µs. */
+const perStatement = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : Math.round((seconds * 1e6) / N));
+
+// The machine's load average when the run began: other work on it shares the same cores.
+const results: Record<string, unknown> = {
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model,
+  node: process.version,
+  statements: N,
+  loadAverage: loadavg().map((l) => round(l, 2)),
+};
+try {
+  // The statements: distinct CSIs of one holder, made many at a time.
+  console.log(`preparing ${N} signed statements ...`);
+  const holder = await generateSigningKey();
+  const now = Math.floor(Date.now() / 1000);
+  const lines: string[] = new Array<string>(N);
+  for (let i = 0; i < N; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, N - i) }, async (_, j) => {
+        const statement = await attestedStatement(csiOf(i + j), { csip, csipId: 'csip-bench', holder, msp, mspId: 'chat-a', dp: 'dp-bench' }, now);
+        lines[i + j] = JSON.stringify(statement);
+      }),
+    );
+  }
+  const file = join(dir, 'statements.jsonl');
+  await writeFile(file, `${lines.join('\n')}\n`);
+  const bytes = lines.reduce((n, l) => n + l.length + 1, 0);
+  console.log(`wrote ${N} lines, ${round(bytes / 1e6, 1)} MB (${Math.round(bytes / N)} bytes a statement)`);
+
+  // (a) verify-only: checkStatement itself, against the registries the DP reads from the root zone.
+  const parsedZone = parseZoneKey('e164:999');
+  if (!parsedZone.ok) throw new Error(parsedZone.reason);
+  const zone = parsedZone.key;
+  const ctx: RegistrationContext = {
+    dp: 'dp-bench',
+    msps: new Map([['chat-a', { id: 'chat-a', name: 'A', bit: 0, jwk: msp.publicJwk }]]),
+    csips: [{ id: 'csip-bench', endpoints: ['http://127.0.0.1:9'], attests: [zone], jwk: csip.publicJwk }],
+    serves: (csi: ReturnType<typeof parseCsi>) => csiInZone(csi, zone),
+    now: Date.now(),
+  };
+  const parsed = lines.map((l) => JSON.parse(l) as unknown);
+  const verifyAll = async (statements: readonly unknown[]): Promise<number> => {
+    const started = performance.now();
+    for (let i = 0; i < statements.length; i += VERIFY_WINDOW) await Promise.all(statements.slice(i, i + VERIFY_WINDOW).map((s) => checkStatement(s, ctx)));
+    return (performance.now() - started) / 1000;
+  };
+  await verifyAll(parsed.slice(0, Math.min(N, 2_000))); // warm-up
+  const cpuBefore = process.cpuUsage();
+  const verifySeconds = await verifyAll(parsed);
+  const cpu = process.cpuUsage(cpuBefore);
+  const verifyRate = N / verifySeconds;
+  console.log(
+    `(a) verify-only (checkStatement, ${VERIFY_WINDOW} at once): ${Math.round(verifyRate)}/s (${round(verifySeconds, 2)} s; CPU ${round((cpu.user + cpu.system) / 1e6 / verifySeconds, 2)} cores, ${perStatement((cpu.user + cpu.system) / 1e6)} µs a statement)`,
+  );
+  results.verify = { perSecond: Math.round(verifyRate), seconds: round(verifySeconds, 3), cpuMicrosPerStatement: perStatement((cpu.user + cpu.system) / 1e6) };
+
+  // (b) mimi import into a DP on SQLite, end to end.
+  const dp = await serve('sqlite', { data: join(dir, 'data') });
+  let imported: ImportRun;
+  try {
+    imported = await runImport(file, dp);
+  } finally {
+    await dp.stop();
+  }
+  const importRate = N / imported.seconds;
+  const ratio = round(importRate / verifyRate, 2);
+  console.log(
+    `(b) mimi import, SQLite DP, end to end: ${Math.round(importRate)}/s (${round(imported.seconds, 2)} s; CPU a statement: DP ${perStatement(imported.cpu.dp)} µs, command ${perStatement(imported.cpu.command)} µs)`,
+  );
+  console.log(`import / verify-only: ${ratio} (goal >= 0.8)`);
+  if (imported.summary.published !== N) throw new Error(`expected ${N} published, got ${JSON.stringify(imported.summary)}`);
+  results.import = {
+    store: 'sqlite',
+    perSecond: Math.round(importRate),
+    seconds: round(imported.seconds, 3),
+    cpuMicrosPerStatement: { dp: perStatement(imported.cpu.dp), command: perStatement(imported.cpu.command) },
+  };
+  results.ratio = ratio;
+
+  // (c) the same into a DP on PostgreSQL, when one is given.
+  if (PG_URL !== undefined) {
+    const { default: postgres } = await import('postgres');
+    const sql = postgres(PG_URL, { max: 1, onnotice: () => undefined });
+    await sql`DROP SCHEMA IF EXISTS ${sql('dp-bench')} CASCADE`;
+    await sql.end();
+    const pg = await serve('postgres', { postgres: PG_URL });
+    let onPg: ImportRun;
+    try {
+      onPg = await runImport(file, pg);
+    } finally {
+      await pg.stop();
+    }
+    const pgRate = N / onPg.seconds;
+    console.log(
+      `(c) mimi import, PostgreSQL DP, end to end: ${Math.round(pgRate)}/s (${round(onPg.seconds, 2)} s; CPU a statement: DP ${perStatement(onPg.cpu.dp)} µs, command ${perStatement(onPg.cpu.command)} µs); / verify-only: ${round(pgRate / verifyRate, 2)}`,
+    );
+    if (onPg.summary.published !== N) throw new Error(`expected ${N} published on PostgreSQL, got ${JSON.stringify(onPg.summary)}`);
+    results.importPostgres = {
+      store: 'postgres',
+      perSecond: Math.round(pgRate),
+      seconds: round(onPg.seconds, 3),
+      cpuMicrosPerStatement: { dp: perStatement(onPg.cpu.dp), command: perStatement(onPg.cpu.command) },
+      ratio: round(pgRate / verifyRate, 2),
+    };
+  }
+  await mkdir('bench/results', { recursive: true });
+  await writeFile('bench/results/import.json', `${JSON.stringify(results, null, 2)}\n`);
+  console.log(JSON.stringify(results));
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
