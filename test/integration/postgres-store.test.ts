@@ -7,28 +7,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
-import type { CsiRecords, DpStore, StoredMapping } from '../../src/dp/store.ts';
+import type { CsiRecords, DpStore } from '../../src/dp/store.ts';
 import { hashLocalPart } from '../../src/protocol/enum-name.ts';
 import { openPostgresStore } from '../../src/store/postgres-store.ts';
 import { freePort } from '../fixtures/free-port.ts';
 import { checkPostgres, startCluster, type PgCluster } from '../fixtures/postgres.ts';
 import { lookupAt, postAt, startPgDeployment, type PgDeployment } from '../fixtures/pg-deployment.ts';
 import { signFlattened } from '../../src/protocol/jws.ts';
+import { storedMapping } from '../fixtures/stored-mapping.ts';
 
 const runs = checkPostgres('the PostgreSQL store tests');
 
-const mapping = (csi: string, msp = 'chat-a'): StoredMapping => ({
-  csi,
-  msp,
-  preference: 1,
-  created: '2026-11-23T00:00:00Z',
-  holder: 'h',
-  holderJwk: { kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) },
-  level: 'otp',
-  attestationIat: 1,
-  proof: { payload: 'e30', signatures: [{ protected: 'e30', signature: 'AA' }] },
-  registeredAt: 1,
-});
+const mapping = storedMapping;
 
 let cluster: PgCluster;
 const opened: DpStore[] = [];

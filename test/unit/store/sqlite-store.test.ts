@@ -13,19 +13,9 @@ import { emailHashKey } from '../../../src/dp/authoritative-dp.ts';
 import type { CsiRecords, DpStore, StoredMapping } from '../../../src/dp/store.ts';
 import { hashLocalPart } from '../../../src/protocol/enum-name.ts';
 import { openSqliteStore } from '../../../src/store/sqlite-store.ts';
+import { storedMapping } from '../../fixtures/stored-mapping.ts';
 
-const mapping = (csi: string, msp = 'chat-a'): StoredMapping => ({
-  csi,
-  msp,
-  preference: 1,
-  created: '2026-11-23T00:00:00Z',
-  holder: 'h',
-  holderJwk: { kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) },
-  level: 'otp',
-  attestationIat: 1,
-  proof: { payload: 'e30', signatures: [{ protected: 'e30', signature: 'AA' }] },
-  registeredAt: 1,
-});
+const mapping = storedMapping;
 
 /** An update that registers `m` (and names no statement). */
 const put = (m: StoredMapping) => ({ csi: m.csi, decide: (r: CsiRecords) => r.putActive(m) });
