@@ -3,7 +3,8 @@
  * HTTP request to a gateway key with HPKE (RFC 9180, from @hpke/core), the
  * gateway opens it and seals its response under a key derived from the same
  * HPKE context. Only the RFC 9458 framing is written here; HPKE is the
- * library's. Every length of a received message is checked before it is used,
+ * library's, with its KEM (x25519-kem.ts) and HKDF's HMACs on node:crypto.
+ * Every length of a received message is checked before it is used,
  * and anything that does not open is `invalid_request`.
  */
 import {
@@ -17,10 +18,11 @@ import {
   type DecipherChaCha20Poly1305,
   type DecipherGCM,
 } from 'node:crypto';
-import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, type AeadInterface } from '@hpke/core';
+import { Aes128Gcm, CipherSuite, HkdfSha256, type AeadInterface } from '@hpke/core';
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
 import { MimiError } from '../errors.ts';
 import { AEAD_AES_128_GCM, AEAD_CHACHA20_POLY1305, KDF_HKDF_SHA256, KEM_X25519_SHA256, type KeyConfig, type SymmetricSuite } from './key-config.ts';
+import { NodeDhkemX25519HkdfSha256, X25519Key } from './x25519-kem.ts';
 
 /** The media type of an encapsulated request (RFC 9458 §9.2). */
 export const OHTTP_REQUEST_CONTENT_TYPE = 'message/ohttp-req';
@@ -74,6 +76,8 @@ export const SUPPORTED_SUITES: readonly SymmetricSuite[] = [
 ];
 
 const suites = new Map<number, CipherSuite>();
+/** The KEM of every suite: stateless, on node:crypto (x25519-kem.ts). */
+const kem = new NodeDhkemX25519HkdfSha256();
 
 /**
  * @hpke's HKDF-SHA256 with its two primitives on node:crypto's HMAC: the
@@ -117,7 +121,7 @@ function cipherSuite(aeadId: number): CipherSuite {
   if (suite === undefined) {
     const aead = AEADS[aeadId];
     if (aead === undefined) throw new MimiError('invalid_request', `AEAD 0x${aeadId.toString(16)} is not supported`);
-    suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new NodeHkdfSha256(), aead: aead.hpke() });
+    suite = new CipherSuite({ kem, kdf: new NodeHkdfSha256(), aead: aead.hpke() });
     suites.set(aeadId, suite);
   }
   return suite;
@@ -131,15 +135,15 @@ export function isSupportedSuite(kemId: number, suite: SymmetricSuite): boolean 
 /** A gateway's private key and the configuration it publishes. */
 export interface GatewayKey {
   readonly config: KeyConfig;
-  readonly privateKey: CryptoKey;
+  /** Its node:crypto KeyObject, parsed once for the key's life, not per request. */
+  readonly privateKey: X25519Key;
 }
 
 /** Makes a fresh X25519 gateway key under `keyId`, offering {@link SUPPORTED_SUITES}. */
 export async function generateGatewayKey(keyId: number): Promise<GatewayKey> {
-  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
-  const pair = await kem.generateKeyPair();
-  const publicKey = new Uint8Array(await kem.serializePublicKey(pair.publicKey));
-  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey, suites: SUPPORTED_SUITES }, privateKey: pair.privateKey };
+  const { privateKey } = await kem.generateKeyPair();
+  const key = privateKey as X25519Key;
+  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey: Uint8Array.from(key.publicBytes), suites: SUPPORTED_SUITES }, privateKey: key };
 }
 
 /** A gateway key from its serialised X25519 private and public keys (RFC 9180 §7.1.1). */
@@ -149,8 +153,7 @@ export async function importGatewayKey(
   publicKey: Uint8Array,
   offered: readonly SymmetricSuite[] = SUPPORTED_SUITES,
 ): Promise<GatewayKey> {
-  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
-  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey, suites: offered }, privateKey: await kem.deserializePrivateKey(privateKey) };
+  return { config: { keyId, kemId: KEM_X25519_SHA256, publicKey, suites: offered }, privateKey: (await kem.deserializePrivateKey(privateKey)) as X25519Key };
 }
 
 /** RFC 9458 §4.3: `hdr` = key id, KEM, KDF, AEAD. */
@@ -314,6 +317,5 @@ export async function sealRequest(config: KeyConfig, request: Uint8Array, option
 
 /** Imports an X25519 key pair from its serialised keys (RFC 9458 appendix A's ephemeral pair, for the test vector). */
 export async function importKeyPair(privateKey: Uint8Array, publicKey: Uint8Array): Promise<CryptoKeyPair> {
-  const kem = cipherSuite(AEAD_AES_128_GCM).kem;
   return { privateKey: await kem.deserializePrivateKey(privateKey), publicKey: await kem.deserializePublicKey(publicKey) };
 }
