@@ -7,7 +7,7 @@
  * Keys are {@link X25519Key}s: a KeyObject made once per key, with its
  * serialised public key, so a gateway's private key is parsed once.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, KeyObject, webcrypto, type JsonWebKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, createHmac, KeyObject, webcrypto, type JsonWebKey } from 'node:crypto';
 import {
   DecapError,
   DeriveKeyPairError,
@@ -29,6 +29,8 @@ const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const SUITE_ID = Buffer.concat([Buffer.from('KEM', 'ascii'), Uint8Array.of(0x00, 0x20)]);
 const HPKE_V1 = Buffer.from('HPKE-v1', 'ascii');
 const EMPTY = Buffer.alloc(0);
+const ZERO_SALT = Buffer.alloc(N);
+const ONE = Uint8Array.of(1);
 const USAGES: webcrypto.KeyUsage[] = ['deriveBits'];
 
 /** An X25519 key as @hpke's CryptoKey: its KeyObject and its serialised public key (RFC 9180 §7.1.1). */
@@ -106,9 +108,19 @@ function labeledInfo(label: string, info: Uint8Array, length: number): Buffer {
   return Buffer.concat([Uint8Array.of(length >> 8, length & 0xff), HPKE_V1, SUITE_ID, Buffer.from(label, 'ascii'), info]);
 }
 
-/** LabeledExpand(LabeledExtract("", extractLabel, ikm), expandLabel, info, N): HKDF with an empty salt, which RFC 5869 §2.2 makes HashLen zeros. */
+/**
+ * LabeledExpand(LabeledExtract("", extractLabel, ikm), expandLabel, info, N)
+ * as two HMACs (RFC 5869 §2.2: the empty salt is HashLen zeros; §2.3: N = 32
+ * is one block, T(1)): about half the CPU of one hkdfSync call here.
+ */
 function labeledExtractAndExpand(extractLabel: string, ikm: Uint8Array, expandLabel: string, info: Uint8Array): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', labeledIkm(extractLabel, ikm), EMPTY, labeledInfo(expandLabel, info, N), N));
+  const prk = createHmac('sha256', ZERO_SALT).update(labeledIkm(extractLabel, ikm)).digest();
+  return new Uint8Array(
+    createHmac('sha256', prk)
+      .update(labeledInfo(expandLabel, info, N))
+      .update(ONE)
+      .digest(),
+  );
 }
 
 /** RFC 9180 §4.1 DH, with §7.1.4's check: an all-zero X25519 output is refused. */

@@ -4,8 +4,9 @@
  * vector's ephemeral key, Decap, and a whole @hpke CipherSuite on top of it;
  * then interoperation with @hpke's own WebCrypto KEM, and refusals.
  */
-import { Aes128Gcm, CipherSuite, DecapError, DhkemX25519HkdfSha256, EncapError, HkdfSha256 } from '@hpke/core';
+import { Aes128Gcm, AeadId, CipherSuite, DecapError, DhkemX25519HkdfSha256, EncapError, HkdfSha256 } from '@hpke/core';
 import { describe, expect, it } from 'vitest';
+import { NodeAead } from '../../../src/oblivious/node-aead.ts';
 import { NodeDhkemX25519HkdfSha256, X25519Key } from '../../../src/oblivious/x25519-kem.ts';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -60,8 +61,11 @@ describe('RFC 9180 appendix A.1.1 with the node:crypto KEM', () => {
     expect(toHex(await kem.decap({ recipientKey: { privateKey, publicKey }, enc: hex(V.enc).buffer }))).toBe(V.sharedSecret);
   });
 
-  it('seals and opens the first message of the vector in a CipherSuite', async () => {
-    const suite = new CipherSuite({ kem, kdf: new HkdfSha256(), aead: new Aes128Gcm() });
+  it.each([
+    ["@hpke's", new Aes128Gcm()],
+    ['the node:crypto', new NodeAead(AeadId.Aes128Gcm, 'aes-128-gcm', 16, 12)],
+  ])('seals and opens the first message of the vector in a CipherSuite with %s AES-128-GCM', async (_name, aead) => {
+    const suite = new CipherSuite({ kem, kdf: new HkdfSha256(), aead });
     const sender = await suite.createSenderContext({ recipientPublicKey: await kem.deserializePublicKey(hex(V.pkRm)), info: hex(V.info), ekm: hex(V.ikmE) });
     expect(toHex(sender.enc)).toBe(V.enc);
     expect(toHex(await sender.seal(hex(V.pt), hex(V.aad)))).toBe(V.ct);
