@@ -25,7 +25,7 @@ import { checkStatement, type RegistrationContext } from '../src/dp/registration
 import { generateSigningKey } from '../src/protocol/jws.ts';
 import { loadOrCreateKey } from '../src/server/keys.ts';
 import { spawnReady, type ReadyChild } from './lib/run.ts';
-import { benchDigits } from './lib/zones.ts';
+import { benchDigits, writeRegistrationZones } from './lib/zones.ts';
 import { freePort } from '../test/fixtures/free-port.ts';
 import { attestedStatement } from '../test/fixtures/statements.ts';
 
@@ -41,18 +41,7 @@ const round = (x: number, places = 0): number => Math.round(x * 10 ** places) / 
 const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-import-'));
 const rootUrl = `http://127.0.0.1:${await freePort()}`;
 const dpUrl = `http://127.0.0.1:${await freePort()}`;
-await mkdir(join(dir, 'zones'));
-await writeFile(
-  join(dir, 'zones', 'root.yaml'),
-  `role: root\nid: root\nserial: 1\nttl: 86400\nnegativeTtl: 300\nendpoints: [ "${rootUrl}" ]\n` +
-    `msps: [ { id: chat-a, name: A, bit: 0 } ]\ndps: [ { id: dp-bench, endpoints: [ "${dpUrl}" ] } ]\n` +
-    `csips: [ { id: csip-bench, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:999" ] } ]\n` +
-    `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
-);
-await writeFile(
-  join(dir, 'zones', 'dp-bench.yaml'),
-  `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`,
-);
+await writeRegistrationZones(dir, rootUrl, dpUrl);
 const keys = join(dir, 'keys');
 const csip = await loadOrCreateKey(keys, 'csip-bench');
 const msp = await loadOrCreateKey(keys, 'chat-a');

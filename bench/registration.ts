@@ -17,7 +17,7 @@ import type { Statement } from '../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../src/server/keys.ts';
 import { openSqliteStore } from '../src/store/sqlite-store.ts';
 import { load, spawnReady, type LoadFigures } from './lib/run.ts';
-import { benchDigits } from './lib/zones.ts';
+import { benchDigits, writeRegistrationZones } from './lib/zones.ts';
 import { freePort } from '../test/fixtures/free-port.ts';
 import { attestedStatement } from '../test/fixtures/statements.ts';
 
@@ -38,18 +38,7 @@ function show(name: string, f: LoadFigures): void {
 
 const dir = await mkdtemp(join(tmpdir(), 'mimi-bench-reg-'));
 const dpUrl = `http://127.0.0.1:${await freePort()}`;
-await mkdir(join(dir, 'zones'));
-await writeFile(
-  join(dir, 'zones', 'root.yaml'),
-  `role: root\nid: root\nserial: 1\nttl: 86400\nnegativeTtl: 300\nendpoints: [ "http://127.0.0.1:${await freePort()}" ]\n` +
-    `msps: [ { id: chat-a, name: A, bit: 0 } ]\ndps: [ { id: dp-bench, endpoints: [ "${dpUrl}" ] } ]\n` +
-    `csips: [ { id: csip-bench, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:999" ] } ]\n` +
-    `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
-);
-await writeFile(
-  join(dir, 'zones', 'dp-bench.yaml'),
-  `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`,
-);
+await writeRegistrationZones(dir, `http://127.0.0.1:${await freePort()}`, dpUrl);
 // Load from one address: far above the default limit per resolver.
 await writeFile(
   join(dir, 'limits.yaml'),

@@ -3,7 +3,7 @@
  * each on two MSPs. +999 is an unassigned country code, so every generated
  * number is fictional.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -49,4 +49,24 @@ delegations:
   }
   await writeFile(join(dir, 'dp-bench.yaml'), `${lines.join('\n')}\n`);
   return dir;
+}
+
+/**
+ * Writes `<dir>/zones` for the registration benches: a root at `rootUrl`
+ * delegating `e164:999` to dp-bench at `dpUrl`, which takes registrations
+ * (MSP chat-a, identity prover csip-bench); no mappings in the files.
+ */
+export async function writeRegistrationZones(dir: string, rootUrl: string, dpUrl: string): Promise<void> {
+  await mkdir(join(dir, 'zones'), { recursive: true });
+  await writeFile(
+    join(dir, 'zones', 'root.yaml'),
+    `role: root\nid: root\nserial: 1\nttl: 86400\nnegativeTtl: 300\nendpoints: [ "${rootUrl}" ]\n` +
+      `msps: [ { id: chat-a, name: A, bit: 0 } ]\ndps: [ { id: dp-bench, endpoints: [ "${dpUrl}" ] } ]\n` +
+      `csips: [ { id: csip-bench, endpoints: [ "http://127.0.0.1:9" ], attests: [ "e164:999" ] } ]\n` +
+      `delegations: [ { zone: "e164:999", providers: [ dp-bench ] } ]\n`,
+  );
+  await writeFile(
+    join(dir, 'zones', 'dp-bench.yaml'),
+    `role: authoritative\nid: dp-bench\nserial: 1\nttl: 3600\nnegativeTtl: 60\nzones: [ "e164:999" ]\nendpoints: [ "${dpUrl}" ]\n`,
+  );
 }

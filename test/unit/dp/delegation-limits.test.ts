@@ -17,6 +17,7 @@ import { openSqliteStore } from '../../../src/store/sqlite-store.ts';
 import { loadZoneDir } from '../../../src/zone/load.ts';
 import { DEFAULT_LIMITS, type DelegationLimits } from '../../../src/zone/limits-file.ts';
 import type { AuthoritativeZone, RootZone } from '../../../src/zone/normalise.ts';
+import { storedMapping } from '../../fixtures/stored-mapping.ts';
 
 const zones = await loadZoneDir('test/fixtures/hierarchy');
 const root = zones.find((z) => z.zone.role === 'root')?.zone as RootZone;
@@ -142,21 +143,7 @@ describe('the conflicts admin list', () => {
     for (let i = 0; i < 5; i++) {
       const id = `c-${String(i)}`;
       ids.push(id);
-      const pending: PendingMapping = {
-        id,
-        csi: `tel:+4477009000${String(i)}`,
-        msp: 'chat-a',
-        preference: 1,
-        created: '2026-11-23T00:00:00Z',
-        holder: 'h',
-        holderJwk: { kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) },
-        level: 'otp',
-        attestationIat: 1,
-        proof: { payload: 'e30', signatures: [{ protected: 'e30', signature: 'AA' }] },
-        registeredAt: 1,
-        since: Date.parse('2026-11-23T00:00:00Z'),
-        contested: false,
-      };
+      const pending: PendingMapping = { ...storedMapping(`tel:+4477009000${String(i)}`), id, since: Date.parse('2026-11-23T00:00:00Z'), contested: false };
       await store.update({ csi: pending.csi, decide: (r) => r.addPending(pending) });
     }
     const first = await reg.conflicts(2);
