@@ -205,8 +205,11 @@ interface Job {
   readonly resolve: (value: Settled<unknown>) => void;
 }
 
-/** A prefix of NOTIFY payloads: a mapping change (`m <nonce> <csi>`) or a delegation change (`d <nonce>`). */
-const CHANGE = { mapping: 'm', delegations: 'd' } as const;
+/** A prefix of NOTIFY payloads: a mapping change (`m <nonce> <csi>`), a delegation change (`d <nonce>`), or a process's probe of its own LISTEN (`p <nonce>`). */
+const CHANGE = { mapping: 'm', delegations: 'd', probe: 'p' } as const;
+
+/** How often a process whose cache is off probes its LISTEN connection (ms). */
+const PROBE_INTERVAL_MS = 500;
 
 /** Runs the migrations under an advisory lock, in one transaction: the second of two processes starting together finds them done. */
 async function migrate(sql: Sql, schema: string): Promise<void> {
@@ -288,6 +291,7 @@ class PostgresStore implements DpStore {
   #queue: Job[] = [];
   #flushing = false;
   #primaryFailedAt = -Infinity;
+  #probedAt = -Infinity;
   #listened = false;
   /** False from a failure of the primary until LISTEN is resubscribed: writes may be missed, so nothing is served from the cache. */
   #listening = true;
@@ -332,7 +336,14 @@ class PostgresStore implements DpStore {
 
   #dispatch(payload: string): void {
     const [kind, nonce, ...rest] = payload.split(' ');
-    if (nonce === this.#nonce) return;
+    if (kind === CHANGE.probe && nonce === this.#nonce) {
+      // Its own probe came back: LISTEN works now. Whatever was cached before is dropped, in case some was missed.
+      this.#epoch += 1;
+      this.#cache.clear();
+      this.#listening = true;
+      return;
+    }
+    if (nonce === this.#nonce || kind === CHANGE.probe) return;
     if (kind === CHANGE.delegations) {
       for (const listener of this.#delegationListeners) listener();
       return;
@@ -365,11 +376,24 @@ class PostgresStore implements DpStore {
   /** A query on the primary, bounded; a failure is `store_unavailable`. */
   async #query<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
     try {
-      return await bounded(run(this.#sql), this.#timeoutMs);
+      const answer = await bounded(run(this.#sql), this.#timeoutMs);
+      this.#probe();
+      return answer;
     } catch (err) {
       this.#failed(err);
       throw unavailable(err);
     }
+  }
+
+  /**
+   * While the cache is off after a failure, asks (at most every 500 ms) for a
+   * NOTIFY to itself: hearing it proves LISTEN works, and the cache comes back
+   * on (a LISTEN that never dropped has no resubscription to say so).
+   */
+  #probe(): void {
+    if (this.#listening || performance.now() - this.#probedAt < PROBE_INTERVAL_MS) return;
+    this.#probedAt = performance.now();
+    bounded(this.#sql`SELECT pg_notify(${this.#channel}, ${`${CHANGE.probe} ${this.#nonce}`})`, this.#timeoutMs).catch(() => undefined);
   }
 
   /** Notes a failure of the primary: lookups go to `readUrl` for a while, and the cache is not trusted until LISTEN is back. */
@@ -388,7 +412,9 @@ class PostgresStore implements DpStore {
     const standby = (): Promise<T> => bounded(run(read), this.#timeoutMs).catch((err: unknown) => Promise.reject(unavailable(err)));
     if (performance.now() - this.#primaryFailedAt < PRIMARY_BACKOFF_MS) return standby();
     try {
-      return await bounded(run(this.#sql), Math.min(this.#timeoutMs, PRIMARY_LOOKUP_WAIT_MS));
+      const answer = await bounded(run(this.#sql), Math.min(this.#timeoutMs, PRIMARY_LOOKUP_WAIT_MS));
+      this.#probe();
+      return answer;
     } catch (err) {
       this.#failed(err);
       return standby();
@@ -640,6 +666,7 @@ class PostgresStore implements DpStore {
       }
     }
     this.#primaryFailedAt = -Infinity;
+    this.#probe();
     for (const csi of changed) this.#invalidate(csi);
     batch.forEach((job, i) => job.resolve(outcomes[i] ?? { ok: false, error: unavailable(new Error('no outcome')) }));
   }

@@ -15,6 +15,7 @@ import { checkPostgres, startCluster, type PgCluster } from '../fixtures/postgre
 import { lookupAt, postAt, startPgDeployment, type PgDeployment } from '../fixtures/pg-deployment.ts';
 import { signFlattened } from '../../src/protocol/jws.ts';
 import { storedMapping } from '../fixtures/stored-mapping.ts';
+import { encodeProof } from '../../src/store/proof-codec.ts';
 
 const runs = checkPostgres('the PostgreSQL store tests');
 
@@ -138,6 +139,28 @@ describe.runIf(runs)('the PostgreSQL store', () => {
     await a.update({ csi, decide: (r) => r.putActive(mapping(csi)) });
     expect(await heard).toBe(csi);
     expect(await b.active(csi)).toHaveLength(1);
+  });
+
+  it('serves from its cache again once a failure is over and its LISTEN proves to work', async () => {
+    const store = await openPostgresStore({ url: cluster.url(), id: 'dp-probe', hashKey: emailHashKey, timeoutMs: 500 });
+    opened.push(store);
+    expect(await store.active('tel:+447700900040')).toEqual([]);
+    // Another session holds the table: a read times out, and the store stops trusting its cache.
+    const held = cluster.primary.query('BEGIN; LOCK TABLE "dp-probe".mappings IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT;');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await expect(store.active('tel:+447700900041')).rejects.toMatchObject({ code: 'store_unavailable' });
+    await held;
+    await store.pendingCount(); // a query that works: the store probes its LISTEN
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const csi = 'tel:+447700900042';
+    expect(await store.active(csi)).toEqual([]); // cached again
+    // A row written behind the store's back (no NOTIFY) is not seen: the answer came from the cache.
+    const m = storedMapping(csi);
+    await cluster.primary.query(
+      `INSERT INTO "dp-probe".mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at)
+       VALUES ('${csi}', 'chat-a', 1, '${m.created}', 'h', '${JSON.stringify(m.holderJwk)}', 'otp', 1, '\\x${encodeProof(m.proof).toString('hex')}', 1)`,
+    );
+    expect(await store.active(csi)).toEqual([]);
   });
 
   it('tells another root process of a delegation change', async () => {
