@@ -272,8 +272,8 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
   };
 }
 
-/** The client's program, driven over stdin and stdout. */
-class Client {
+/** The client's program (./client-agent.ts started in a host), driven over stdin and stdout. */
+export class Client {
   readonly #proc: HostProcess;
   readonly #waiting = new Map<number, (results: AgentResult[]) => void>();
   #next = 0;
@@ -290,6 +290,7 @@ class Client {
     });
   }
 
+  /** Sends one command; resolves with its results. */
   send(command: AgentRequest): Promise<AgentResult[]> {
     const id = this.#next++;
     return new Promise((resolve) => {
