@@ -82,21 +82,7 @@ describe.skipIf(!runs)('certificates checked against the endpoints zone files na
     await serve('root');
     nanp = await serve('nanp');
     await serve('resolver');
-    const agent = await net.start(
-      'client',
-      [
-        process.execPath,
-        '--import',
-        'tsx',
-        join(REPO, 'test/hosts/client-agent.ts'),
-        '--ca',
-        join(dirs.client, 'tls/ca.pem'),
-        '--trust-anchor',
-        join(dirs.client, 'trust-anchor.jwk'),
-      ],
-      { cwd: REPO, ready: (line) => line.includes('"event":"ready"') },
-    );
-    client = new Client(agent);
+    client = await Client.start(net, dirs.client);
   }, 120_000);
   afterAll(async () => {
     await net?.destroy();

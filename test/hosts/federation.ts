@@ -278,6 +278,25 @@ export class Client {
   readonly #waiting = new Map<number, (results: AgentResult[]) => void>();
   #next = 0;
 
+  /** Starts the client's program on the `client` host, trusting the CA and trust anchor in `dir` (the client host's directory). */
+  static async start(net: HostNetwork, dir: string): Promise<Client> {
+    const agent = await net.start(
+      'client',
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(REPO, 'test/hosts/client-agent.ts'),
+        '--ca',
+        join(dir, 'tls/ca.pem'),
+        '--trust-anchor',
+        join(dir, 'trust-anchor.jwk'),
+      ],
+      { cwd: REPO, ready: (line) => line.includes('"event":"ready"') },
+    );
+    return new Client(agent);
+  }
+
   constructor(proc: HostProcess) {
     this.#proc = proc;
     const stdout = proc.child.stdout;
@@ -326,21 +345,7 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
     await serve('root');
     await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(serve));
     await Promise.all((['resolver', 'resolv2'] as const).map(serve));
-    const agent = await net.start(
-      'client',
-      [
-        process.execPath,
-        '--import',
-        'tsx',
-        join(REPO, 'test/hosts/client-agent.ts'),
-        '--ca',
-        join(dirs.client, 'tls/ca.pem'),
-        '--trust-anchor',
-        join(dirs.client, 'trust-anchor.jwk'),
-      ],
-      { cwd: REPO, ready: (line) => line.includes('"event":"ready"') },
-    );
-    const client = new Client(agent);
+    const client = await Client.start(net, dirs.client);
     const resolver = url('resolver');
     return {
       net,
