@@ -3,7 +3,8 @@
  * writes a new private Ed25519 JWK (mode 0600, never over an existing file)
  * and prints its public JWK, `public FILE` prints a key file's public JWK, and
  * `rotate ID` (the server stopped) gives a DP a new key and re-signs every
- * proof its store holds. The `kid` printed is the RFC 7638 thumbprint, which a
+ * proof its store holds; `rotate --issuer` gives a Privacy Pass issuer a new
+ * token key, keeping the old one beside it. The `kid` printed is the RFC 7638 thumbprint, which a
  * `_mimi-dp` TXT record names (`mimi-dp=<kid>`, PROTOCOL.md §9).
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { emailHashKey } from '../dp/authoritative-dp.ts';
 import { rotateSigningKey } from '../dp/key-rotation.ts';
 import { MimiError } from '../errors.ts';
+import { ISSUER_KEY_FILE, ISSUER_PREVIOUS_KEY_FILE, rotateIssuerKey } from '../oblivious/issuer.ts';
 import { generateSigningKey, type SigningKey } from '../protocol/jws.ts';
 import { loadKeyIfPresent, readKeyFile } from '../server/keys.ts';
 import { openSqliteStore } from '../store/sqlite-store.ts';
@@ -25,6 +27,8 @@ export const KEY_USAGE = `usage:
   mimi key public FILE                          prints the public JWK (with kid) of a key file
   mimi key rotate ID [--keys DIR] [--data DIR]  with server ID stopped: a new signing key, every stored proof re-signed
                                                 (defaults .mimi/keys and .mimi/data); prints the new public JWK
+  mimi key rotate --issuer [--keys DIR]         a new Privacy Pass issuer key in DIR; the old one stays as the previous key,
+                                                published and signed with beside it, until you delete it; restart the issuer
 
 The kid is the RFC 7638 thumbprint: an e-mail delegation's TXT record is _mimi-dp.<domain> "mimi-dp=<kid>".
 `;
@@ -68,6 +72,17 @@ async function rotate(id: string, keys: string, data: string): Promise<number> {
   return 0;
 }
 
+async function rotateIssuer(keys: string): Promise<number> {
+  const { current, previous } = await rotateIssuerKey(keys);
+  const id = (k: { id: Uint8Array }): string => Buffer.from(k.id).toString('hex');
+  process.stderr.write(
+    `mimi: a new issuer token key ${id(current)} in ${join(keys, ISSUER_KEY_FILE)}; the old one, ${id(previous)}, is now ${join(keys, ISSUER_PREVIOUS_KEY_FILE)}:\n` +
+      '  restart the issuer to publish both; gateways fetch the new one within the hour (or at its first token);\n' +
+      `  delete ${ISSUER_PREVIOUS_KEY_FILE} and restart once the tokens of the old key have been spent (a week of challenge periods, say)\n`,
+  );
+  return 0;
+}
+
 /** `mimi key create|public|rotate`. */
 export async function keyCommand(args: readonly string[]): Promise<number> {
   if (wantsHelp(args)) {
@@ -76,11 +91,17 @@ export async function keyCommand(args: readonly string[]): Promise<number> {
   }
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { keys: { type: 'string', default: '.mimi/keys' }, data: { type: 'string', default: '.mimi/data' } },
+    options: { keys: { type: 'string', default: '.mimi/keys' }, data: { type: 'string', default: '.mimi/data' }, issuer: { type: 'boolean', default: false } },
     strict: true,
     allowPositionals: true,
   });
   const [action, target] = positionals;
+  if (action === 'rotate' && values.issuer) {
+    if (positionals.length !== 1)
+      throw new UsageError('usage: mimi key rotate --issuer [--keys DIR] (no ID: the issuer key is one per key directory)', KEY_USAGE);
+    return rotateIssuer(values.keys);
+  }
+  if (values.issuer) throw new UsageError('--issuer goes with mimi key rotate only', KEY_USAGE);
   if (positionals.length !== 2 || target === undefined) throw new UsageError('usage: mimi key create|public FILE, or mimi key rotate ID', KEY_USAGE);
   if (action === 'create') return create(target);
   if (action === 'public') {

@@ -80,7 +80,12 @@ export interface GatewayOptions {
   readonly tokens?: TokenGate | undefined;
   /** The limits a token-authenticated request is counted by (the resolver's, now). */
   readonly limits?: (() => Limits | undefined) | undefined;
+  /** Told each encapsulated request's outcome (metrics). */
+  readonly observe?: ((outcome: GatewayOutcome) => void) | undefined;
 }
+
+/** What became of an encapsulated request: answered (whatever the inner status), or refused outside and why. */
+export type GatewayOutcome = 'answered' | 'replayed' | 'unknown_key' | 'expired_key' | 'undecryptable' | 'unsupported_media';
 
 /** A Binary HTTP answer carrying a problem document (RFC 9457), with `Retry-After` for 429. */
 function problemResponse(err: unknown): BinaryResponse {
@@ -135,6 +140,7 @@ function keyProblem(keyId: number): string {
 /** Adds `GET /.well-known/ohttp-gateway` and `POST /v1/ohttp` to a resolver's app. */
 export function addGatewayRoutes(app: FastifyInstance, options: GatewayOptions): void {
   const { keys } = options;
+  const observe = options.observe ?? ((): void => undefined);
   // Encapsulated requests are bytes; every other body of the app stays JSON (http-common.ts).
   app.addContentTypeParser(OHTTP_REQUEST_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: MAX_ENCAPSULATED_REQUEST }, (_request, body, done) => done(null, body));
 
@@ -149,19 +155,29 @@ export function addGatewayRoutes(app: FastifyInstance, options: GatewayOptions):
 
   app.post(GATEWAY_PATH, async (request, reply) => {
     const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-    if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body))
+    if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body)) {
+      observe('unsupported_media');
       throw new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
+    }
     await keys.refresh();
     let opened;
     try {
       opened = await openRequest(request.body, (keyId) => keys.key(keyId));
     } catch (err) {
+      observe(err instanceof UnknownKeyError ? 'unknown_key' : 'undecryptable');
       if (err instanceof UnknownKeyError) return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(err.keyId));
       throw err;
     }
     const seen = keys.remember(opened.keyId, opened.enc);
-    if (seen === 'expired') return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(opened.keyId));
-    if (seen === 'replayed') return sendProblem(reply, new MimiError('replayed', 'this encapsulated request was received before'));
+    if (seen === 'expired') {
+      observe('expired_key');
+      return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(opened.keyId));
+    }
+    if (seen === 'replayed') {
+      observe('replayed');
+      return sendProblem(reply, new MimiError('replayed', 'this encapsulated request was received before'));
+    }
+    observe('answered');
     let response: BinaryResponse;
     try {
       response = await answerInner(decodeRequest(opened.request), options, request.raw);

@@ -8,7 +8,7 @@
  * the user, the gateway's challenge or the token; it logs no body.
  */
 import { constants, createHash, KeyObject, privateDecrypt, publicEncrypt, type webcrypto } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { publicVerif, TOKEN_TYPES } from '@cloudflare/privacypass-ts';
 import type { FastifyInstance } from 'fastify';
@@ -33,6 +33,8 @@ export { ISSUER_DIRECTORY_CONTENT_TYPE, ISSUER_DIRECTORY_PATH, TOKEN_REQUEST_CON
 
 /** The issuer's key file in the process's key directory. */
 export const ISSUER_KEY_FILE = 'issuer-token-key.jwk';
+/** The key a rotation replaced, accepted until the operator deletes it (or the next rotation replaces it). */
+export const ISSUER_PREVIOUS_KEY_FILE = 'issuer-token-key.previous.jwk';
 /** Largest key file read. */
 const MAX_KEY_FILE = 16 * 1024;
 const DAY_MS = 86_400_000;
@@ -41,6 +43,8 @@ const DAY_MS = 86_400_000;
 export interface IssuerOptions {
   /** The signing key pair (RSA-PSS SHA-384, 2048 bits): {@link loadOrCreateIssuerKey}. */
   readonly keyPair: CryptoKeyPair;
+  /** The key pair a rotation replaced ({@link loadIssuerKeys}): listed after the current one and still signed with. */
+  readonly previousKeyPair?: CryptoKeyPair | undefined;
   /** Attesters by the SHA-256 hex of their API key, and of their certificate's SubjectPublicKeyInfo: their MSP. */
   readonly keys: ReadonlyMap<string, string>;
   readonly certs: ReadonlyMap<string, string>;
@@ -49,18 +53,25 @@ export interface IssuerOptions {
   readonly logger: Logger;
   /** The clock (ms): the quotas' day. */
   readonly now: () => number;
+  /** Told each token request's outcome, by attester (metrics). */
+  readonly observe?: ((attester: string, result: IssuerResult) => void) | undefined;
 }
+
+/** A token request's outcome: the attester unknown, the request malformed, the quota spent, or a token issued. */
+export type IssuerResult = 'issued' | 'unauthorized' | 'invalid' | 'quota';
 
 /** A built issuer: its routes and its published key. */
 export interface TokenIssuer {
+  /** The key it signs new tokens with. */
   readonly tokenKey: TokenKey;
+  /** Every key it publishes and signs with: the current one first, then the previous one. */
+  readonly tokenKeys: readonly TokenKey[];
   routes(app: FastifyInstance): void;
 }
 
-/** Reads the issuer's private RSA JWK from `DIR/issuer-token-key.jwk`, creating it (0600) when missing. */
-export async function loadOrCreateIssuerKey(dir: string): Promise<CryptoKeyPair> {
-  const path = join(dir, ISSUER_KEY_FILE);
-  let text: string | undefined;
+/** Reads a private RSA JWK key file (0600, 2048 bits); undefined when there is none. */
+async function readIssuerKey(path: string): Promise<CryptoKeyPair | undefined> {
+  let text: string;
   try {
     const info = await stat(path);
     if ((info.mode & 0o077) !== 0) throw new MimiError('start_refused', `${path}: a secret must not be readable by others (chmod 600)`);
@@ -68,24 +79,68 @@ export async function loadOrCreateIssuerKey(dir: string): Promise<CryptoKeyPair>
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (err instanceof MimiError) throw err;
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new MimiError('start_refused', `${path}: cannot be read`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MimiError('start_refused', `${path}: cannot be read`, { cause: err });
   }
-  if (text !== undefined) {
-    try {
-      const jwk = JSON.parse(text) as webcrypto.JsonWebKey;
-      if (jwk.kty !== 'RSA' || jwk.n === undefined || jwk.e === undefined || jwk.d === undefined) throw new Error('not a private RSA JWK');
-      const privateKey = await crypto.subtle.importKey('jwk', jwk, TOKEN_RSA_PARAMS, true, ['sign']);
-      const publicKey = await crypto.subtle.importKey('jwk', { kty: 'RSA', n: jwk.n, e: jwk.e }, TOKEN_RSA_PARAMS, true, ['verify']);
-      if ((publicKey.algorithm as webcrypto.RsaHashedKeyAlgorithm).modulusLength !== 2048) throw new Error('not 2048 bits');
-      return { privateKey, publicKey };
-    } catch (err) {
-      throw new MimiError('start_refused', `${path}: not a private 2048-bit RSA JWK`, { cause: err });
-    }
+  try {
+    const jwk = JSON.parse(text) as webcrypto.JsonWebKey;
+    if (jwk.kty !== 'RSA' || jwk.n === undefined || jwk.e === undefined || jwk.d === undefined) throw new Error('not a private RSA JWK');
+    const privateKey = await crypto.subtle.importKey('jwk', jwk, TOKEN_RSA_PARAMS, true, ['sign']);
+    const publicKey = await crypto.subtle.importKey('jwk', { kty: 'RSA', n: jwk.n, e: jwk.e }, TOKEN_RSA_PARAMS, true, ['verify']);
+    if ((publicKey.algorithm as webcrypto.RsaHashedKeyAlgorithm).modulusLength !== 2048) throw new Error('not 2048 bits');
+    return { privateKey, publicKey };
+  } catch (err) {
+    throw new MimiError('start_refused', `${path}: not a private 2048-bit RSA JWK`, { cause: err });
   }
+}
+
+async function writeIssuerKey(path: string, pair: CryptoKeyPair, flag: 'wx' | 'w'): Promise<void> {
+  await writeFile(path, `${JSON.stringify(await crypto.subtle.exportKey('jwk', pair.privateKey))}\n`, { mode: 0o600, flag });
+}
+
+/** Reads the issuer's private RSA JWK from `DIR/issuer-token-key.jwk`, creating it (0600) when missing. */
+export async function loadOrCreateIssuerKey(dir: string): Promise<CryptoKeyPair> {
+  const path = join(dir, ISSUER_KEY_FILE);
+  const held = await readIssuerKey(path);
+  if (held !== undefined) return held;
   const pair = await generateIssuerKey();
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeFile(path, `${JSON.stringify(await crypto.subtle.exportKey('jwk', pair.privateKey))}\n`, { mode: 0o600, flag: 'wx' });
+  await writeIssuerKey(path, pair, 'wx');
   return pair;
+}
+
+/**
+ * The issuer's keys in `DIR`: the current one (created when missing) and the
+ * previous one, `issuer-token-key.previous.jwk`, when a rotation left it
+ * there: still listed in the directory and still signed with, so that tokens
+ * asked for and held under it keep working until the operator removes it.
+ */
+export async function loadIssuerKeys(dir: string): Promise<{ current: CryptoKeyPair; previous: CryptoKeyPair | undefined }> {
+  return { current: await loadOrCreateIssuerKey(dir), previous: await readIssuerKey(join(dir, ISSUER_PREVIOUS_KEY_FILE)) };
+}
+
+/**
+ * `mimi key rotate --issuer`: a new current key in `DIR`; the current one
+ * becomes the previous one (the one before it is deleted). Their truncated
+ * key ids (the last byte of the key id, RFC 9578 §6.1) differ, so a token
+ * request names one of them. Takes effect when the issuer starts again.
+ */
+export async function rotateIssuerKey(dir: string): Promise<{ current: TokenKey; previous: TokenKey }> {
+  const old = await readIssuerKey(join(dir, ISSUER_KEY_FILE));
+  if (old === undefined)
+    throw new MimiError('invalid_config', `${join(dir, ISSUER_KEY_FILE)}: no issuer key to rotate (an issuer creates it at its first start)`);
+  const previous = await publishTokenKey(old.publicKey);
+  let fresh: CryptoKeyPair;
+  let current: TokenKey;
+  do {
+    fresh = await generateIssuerKey();
+    current = await publishTokenKey(fresh.publicKey);
+  } while (current.id[current.id.length - 1] === previous.id[previous.id.length - 1]);
+  const pending = join(dir, `${ISSUER_KEY_FILE}.new`);
+  await writeIssuerKey(pending, fresh, 'w');
+  await rename(join(dir, ISSUER_KEY_FILE), join(dir, ISSUER_PREVIOUS_KEY_FILE));
+  await rename(pending, join(dir, ISSUER_KEY_FILE));
+  return { current, previous };
 }
 
 /** A new issuer key pair (RFC 9578 §6: 2048-bit RSA, e = 65537). */
@@ -113,27 +168,47 @@ function attesterOf(request: Parameters<typeof clientCertificateHash>[0], option
   return msp;
 }
 
-/** Builds an issuer over its key. */
-export async function buildIssuer(options: IssuerOptions): Promise<TokenIssuer> {
-  const tokenKey = await publishTokenKey(options.keyPair.publicKey);
+/** One key the issuer signs with: RFC 9474 BlindSign on OpenSSL. */
+interface SigningTokenKey {
+  readonly published: TokenKey;
+  readonly truncatedId: number;
+  readonly sign: (blinded: Buffer) => Buffer;
+}
+
+async function signingKeyOf(pair: CryptoKeyPair): Promise<SigningTokenKey> {
+  const published = await publishTokenKey(pair.publicKey);
   // RFC 9474 BlindSign is RSASP1 on the blinded message, then a check that it verifies (RSAVP1). OpenSSL does the
   // private operation (with CRT) in about a millisecond; the library's pure-JavaScript one held the event loop for
   // about 0.4 s per token, so one attester within its quota could stall the issuer for everyone.
-  const privateKey = KeyObject.from(options.keyPair.privateKey);
-  const publicKey = KeyObject.from(options.keyPair.publicKey);
+  const privateKey = KeyObject.from(pair.privateKey);
+  const publicKey = KeyObject.from(pair.publicKey);
   const modulus = Buffer.from(publicKey.export({ format: 'jwk' }).n ?? '', 'base64url');
-  const blindSign = (blinded: Buffer): Buffer => {
-    if (blinded.length !== modulus.length || Buffer.compare(blinded, modulus) >= 0) throw new Error('the blinded message is not below the modulus');
-    const signature = privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, blinded);
-    // RFC 9474 §4.3 step 3: verify before answering (a fault must not leak the key).
-    if (!publicEncrypt({ key: publicKey, padding: constants.RSA_NO_PADDING }, signature).equals(blinded)) throw new Error('the signature does not verify');
-    return signature;
+  return {
+    published,
+    truncatedId: published.id[published.id.length - 1] as number,
+    sign: (blinded) => {
+      if (blinded.length !== modulus.length || Buffer.compare(blinded, modulus) >= 0) throw new Error('the blinded message is not below the modulus');
+      const signature = privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, blinded);
+      // RFC 9474 §4.3 step 3: verify before answering (a fault must not leak the key).
+      if (!publicEncrypt({ key: publicKey, padding: constants.RSA_NO_PADDING }, signature).equals(blinded)) throw new Error('the signature does not verify');
+      return signature;
+    },
   };
-  const truncatedId = tokenKey.id[tokenKey.id.length - 1];
+}
+
+/** Builds an issuer over its keys. */
+export async function buildIssuer(options: IssuerOptions): Promise<TokenIssuer> {
+  const current = await signingKeyOf(options.keyPair);
+  const previous = options.previousKeyPair !== undefined ? await signingKeyOf(options.previousKeyPair) : undefined;
+  if (previous !== undefined && previous.truncatedId === current.truncatedId && !Buffer.from(previous.published.id).equals(current.published.id))
+    throw new MimiError('start_refused', 'the current and previous issuer keys share a truncated key id: rotate again');
+  const signing = previous === undefined || Buffer.from(previous.published.id).equals(current.published.id) ? [current] : [current, previous];
+  // RFC 9578 §4: the current key first; clients and gateways take the first they support.
   const directory = JSON.stringify({
     'issuer-request-uri': TOKEN_REQUEST_PATH,
-    'token-keys': [{ 'token-type': TOKEN_TYPE_BLIND_RSA, 'token-key': Buffer.from(tokenKey.spki).toString('base64url') }],
+    'token-keys': signing.map((k) => ({ 'token-type': TOKEN_TYPE_BLIND_RSA, 'token-key': Buffer.from(k.published.spki).toString('base64url') })),
   });
+  const observe = options.observe ?? ((): void => undefined);
   /** Tokens issued today, per MSP. */
   const issued = new Map<string, { day: number; count: number }>();
 
@@ -155,7 +230,8 @@ export async function buildIssuer(options: IssuerOptions): Promise<TokenIssuer> 
   };
 
   return {
-    tokenKey,
+    tokenKey: current.published,
+    tokenKeys: signing.map((k) => k.published),
     routes: (app) => {
       app.addContentTypeParser(TOKEN_REQUEST_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: TOKEN_REQUEST_LENGTH }, (_request, body, done) => done(null, body));
       app.get(ISSUER_DIRECTORY_PATH, async (_request, reply) =>
@@ -163,24 +239,42 @@ export async function buildIssuer(options: IssuerOptions): Promise<TokenIssuer> 
       );
       refuseOtherMethods(app, ISSUER_DIRECTORY_PATH, ['GET']);
       app.post(TOKEN_REQUEST_PATH, async (request, reply) => {
-        const msp = attesterOf(request.raw, options);
+        let msp = 'unknown';
+        try {
+          msp = attesterOf(request.raw, options);
+        } catch (err) {
+          observe(msp, 'unauthorized');
+          throw err;
+        }
         const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-        if (type !== TOKEN_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body))
-          throw new MimiError('invalid_request', `the body of ${TOKEN_REQUEST_PATH} must be ${TOKEN_REQUEST_CONTENT_TYPE}`, { status: 415 });
         const body = request.body;
+        const refused = (message: string, status?: number): MimiError => {
+          observe(msp, 'invalid');
+          return new MimiError('invalid_request', message, status !== undefined ? { status } : {});
+        };
+        if (type !== TOKEN_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(body))
+          throw refused(`the body of ${TOKEN_REQUEST_PATH} must be ${TOKEN_REQUEST_CONTENT_TYPE}`, 415);
         // RFC 9578 §6.2: exactly token_type (2), truncated_token_key_id, blinded_msg[Nk].
         if (body.length !== TOKEN_REQUEST_LENGTH || body.readUInt16BE(0) !== TOKEN_TYPE_BLIND_RSA)
-          throw new MimiError('invalid_request', `a token request is ${TOKEN_REQUEST_LENGTH} bytes of token type 2`);
-        if (body[2] !== truncatedId) throw new MimiError('invalid_request', 'the token request names another token key');
-        charge(msp);
+          throw refused(`a token request is ${TOKEN_REQUEST_LENGTH} bytes of token type 2`);
+        const key = signing.find((k) => k.truncatedId === body[2]);
+        if (key === undefined) throw refused('the token request names a token key this issuer does not hold: fetch its directory again');
+        try {
+          charge(msp);
+        } catch (err) {
+          observe(msp, 'quota');
+          throw err;
+        }
         let signature: Uint8Array;
         try {
           const tokenRequest = publicVerif.TokenRequest.deserialize(TOKEN_TYPES.BLIND_RSA, new Uint8Array(body));
-          signature = new publicVerif.TokenResponse(blindSign(Buffer.from(tokenRequest.blindedMsg))).serialize();
+          signature = new publicVerif.TokenResponse(key.sign(Buffer.from(tokenRequest.blindedMsg))).serialize();
         } catch (err) {
           // A blinded message out of range (RFC 9474 §4.2): the client's fault, not the issuer's.
+          observe(msp, 'invalid');
           throw new MimiError('invalid_request', 'the blinded message cannot be signed', { cause: err });
         }
+        observe(msp, 'issued');
         options.logger.debug({ msp }, 'token issued');
         return reply.type(TOKEN_RESPONSE_CONTENT_TYPE).header('cache-control', 'no-store').send(Buffer.from(signature));
       });

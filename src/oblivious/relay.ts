@@ -35,7 +35,12 @@ export interface RelayOptions {
   readonly dispatcher?: Dispatcher | undefined;
   /** Time the gateway has to answer, ms (default 15000). */
   readonly timeoutMs?: number | undefined;
+  /** Told each request's result (metrics). */
+  readonly observe?: ((result: RelayResult) => void) | undefined;
 }
+
+/** What the relay did with a request. */
+export type RelayResult = 'forwarded' | 'rate_limited' | 'unsupported_media' | 'gateway_unreachable';
 
 /** A built relay: its routes, and what to release at the end. */
 export interface Relay {
@@ -52,6 +57,7 @@ export function buildRelay(options: RelayOptions): Relay {
   const tier = options.limits.tiers.anonymous;
   if (tier === undefined) throw new MimiError('invalid_config', 'the relay needs the anonymous tier of its limits');
   const buckets = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_CLIENTS });
+  const observe = options.observe ?? ((): void => undefined);
 
   /** PROTOCOL.md §10 and §16: one bucket per client prefix; excess is 429 with Retry-After. */
   const admit = (address: string): void => {
@@ -63,13 +69,22 @@ export function buildRelay(options: RelayOptions): Relay {
       buckets.set(key, bucket);
     }
     const wait = bucket.take(1, now);
+    if (wait > 0) observe('rate_limited');
     if (wait > 0) throw new MimiError('rate_limited', 'too many requests through this relay', { retryAfter: Math.max(1, Math.ceil(wait)) });
   };
 
   const forward = async (url: string, init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: Uint8Array }): Promise<HttpAnswer> => {
     try {
-      return await sendRequest(url, { ...init, dispatcher, signal: AbortSignal.timeout(options.timeoutMs ?? 15_000) }, 'the gateway', MAX_RESPONSE_BODY);
+      const answer = await sendRequest(
+        url,
+        { ...init, dispatcher, signal: AbortSignal.timeout(options.timeoutMs ?? 15_000) },
+        'the gateway',
+        MAX_RESPONSE_BODY,
+      );
+      observe('forwarded');
+      return answer;
     } catch (err) {
+      observe('gateway_unreachable');
       // The fault's kind only: no body, no client.
       options.logger.warn({ fault: err instanceof MimiError ? err.code : 'fault' }, 'the gateway could not be reached');
       throw err;
@@ -84,8 +99,10 @@ export function buildRelay(options: RelayOptions): Relay {
       app.post(GATEWAY_PATH, async (request, reply) => {
         admit(request.socket.remoteAddress ?? 'unknown');
         const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-        if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body))
+        if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body)) {
+          observe('unsupported_media');
           throw new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
+        }
         const answer = await forward(gateway.toString(), { method: 'POST', headers: { 'content-type': OHTTP_REQUEST_CONTENT_TYPE }, body: request.body });
         const contentType = headerOf(answer, 'content-type');
         if (contentType !== undefined) reply.type(contentType);

@@ -31,8 +31,11 @@ export interface IssuerClientOptions {
   readonly timeoutMs?: number | undefined;
 }
 
-/** Fetches an issuer's directory (RFC 9578 §4) and imports its token key of type 2, validated. */
-export async function fetchTokenKey(issuer: string, options: IssuerClientOptions = {}): Promise<TokenKey> {
+/**
+ * Fetches an issuer's directory (RFC 9578 §4) and imports its token keys of
+ * type 2, validated, in the directory's order (the current key first).
+ */
+export async function fetchTokenKeys(issuer: string, options: IssuerClientOptions = {}): Promise<TokenKey[]> {
   const url = new URL(ISSUER_DIRECTORY_PATH, issuer).toString();
   const who = `the issuer at ${new URL(url).origin}`;
   const answer = await sendRequest(
@@ -49,13 +52,20 @@ export async function fetchTokenKey(issuer: string, options: IssuerClientOptions
   if (answer.status !== 200) throw new MimiError('upstream_unavailable', `${who} answered HTTP ${answer.status} for its directory`);
   const parsed = directorySchema.safeParse(parseJsonBody(answer.body, who));
   if (!parsed.success) throw new MimiError('upstream_unavailable', `${who} sent a directory that is not RFC 9578's`);
-  const entry = parsed.data['token-keys'].find((k) => k['token-type'] === TOKEN_TYPE_BLIND_RSA);
-  if (entry === undefined) throw new MimiError('upstream_unavailable', `${who} publishes no key of token type 2`);
+  const entries = parsed.data['token-keys'].filter((k) => k['token-type'] === TOKEN_TYPE_BLIND_RSA);
+  if (entries.length === 0) throw new MimiError('upstream_unavailable', `${who} publishes no key of token type 2`);
   try {
-    return await importTokenKey(new Uint8Array(Buffer.from(entry['token-key'], 'base64url')));
+    return await Promise.all(entries.map((entry) => importTokenKey(new Uint8Array(Buffer.from(entry['token-key'], 'base64url')))));
   } catch (err) {
     throw new MimiError('upstream_unavailable', `${who} publishes a token key that is not a 2048-bit RSA key`, { cause: err });
   }
+}
+
+/** The issuer's current token key (the first of {@link fetchTokenKeys}). */
+export async function fetchTokenKey(issuer: string, options: IssuerClientOptions = {}): Promise<TokenKey> {
+  const [current] = await fetchTokenKeys(issuer, options);
+  if (current === undefined) throw new MimiError('upstream_unavailable', 'the issuer publishes no key of token type 2');
+  return current;
 }
 
 /**
@@ -123,33 +133,42 @@ export function authorizationOf(token: string): string {
   return /^PrivateToken /i.test(token) ? token : `PrivateToken token="${token}"`;
 }
 
-/** The issuer's token key as a gateway holds it: fetched, kept, fetched again. */
+/** The issuer's token keys as a gateway holds them: fetched, kept, fetched again. */
 export interface TokenKeySource {
-  /** The key last fetched and validated; undefined until the first fetch succeeds. */
-  current(): TokenKey | undefined;
+  /** The keys last fetched and validated, the current one first; empty until the first fetch succeeds. */
+  keys(): readonly TokenKey[];
+  /** Fetches the directory again soon (a token named a key not held: the issuer may have rotated), at most once a minute. */
+  refreshSoon(): void;
   /** Settles once a key is held (tests and readiness). */
   readonly ready: Promise<void>;
   close(): void;
 }
 
-/** How often a held key is fetched again (an issuer's new key shows within this), ms. */
+/** How often held keys are fetched again (an issuer's rotation shows within this, or at the first token of its new key), ms. */
 const REFRESH_MS = 3_600_000;
+/** The shortest time between two fetches that a token of an unknown key asks for, ms. */
+const REFRESH_SOON_MS = 60_000;
 /** Retry delays after a failed fetch: doubling from 1 s, at most 30 s. */
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 30_000;
 
+const idsOf = (keys: readonly TokenKey[]): string => keys.map((k) => Buffer.from(k.id).toString('hex')).join(',');
+
 /**
- * Fetches the issuer's token key from its directory now, retries until it
- * succeeds (1 s doubling to 30 s), then every hour; a failed refresh keeps the
- * key held. Faults are logged by kind, never with a body.
+ * Fetches the issuer's token keys from its directory now, retries until it
+ * succeeds (1 s doubling to 30 s), then every hour, and a minute after a
+ * token named a key it does not hold; a failed refresh keeps the keys held.
+ * Faults are logged by kind, never with a body.
  */
 export function watchTokenKey(
   issuer: string,
   options: IssuerClientOptions & { readonly logger: { warn(o: object, m: string): void; info(o: object, m: string): void } },
 ): TokenKeySource {
-  let key: TokenKey | undefined;
+  let keys: readonly TokenKey[] = [];
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  let fetching = false;
+  let lastAttempt = -Infinity;
   let delay = RETRY_FIRST_MS;
   let settle: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => {
@@ -157,14 +176,18 @@ export function watchTokenKey(
   });
   const schedule = (ms: number): void => {
     if (closed) return;
+    if (timer !== undefined) clearTimeout(timer);
     timer = setTimeout(() => void attempt(), ms);
     timer.unref();
   };
   const attempt = async (): Promise<void> => {
+    if (fetching || closed) return;
+    fetching = true;
+    lastAttempt = performance.now();
     try {
-      const fetched = await fetchTokenKey(issuer, options);
-      if (key === undefined || !Buffer.from(key.id).equals(fetched.id)) options.logger.info({ issuer: new URL(issuer).origin }, 'issuer token key fetched');
-      key = fetched;
+      const fetched = await fetchTokenKeys(issuer, options);
+      if (idsOf(fetched) !== idsOf(keys)) options.logger.info({ issuer: new URL(issuer).origin, keys: fetched.length }, 'issuer token keys fetched');
+      keys = fetched;
       delay = RETRY_FIRST_MS;
       settle();
       schedule(REFRESH_MS);
@@ -173,13 +196,19 @@ export function watchTokenKey(
         { issuer: new URL(issuer).origin, fault: err instanceof MimiError ? err.code : 'fault' },
         'the issuer directory could not be fetched',
       );
-      schedule(key === undefined ? delay : REFRESH_MS);
+      schedule(keys.length === 0 ? delay : REFRESH_MS);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
+    } finally {
+      fetching = false;
     }
   };
   void attempt();
   return {
-    current: () => key,
+    keys: () => keys,
+    refreshSoon: () => {
+      if (closed || fetching || keys.length === 0) return;
+      schedule(Math.max(0, lastAttempt + REFRESH_SOON_MS - performance.now()));
+    },
     ready,
     close: () => {
       closed = true;

@@ -42,8 +42,16 @@ export interface TokenKey {
   readonly key: CryptoKey;
 }
 
-/** Why a token was not accepted (an outcome, not a fault). */
-export type Redemption = { readonly kind: 'accepted' } | { readonly kind: 'refused'; readonly reason: string };
+/**
+ * Why a token was not accepted (an outcome, not a fault): no issuer key held
+ * yet, no token, an Authorization field that is no token, a token that does
+ * not check (length, type, key, challenge or signature), one spent before, or
+ * the period's memory of spent tokens full.
+ */
+export type RefusalCode = 'no_key' | 'missing' | 'malformed' | 'invalid' | 'spent' | 'full';
+
+/** A redemption's outcome. */
+export type Redemption = { readonly kind: 'accepted' } | { readonly kind: 'refused'; readonly code: RefusalCode; readonly reason: string };
 
 function sha256(data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(data).digest());
@@ -65,21 +73,26 @@ export async function publishTokenKey(publicKey: CryptoKey): Promise<TokenKey> {
 }
 
 /**
- * Checks a serialized token (RFC 9577 §2.2) against an issuer key and the
- * serialized challenges it may answer: its length and type, the key's id, the
- * challenge digest, and the RSASSA-PSS signature (RFC 9578 §6.4). Says which
- * challenge it answers and its nonce (hex); spending is the caller's.
+ * Checks a serialized token (RFC 9577 §2.2) against the issuer's keys and the
+ * serialized challenges it may answer: its length and type, the key's id (one
+ * of `keys`), the challenge digest, and the RSASSA-PSS signature (RFC 9578
+ * §6.4). Says which challenge it answers and its nonce (hex); spending is the
+ * caller's. `unknownKey` says a well-formed token named a key not in `keys`.
  */
 export async function checkToken(
-  key: TokenKey,
+  keys: TokenKey | readonly TokenKey[],
   bytes: Uint8Array,
   challenges: readonly Uint8Array[],
-): Promise<{ readonly kind: 'valid'; readonly challenge: number; readonly nonce: string } | { readonly kind: 'refused'; readonly reason: string }> {
+): Promise<
+  | { readonly kind: 'valid'; readonly challenge: number; readonly nonce: string }
+  | { readonly kind: 'refused'; readonly reason: string; readonly unknownKey?: boolean }
+> {
   if (bytes.length !== TOKEN_LENGTH) return { kind: 'refused', reason: 'the token has the wrong length' };
   const token = Token.deserialize(TOKEN_TYPES.BLIND_RSA, bytes);
   const input = token.authInput;
   if (input.tokenType !== TOKEN_TYPE_BLIND_RSA) return { kind: 'refused', reason: 'the token is not of type 2' };
-  if (!Buffer.from(input.tokenKeyId).equals(key.id)) return { kind: 'refused', reason: 'the token is not of the issuer key' };
+  const key = (Array.isArray(keys) ? (keys as readonly TokenKey[]) : [keys as TokenKey]).find((k) => Buffer.from(input.tokenKeyId).equals(k.id));
+  if (key === undefined) return { kind: 'refused', reason: 'the token is not of a key the issuer publishes', unknownKey: true };
   const challenge = challenges.findIndex((c) => Buffer.from(sha256(c)).equals(input.challengeDigest));
   if (challenge < 0) return { kind: 'refused', reason: 'the token answers no current challenge of this gateway' };
   // RFC 9578 §6.4 (RFC 9474 verification): RSASSA-PSS, SHA-384, salt length 48, over the authenticator input.
@@ -94,8 +107,12 @@ export interface TokenGateOptions {
   readonly issuerName: string;
   /** The gateway's origin a token is bound to (RFC 9577 §2.1 origin_info). */
   readonly origin: string;
-  /** The issuer's key, once the gateway holds it. */
-  readonly tokenKey: () => TokenKey | undefined;
+  /** The issuer's keys, the one to ask tokens of first; empty until the gateway holds them. */
+  readonly tokenKeys: () => readonly TokenKey[];
+  /** Called when a token names a key the gateway does not hold (the issuer may have rotated): fetch the directory again. */
+  readonly onUnknownKey?: (() => void) | undefined;
+  /** Told each redemption's outcome (metrics). */
+  readonly observe?: ((result: 'accepted' | RefusalCode) => void) | undefined;
   /** Length of a period, ms: a challenge holds for its period and the next one; spent tokens are remembered as long. */
   readonly periodMs: number;
   readonly now: () => number;
@@ -128,33 +145,43 @@ export class TokenGate {
 
   /** The `WWW-Authenticate` value of a 401 (RFC 9577 §2.1), or undefined while the issuer's key is not known. */
   challengeHeader(): string | undefined {
-    const key = this.#options.tokenKey();
+    const [key] = this.#options.tokenKeys();
     if (key === undefined) return undefined;
     return new WWWAuthenticateHeader(this.#challengeOf(this.#period()), key.spki).toString(true);
   }
 
   /** Redeems the token of an `Authorization: PrivateToken token=...` value: accepted once, then refused. */
   async redeem(authorization: string | undefined): Promise<Redemption> {
-    const key = this.#options.tokenKey();
-    if (key === undefined) return { kind: 'refused', reason: 'the issuer key is not known yet' };
-    if (authorization === undefined) return { kind: 'refused', reason: 'a token is required' };
-    if (authorization.length > 1024) return { kind: 'refused', reason: 'the Authorization field is too long' };
+    const redemption = await this.#redeem(authorization);
+    this.#options.observe?.(redemption.kind === 'accepted' ? 'accepted' : redemption.code);
+    return redemption;
+  }
+
+  async #redeem(authorization: string | undefined): Promise<Redemption> {
+    const refused = (code: RefusalCode, reason: string): Redemption => ({ kind: 'refused', code, reason });
+    const keys = this.#options.tokenKeys();
+    if (keys.length === 0) return refused('no_key', 'the issuer key is not known yet');
+    if (authorization === undefined) return refused('missing', 'a token is required');
+    if (authorization.length > 1024) return refused('malformed', 'the Authorization field is too long');
     let bytes: Uint8Array;
     try {
       const parsed = AuthorizationHeader.parse(TOKEN_TYPES.BLIND_RSA, authorization);
-      if (parsed.length !== 1 || parsed[0] === undefined) return { kind: 'refused', reason: 'give one PrivateToken token' };
+      if (parsed.length !== 1 || parsed[0] === undefined) return refused('malformed', 'give one PrivateToken token');
       bytes = parsed[0].token.serialize();
     } catch {
-      return { kind: 'refused', reason: 'the Authorization field is not a PrivateToken token' };
+      return refused('malformed', 'the Authorization field is not a PrivateToken token');
     }
     const now = this.#period();
     const periods = [now, now - 1];
     const checked = await checkToken(
-      key,
+      keys,
       bytes,
       periods.map((p) => this.#challengeOf(p).serialize()),
     );
-    if (checked.kind === 'refused') return checked;
+    if (checked.kind === 'refused') {
+      if (checked.unknownKey === true) this.#options.onUnknownKey?.();
+      return refused('invalid', checked.reason);
+    }
     const period = periods[checked.challenge] ?? now;
     const nonce = checked.nonce;
     for (const p of this.#spent.keys()) if (p < now - 1) this.#spent.delete(p);
@@ -163,8 +190,8 @@ export class TokenGate {
       spent = new Set();
       this.#spent.set(period, spent);
     }
-    if (spent.has(nonce)) return { kind: 'refused', reason: 'the token was spent before' };
-    if (spent.size >= MAX_SPENT_PER_PERIOD) return { kind: 'refused', reason: 'the gateway takes no more tokens this period' };
+    if (spent.has(nonce)) return refused('spent', 'the token was spent before');
+    if (spent.size >= MAX_SPENT_PER_PERIOD) return refused('full', 'the gateway takes no more tokens this period');
     spent.add(nonce);
     return { kind: 'accepted' };
   }

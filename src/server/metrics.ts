@@ -82,6 +82,30 @@ export class Metrics {
     labelNames: ['server'] as const,
     registers: [this.registry],
   });
+  readonly ohttpRequests = new Counter({
+    name: 'mimi_ohttp_requests_total',
+    help: 'Encapsulated requests at the Oblivious HTTP gateway, by outcome (answered, replayed, unknown_key, expired_key, undecryptable, unsupported_media).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenRedemptions = new Counter({
+    name: 'mimi_privacy_pass_redemptions_total',
+    help: 'Privacy Pass tokens presented at the gateway, by result (accepted, missing, malformed, invalid, spent, full, no_key).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly relayRequests = new Counter({
+    name: 'mimi_relay_requests_total',
+    help: 'Requests at the Oblivious HTTP relay, by result (forwarded, rate_limited, unsupported_media, gateway_unreachable).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly issuerTokenRequests = new Counter({
+    name: 'mimi_issuer_token_requests_total',
+    help: 'Token requests at the Privacy Pass issuer, by attester (an MSP id of the config, or unknown) and result (issued, quota, invalid, unauthorized).',
+    labelNames: ['attester', 'result'] as const,
+    registers: [this.registry],
+  });
   readonly reloadSuccessful = new Gauge({
     name: 'mimi_config_last_reload_successful',
     help: 'Whether the last reload of the configuration succeeded (1) or not (0).',

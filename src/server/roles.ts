@@ -430,7 +430,14 @@ export function buildResolver(
       );
       // PROTOCOL.md §14: an Oblivious HTTP gateway in front of the same resolver (whichever a reload put in place).
       if (gatewayKeys !== undefined)
-        addGatewayRoutes(app, { keys: gatewayKeys, resolve: resolverHandler(current), logger, tokens: gatewayTokens?.gate, limits: () => current().limits });
+        addGatewayRoutes(app, {
+          keys: gatewayKeys,
+          resolve: resolverHandler(current),
+          logger,
+          tokens: gatewayTokens?.gate,
+          limits: () => current().limits,
+          ...(metrics !== undefined ? { observe: (outcome) => metrics.ohttpRequests.labels(outcome).inc() } : {}),
+        });
     },
     reload: async (settings) => {
       const fresh = make(settings);

@@ -46,7 +46,7 @@ import {
 import type { Seeding } from './demo-seed.ts';
 import { addOpenApiRoute } from './openapi.ts';
 import { KeyRing } from '../oblivious/key-ring.ts';
-import { generateIssuerKey, loadOrCreateIssuerKey } from '../oblivious/issuer.ts';
+import { generateIssuerKey, loadIssuerKeys } from '../oblivious/issuer.ts';
 import { watchTokenKey } from '../oblivious/token-client.ts';
 import { TokenGate } from '../oblivious/tokens.ts';
 import { tlsAgent } from '../net/http-client.ts';
@@ -619,9 +619,11 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         const gate = new TokenGate({
           issuerName: new URL(options.gateway.tokenIssuer).host,
           origin: options.gateway.origin ?? new URL(resolverListener.url).host,
-          tokenKey: () => source.current(),
+          tokenKeys: () => source.keys(),
+          onUnknownKey: () => source.refreshSoon(),
           periodMs: options.gateway.rotationMs,
           now: Date.now,
+          ...(options.metrics !== undefined ? { observe: (result) => options.metrics?.tokenRedemptions.labels(result).inc() } : {}),
         });
         gatewayTokens = { gate, issuer: options.gateway.tokenIssuer };
       }
@@ -646,6 +648,7 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
         logger: logger.child({ server: 'relay' }),
         now: Date.now,
         dispatcher,
+        ...(options.metrics !== undefined ? { observe: (result) => options.metrics?.relayRequests.labels(result).inc() } : {}),
       });
       built.push(server);
       resources.add('servers', async () => {
@@ -656,8 +659,15 @@ export async function startHierarchy(options: HierarchyOptions): Promise<Running
 
     let issuerServer: IssuerServer | undefined;
     if (issuerListener !== undefined && options.issuer !== undefined) {
-      const keyPair = options.keysDir !== undefined ? await loadOrCreateIssuerKey(options.keysDir) : await generateIssuerKey();
-      const server = await buildIssuerServer({ ...options.issuer, keyPair, logger: logger.child({ server: 'issuer' }), now: Date.now });
+      const keys = options.keysDir !== undefined ? await loadIssuerKeys(options.keysDir) : { current: await generateIssuerKey(), previous: undefined };
+      const server = await buildIssuerServer({
+        ...options.issuer,
+        keyPair: keys.current,
+        previousKeyPair: keys.previous,
+        logger: logger.child({ server: 'issuer' }),
+        now: Date.now,
+        ...(options.metrics !== undefined ? { observe: (attester, result) => options.metrics?.issuerTokenRequests.labels(attester, result).inc() } : {}),
+      });
       issuerServer = server;
       built.push(server);
     }

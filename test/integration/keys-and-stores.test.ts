@@ -17,6 +17,8 @@ import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
 import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import type { Statement } from '../../src/protocol/statement.ts';
 import { loadOrCreateKey } from '../../src/server/keys.ts';
+import { loadIssuerKeys, loadOrCreateIssuerKey } from '../../src/oblivious/issuer.ts';
+import { publishTokenKey } from '../../src/oblivious/tokens.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { signedBy } from '../../src/protocol/proof.ts';
 import { freePort } from '../fixtures/free-port.ts';
@@ -173,6 +175,26 @@ describe('mimi key rotate (PROTOCOL.md §16: a new key only by re-signing what t
     expect(res.status).toBe(3);
     expect(res.stderr).toContain('no such store');
   });
+});
+
+describe('mimi key rotate --issuer (PROTOCOL.md §14: the issuer key replaced, the old one kept beside it)', () => {
+  it('moves the current key to the previous one, makes a new one 0600, and refuses a directory without a key', async () => {
+    const keys = join(dir, 'issuer-keys');
+    const none = spawnSync(process.execPath, [MIMI, 'key', 'rotate', '--issuer', '--keys', keys], { encoding: 'utf8', timeout: 60_000 });
+    expect(none.status).not.toBe(0);
+    expect(none.stderr).toContain('no issuer key to rotate');
+    const first = await loadOrCreateIssuerKey(keys);
+    const firstId = Buffer.from((await publishTokenKey(first.publicKey)).id).toString('hex');
+    const rotated = spawnSync(process.execPath, [MIMI, 'key', 'rotate', '--issuer', '--keys', keys], { encoding: 'utf8', timeout: 60_000 });
+    expect(rotated.status).toBe(0);
+    expect(rotated.stderr).toContain(`the old one, ${firstId}, is now`);
+    const { current, previous } = await loadIssuerKeys(keys);
+    expect(Buffer.from((await publishTokenKey(previous?.publicKey ?? current.publicKey)).id).toString('hex')).toBe(firstId);
+    expect(Buffer.from((await publishTokenKey(current.publicKey)).id).toString('hex')).not.toBe(firstId);
+    expect((await stat(join(keys, 'issuer-token-key.jwk'))).mode & 0o777).toBe(0o600);
+    const withId = spawnSync(process.execPath, [MIMI, 'key', 'rotate', 'dp-uk', '--issuer', '--keys', keys], { encoding: 'utf8', timeout: 60_000 });
+    expect(withId.status).toBe(2);
+  }, 120_000);
 });
 
 describe('a store that lost its main file', () => {

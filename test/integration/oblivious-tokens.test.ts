@@ -12,7 +12,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WWWAuthenticateHeader } from '@cloudflare/privacypass-ts';
+import { TokenChallenge, WWWAuthenticateHeader } from '@cloudflare/privacypass-ts';
 import pino from 'pino';
 import { Agent, request as undiciRequest } from 'undici';
 import { problemError, tlsAgent } from '../../src/net/http-client.ts';
@@ -24,7 +24,7 @@ import { buildIssuer, generateIssuerKey, ISSUER_KEY_FILE, loadOrCreateIssuerKey,
 import { KeyRing } from '../../src/oblivious/key-ring.ts';
 import { buildRelay, type Relay } from '../../src/oblivious/relay.ts';
 import { fetchTokenKey, sendTokenRequest, tokenFor, watchTokenKey, type TokenKeySource } from '../../src/oblivious/token-client.ts';
-import { TokenGate } from '../../src/oblivious/tokens.ts';
+import { publishTokenKey, TokenGate } from '../../src/oblivious/tokens.ts';
 import type { ClientIdentity } from '../../src/limits/rate-limit.ts';
 import { bindHttp, type BoundHttp } from '../../src/server/bind.ts';
 import { createHttpApp } from '../../src/server/http-common.ts';
@@ -83,7 +83,7 @@ describe('Privacy Pass tokens at the gateway', () => {
     gate = new TokenGate({
       issuerName: new URL(issuerListener.url).host,
       origin: new URL(gatewayListener.url).host,
-      tokenKey: () => source.current(),
+      tokenKeys: () => source.keys(),
       periodMs: 7 * DAY,
       now: () => clock.now,
     });
@@ -186,7 +186,7 @@ describe('Privacy Pass tokens at the gateway', () => {
     const other = new TokenGate({
       issuerName: new URL(issuerListener.url).host,
       origin: 'other.example',
-      tokenKey: () => source.current(),
+      tokenKeys: () => source.keys(),
       periodMs: 7 * DAY,
       now: () => clock.now,
     });
@@ -286,7 +286,7 @@ describe('an attester known by its client certificate', () => {
     const app = createHttpApp(pino({ level: 'silent' }), listener);
     issuer.routes(app);
     await listener.attach(app);
-    const gate = new TokenGate({ issuerName: 'issuer.test', origin: 'gateway.test', tokenKey: () => issuer.tokenKey, periodMs: DAY, now: Date.now });
+    const gate = new TokenGate({ issuerName: 'issuer.test', origin: 'gateway.test', tokenKeys: () => [issuer.tokenKey], periodMs: DAY, now: Date.now });
     const asClient = (identity: { cert: string; key: string }) => tlsAgent({ ca: pki.ca, cert: identity.cert, key: identity.key });
     const agents = [asClient(known), asClient(stranger), tlsAgent({ ca: pki.ca })];
     try {
@@ -303,6 +303,58 @@ describe('an attester known by its client certificate', () => {
     }
   });
 });
+
+describe('a gateway that does not hold the key a token names', () => {
+  it('refuses the token as invalid and asks for the directory again; once it holds the key the token is accepted', async () => {
+    const issuer = await buildIssuer({
+      keyPair: await generateIssuerKey(),
+      keys: new Map([[sha256(KEY_A), 'msp-a']]),
+      certs: new Map(),
+      quotas: new Map([['msp-a', 10]]),
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+    });
+    const other = await publishTokenKey((await generateIssuerKey()).publicKey);
+    let held = [other];
+    let asked = 0;
+    const results: string[] = [];
+    const gate = new TokenGate({
+      issuerName: 'issuer.test',
+      origin: 'gateway.test',
+      tokenKeys: () => held,
+      onUnknownKey: () => (asked += 1),
+      observe: (result) => results.push(result),
+      periodMs: DAY,
+      now: Date.now,
+    });
+    // A client holding the issuer's new key: its challenge names that key, the gate still holds only the other one.
+    const challenge = new WWWAuthenticateHeader(TokenChallenge.deserialize(challengeOf(gate.challengeHeader())), issuer.tokenKey.spki).toString(true);
+    const listener = await bindHttp({ host: '127.0.0.1', port: 0 });
+    const app = createHttpApp(pino({ level: 'silent' }), listener);
+    issuer.routes(app);
+    await listener.attach(app);
+    let token: string;
+    try {
+      token = await tokenFor(challenge, (request) => sendTokenRequest(listener.url, KEY_A, request));
+    } finally {
+      await listener.close(0);
+    }
+    expect(await gate.redeem(token)).toMatchObject({ kind: 'refused', code: 'invalid' });
+    expect(asked).toBe(1);
+    held = [issuer.tokenKey, other];
+    expect(await gate.redeem(token)).toEqual({ kind: 'accepted' });
+    expect(await gate.redeem(token)).toMatchObject({ kind: 'refused', code: 'spent' });
+    expect(await gate.redeem(undefined)).toMatchObject({ kind: 'refused', code: 'missing' });
+    expect(results).toEqual(['invalid', 'accepted', 'spent', 'missing']);
+  });
+});
+
+/** The serialized challenge of a `WWW-Authenticate: PrivateToken challenge=...` value. */
+function challengeOf(header: string | undefined): Uint8Array {
+  const parsed = WWWAuthenticateHeader.parse(header ?? '')[0];
+  if (parsed === undefined) throw new Error('no challenge');
+  return parsed.challenge.serialize();
+}
 
 /** POSTs a token request with no API key, as an attester known by its certificate does. */
 async function postTokenRequest(issuer: string, request: Uint8Array, dispatcher: Agent): Promise<Uint8Array> {
