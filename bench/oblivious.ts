@@ -5,7 +5,8 @@
  * of their own; the client (sealing and opening) runs here. Figures: requests
  * per second and mean latency of each path, and the gateway process's CPU per
  * request (read from /proc), whose ratio is the issue's goal (oblivious <= 2x
- * direct). Writes bench/results/oblivious.json.
+ * direct). BENCH_PROFILE=DIR writes a CPU profile of the gateway process
+ * there. Writes bench/results/oblivious.json.
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -48,7 +49,12 @@ const zones = await writeBenchZones(WARM);
 const dps = await spawnReady('bench/lib/hierarchy-process.ts', ['dps', zones]);
 const rootUrl = (dps.ready.servers as Record<string, string[]>).root?.[0] ?? '';
 process.env.BENCH_GATEWAY = '1';
-const resolver = await spawnReady('bench/lib/hierarchy-process.ts', ['resolver', rootUrl]);
+const profile = process.env.BENCH_PROFILE;
+const resolver = await spawnReady(
+  'bench/lib/hierarchy-process.ts',
+  ['resolver', rootUrl],
+  profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
+);
 delete process.env.BENCH_GATEWAY;
 const resolverUrl = String(resolver.ready.resolver);
 const relay = await spawnReady('bench/lib/hierarchy-process.ts', ['relay', `${resolverUrl}/v1/ohttp`]);

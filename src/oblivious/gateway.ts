@@ -19,7 +19,7 @@ import type { Resolver } from '../resolver/resolver.ts';
 import type { ClientIdentity } from '../limits/rate-limit.ts';
 import { identifyClient } from '../server/client-identity.ts';
 import type { Limits } from '../zone/limits-file.ts';
-import { parseBody, refuseOtherMethods, sendProblem } from '../server/http-common.ts';
+import { parseBody, readRequestBytes, refuseOtherMethods, writeProblem, type FastPath } from '../server/http-common.ts';
 import { decodeRequest, encodeResponse, type BinaryRequest, type BinaryResponse, type FieldLine } from './bhttp.ts';
 import { encodeKeyConfigs, OHTTP_KEYS_CONTENT_TYPE } from './key-config.ts';
 import type { KeyRing } from './key-ring.ts';
@@ -137,58 +137,123 @@ function keyProblem(keyId: number): string {
   });
 }
 
-/** Adds `GET /.well-known/ohttp-gateway` and `POST /v1/ohttp` to a resolver's app. */
-export function addGatewayRoutes(app: FastifyInstance, options: GatewayOptions): void {
+/** The outer answer to an encapsulated request. */
+interface OuterAnswer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Buffer | string;
+  readonly retryAfter?: number | undefined;
+}
+
+function outerProblem(err: unknown): OuterAnswer {
+  const problem = toProblem(err);
+  return {
+    status: problem.status,
+    contentType: PROBLEM_CONTENT_TYPE,
+    body: JSON.stringify(problem),
+    ...(err instanceof MimiError && err.retryAfter !== undefined ? { retryAfter: Math.max(1, Math.ceil(err.retryAfter)) } : {}),
+  };
+}
+
+/** The gateway: its routes on a fastify app, and the same exchange on the listener's fast path. */
+export interface Gateway {
+  /** Adds `GET /.well-known/ohttp-gateway` and `POST /v1/ohttp` (any spelling fastify routes there). */
+  routes(app: FastifyInstance): void;
+  /**
+   * `POST /v1/ohttp` exactly, on the bare node:http server before fastify (as
+   * the resolver's own `POST /v1/resolve`, resolver-http.ts): same checks,
+   * limits and answers as the route, without fastify's cost per request.
+   */
+  readonly fastPath: FastPath;
+}
+
+/** Builds the gateway over its keys, its resolver and, with tokens required, its token gate. */
+export function createGateway(options: GatewayOptions): Gateway {
   const { keys } = options;
   const observe = options.observe ?? ((): void => undefined);
-  // Encapsulated requests are bytes; every other body of the app stays JSON (http-common.ts).
-  app.addContentTypeParser(OHTTP_REQUEST_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: MAX_ENCAPSULATED_REQUEST }, (_request, body, done) => done(null, body));
+  const isEncapsulated = (contentType: string | undefined): boolean => contentType?.split(';')[0]?.trim().toLowerCase() === OHTTP_REQUEST_CONTENT_TYPE;
+  const unsupported = (): MimiError => {
+    observe('unsupported_media');
+    return new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
+  };
 
-  app.get(GATEWAY_KEYS_PATH, async (_request, reply) => {
-    await keys.refresh();
-    return reply
-      .type(OHTTP_KEYS_CONTENT_TYPE)
-      .header('cache-control', 'no-cache')
-      .send(Buffer.from(encodeKeyConfigs(keys.configs())));
-  });
-  refuseOtherMethods(app, GATEWAY_KEYS_PATH, ['GET']);
-
-  app.post(GATEWAY_PATH, async (request, reply) => {
-    const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
-    if (type !== OHTTP_REQUEST_CONTENT_TYPE || !Buffer.isBuffer(request.body)) {
-      observe('unsupported_media');
-      throw new MimiError('invalid_request', `the body of ${GATEWAY_PATH} must be ${OHTTP_REQUEST_CONTENT_TYPE}`, { status: 415 });
-    }
+  /** One encapsulated request, opened, answered inside and sealed; or refused outside. */
+  const exchange = async (body: Buffer, outer: IncomingMessage): Promise<OuterAnswer> => {
     await keys.refresh();
     let opened;
     try {
-      opened = await openRequest(request.body, (keyId) => keys.key(keyId));
+      opened = await openRequest(body, (keyId) => keys.key(keyId));
     } catch (err) {
       observe(err instanceof UnknownKeyError ? 'unknown_key' : 'undecryptable');
-      if (err instanceof UnknownKeyError) return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(err.keyId));
-      throw err;
+      if (err instanceof UnknownKeyError) return { status: 400, contentType: PROBLEM_CONTENT_TYPE, body: keyProblem(err.keyId) };
+      return outerProblem(err);
     }
     const seen = keys.remember(opened.keyId, opened.enc);
     if (seen === 'expired') {
       observe('expired_key');
-      return reply.code(400).type(PROBLEM_CONTENT_TYPE).send(keyProblem(opened.keyId));
+      return { status: 400, contentType: PROBLEM_CONTENT_TYPE, body: keyProblem(opened.keyId) };
     }
     if (seen === 'replayed') {
       observe('replayed');
-      return sendProblem(reply, new MimiError('replayed', 'this encapsulated request was received before'));
+      return outerProblem(new MimiError('replayed', 'this encapsulated request was received before'));
     }
     observe('answered');
     let response: BinaryResponse;
     try {
-      response = await answerInner(decodeRequest(opened.request), options, request.raw);
+      response = await answerInner(decodeRequest(opened.request), options, outer);
     } catch (err) {
       // A Binary HTTP request that does not decode: the client can still read why, inside.
       response = problemResponse(err);
     }
-    return reply
-      .type(OHTTP_RESPONSE_CONTENT_TYPE)
-      .header('cache-control', 'no-store')
-      .send(Buffer.from(opened.sealResponse(encodeResponse(response))));
-  });
-  refuseOtherMethods(app, GATEWAY_PATH, ['POST']);
+    return { status: 200, contentType: OHTTP_RESPONSE_CONTENT_TYPE, body: Buffer.from(opened.sealResponse(encodeResponse(response))) };
+  };
+
+  return {
+    routes: (app) => {
+      // Encapsulated requests are bytes; every other body of the app stays JSON (http-common.ts).
+      app.addContentTypeParser(OHTTP_REQUEST_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: MAX_ENCAPSULATED_REQUEST }, (_request, body, done) =>
+        done(null, body),
+      );
+      app.get(GATEWAY_KEYS_PATH, async (_request, reply) => {
+        await keys.refresh();
+        return reply
+          .type(OHTTP_KEYS_CONTENT_TYPE)
+          .header('cache-control', 'no-cache')
+          .send(Buffer.from(encodeKeyConfigs(keys.configs())));
+      });
+      refuseOtherMethods(app, GATEWAY_KEYS_PATH, ['GET']);
+      app.post(GATEWAY_PATH, async (request, reply) => {
+        if (!isEncapsulated(request.headers['content-type']) || !Buffer.isBuffer(request.body)) throw unsupported();
+        const answer = await exchange(request.body, request.raw);
+        if (answer.retryAfter !== undefined) reply.header('retry-after', String(answer.retryAfter));
+        if (answer.status === 200) reply.header('cache-control', 'no-store');
+        return reply.code(answer.status).type(answer.contentType).send(answer.body);
+      });
+      refuseOtherMethods(app, GATEWAY_PATH, ['POST']);
+    },
+    fastPath: (request, response) => {
+      if (request.method !== 'POST' || request.url !== GATEWAY_PATH) return false;
+      const write = (answer: OuterAnswer): void => {
+        const headers: Record<string, string | number> = { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body) };
+        if (answer.status === 200) headers['cache-control'] = 'no-store';
+        if (answer.retryAfter !== undefined) headers['retry-after'] = String(answer.retryAfter);
+        response.writeHead(answer.status, headers);
+        response.end(answer.body);
+      };
+      (isEncapsulated(request.headers['content-type']) ? readRequestBytes(request, MAX_ENCAPSULATED_REQUEST) : Promise.reject(unsupported()))
+        .then((body) => exchange(body, request))
+        .then(write)
+        .catch((err: unknown) => {
+          if (!(err instanceof MimiError)) options.logger.error({ fault: err instanceof Error ? err.message : String(err) }, 'oblivious exchange failed');
+          if (!response.headersSent) writeProblem(response, err);
+          if (err instanceof MimiError && err.status === 413) request.destroy();
+        });
+      return true;
+    },
+  };
+}
+
+/** Adds `GET /.well-known/ohttp-gateway` and `POST /v1/ohttp` to a resolver's app (the routes of {@link createGateway}). */
+export function addGatewayRoutes(app: FastifyInstance, options: GatewayOptions): void {
+  createGateway(options).routes(app);
 }

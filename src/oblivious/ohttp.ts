@@ -108,16 +108,51 @@ class NodeHkdfSha256 extends HkdfSha256 {
     return Promise.resolve(toArrayBuffer(okm));
   }
 
-  /** Expand(Extract(salt, ikm), info, len) on the two above: @hpke's own goes through WebCrypto's HKDF, which its key schedule calls three times a context. */
+  /**
+   * Expand(Extract(salt, ikm), info, len) on the two above: @hpke's own goes
+   * through WebCrypto's HKDF. Its key schedule (RFC 9180 §5.1) calls this three
+   * times a context with the same salt (the shared secret) and ikm objects, for
+   * the exporter secret, the key and the base nonce: the PRK is extracted once
+   * and kept, keyed by those objects (a WeakMap: it goes with them).
+   */
   override async extractAndExpand(
     salt: ArrayBuffer | Uint8Array,
     ikm: ArrayBuffer | Uint8Array,
     info: ArrayBuffer | Uint8Array,
     len: number,
   ): Promise<ArrayBuffer> {
-    return await this.expand(await this.extract(salt, ikm), info, len);
+    const held = this.#prks.get(salt);
+    let prk = held?.ikm === ikm ? held.prk : undefined;
+    if (prk === undefined) {
+      prk = await this.extract(salt, ikm);
+      this.#prks.set(salt, { ikm, prk });
+    }
+    return await this.expand(prk, info, len);
   }
+
+  readonly #prks = new WeakMap<object, { ikm: object; prk: ArrayBuffer }>();
+
+  /**
+   * RFC 9180 §5.1 psk_id_hash and info_hash are LabeledExtract("", label, x)
+   * of the same few values every request (no PSK; the info of a key
+   * configuration and suite): kept once computed, at most
+   * {@link MAX_HELD_LABELED_EXTRACTS}. Any other extract runs each time.
+   */
+  override async labeledExtract(salt: ArrayBuffer | Uint8Array, label: Uint8Array, ikm: Uint8Array): Promise<ArrayBuffer> {
+    if (salt.byteLength !== 0 || ikm.byteLength > 64) return await super.labeledExtract(salt, label, ikm);
+    const key = `${Buffer.from(label).toString('latin1')}\u0000${Buffer.from(ikm.buffer, ikm.byteOffset, ikm.byteLength).toString('latin1')}`;
+    const held = this.#labeled.get(key);
+    if (held !== undefined) return held.slice(0);
+    const prk = await super.labeledExtract(salt, label, ikm);
+    if (this.#labeled.size < MAX_HELD_LABELED_EXTRACTS) this.#labeled.set(key, prk.slice(0));
+    return prk;
+  }
+
+  readonly #labeled = new Map<string, ArrayBuffer>();
 }
+
+/** Labelled extracts of constant inputs a suite keeps (psk_id_hash, and info_hash per key configuration and suite). */
+const MAX_HELD_LABELED_EXTRACTS = 256;
 
 function bytesOf(data: ArrayBuffer | Uint8Array): Uint8Array {
   return data instanceof ArrayBuffer ? new Uint8Array(data) : data;

@@ -45,7 +45,7 @@ import { appendJsonLine } from './outbox.ts';
 import { addResolverRoutes, resolveFastPath } from './resolver-http.ts';
 import type { ApiRole } from './api.ts';
 import type { KeyRing } from '../oblivious/key-ring.ts';
-import { addGatewayRoutes, GATEWAY_KEYS_PATH, resolverHandler } from '../oblivious/gateway.ts';
+import { createGateway, GATEWAY_KEYS_PATH, resolverHandler } from '../oblivious/gateway.ts';
 import { buildRelay, type RelayOptions } from '../oblivious/relay.ts';
 import { buildIssuer, type IssuerOptions, type TokenIssuer } from '../oblivious/issuer.ts';
 import type { TokenGate } from '../oblivious/tokens.ts';
@@ -402,13 +402,25 @@ export function buildResolver(
         : {}),
     });
   }
+  const resolveFast = resolveFastPath(current, logger, () => metrics?.rateLimited.labels('http').inc());
+  const gateway =
+    gatewayKeys === undefined
+      ? undefined
+      : createGateway({
+          keys: gatewayKeys,
+          resolve: resolverHandler(current),
+          logger,
+          tokens: gatewayTokens?.gate,
+          limits: () => current().limits,
+          ...(metrics !== undefined ? { observe: (outcome) => metrics.ohttpRequests.labels(outcome).inc() } : {}),
+        });
   return {
     id: 'resolver',
     role: 'resolver',
     get resolver() {
       return resolver;
     },
-    fastPath: resolveFastPath(current, logger, () => metrics?.rateLimited.labels('http').inc()),
+    fastPath: gateway === undefined ? resolveFast : (request, response) => resolveFast(request, response) || gateway.fastPath(request, response),
     dns: responder,
     ...(gatewayKeys !== undefined ? { apiRoles: ['resolver', 'gateway'] as const } : {}),
     routes: (app) => {
@@ -429,15 +441,7 @@ export function buildResolver(
           : {},
       );
       // PROTOCOL.md §14: an Oblivious HTTP gateway in front of the same resolver (whichever a reload put in place).
-      if (gatewayKeys !== undefined)
-        addGatewayRoutes(app, {
-          keys: gatewayKeys,
-          resolve: resolverHandler(current),
-          logger,
-          tokens: gatewayTokens?.gate,
-          limits: () => current().limits,
-          ...(metrics !== undefined ? { observe: (outcome) => metrics.ohttpRequests.labels(outcome).inc() } : {}),
-        });
+      gateway?.routes(app);
     },
     reload: async (settings) => {
       const fresh = make(settings);

@@ -14,7 +14,7 @@ import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeResponse, encodeRequest } from '../../src/oblivious/bhttp.ts';
 import { fetchKeyConfigs, ObliviousClient, obliviousResolve } from '../../src/oblivious/client.ts';
-import { addGatewayRoutes, OHTTP_KEY_PROBLEM_TYPE, resolverHandler } from '../../src/oblivious/gateway.ts';
+import { createGateway, MAX_ENCAPSULATED_REQUEST, OHTTP_KEY_PROBLEM_TYPE, resolverHandler } from '../../src/oblivious/gateway.ts';
 import { encodeKeyConfigs } from '../../src/oblivious/key-config.ts';
 import { KeyRing } from '../../src/oblivious/key-ring.ts';
 import { sealRequest } from '../../src/oblivious/ohttp.ts';
@@ -75,7 +75,8 @@ async function recordingProxy(target: string): Promise<{ url: string; seen: Reco
   };
 }
 
-describe('oblivious discovery through a relay and a gateway', () => {
+// The gateway's POST /v1/ohttp on the listener's fast path (as a running resolver serves it) and as the fastify route.
+describe.each(['fast path', 'fastify route'] as const)('oblivious discovery through a relay and a gateway (%s)', (mode) => {
   let h: TestHierarchy;
   let gateway: BoundHttp;
   let relayListener: BoundHttp;
@@ -93,7 +94,9 @@ describe('oblivious discovery through a relay and a gateway', () => {
     keys = await KeyRing.create({ rotationMs: 7 * DAY, now: () => clock.now });
     gateway = await bindHttp({ host: '127.0.0.1', port: 0 });
     const gatewayApp = createHttpApp(recorder, gateway);
-    addGatewayRoutes(gatewayApp, { keys, resolve: resolverHandler(() => resolver), logger: recorder });
+    const built = createGateway({ keys, resolve: resolverHandler(() => resolver), logger: recorder });
+    if (mode === 'fast path') gateway.fastPath(built.fastPath);
+    built.routes(gatewayApp);
     await gateway.attach(gatewayApp);
     proxy = await recordingProxy(gateway.url);
     relayListener = await bindHttp({ host: '127.0.0.1', port: 0 });
@@ -176,6 +179,12 @@ describe('oblivious discovery through a relay and a gateway', () => {
       const json = await fetch(`${base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"csi":"+12025550123"}' });
       expect(json.status).toBe(415);
     }
+    const large = await fetch(`${gateway.url}/v1/ohttp`, {
+      method: 'POST',
+      headers: { 'content-type': 'message/ohttp-req' },
+      body: Buffer.alloc(MAX_ENCAPSULATED_REQUEST + 1, 7),
+    });
+    expect(large.status).toBe(413);
   });
 
   it('carries only POST /v1/resolve, and says so inside the encapsulation', async () => {
