@@ -26,8 +26,8 @@
  */
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
-import { rmSync, statSync, statfsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createReadStream, rmSync, statSync, statfsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -235,6 +235,16 @@ interface StoreUnderTest {
   /** Where it keeps its files (for the free-space check). */
   readonly disk: string;
   measure(mappings: number): Promise<DiskFigures>;
+  /**
+   * Untimed, after each step's load: what an operator runs after a bulk load
+   * or a restart. PostgreSQL: VACUUM (ANALYZE) and a CHECKPOINT, so that
+   * lookups are not measured against the autovacuum and checkpoint the load
+   * set off, then pg_prewarm (mode read) of the schema's tables and indexes
+   * into the OS page cache, which the load's WAL had partly pushed them out
+   * of (at 10M, 2.9 ms p99 from disk reads without it); SQLite: one sequential
+   * read of its file, the same warming. The machine has the RAM for either.
+   */
+  readonly settle?: () => Promise<number>;
   /** Empties the store's own cache of answers, when it has one. */
   readonly clearCache?: () => Promise<void>;
   close(): Promise<void>;
@@ -254,6 +264,14 @@ function openSqlite(dir: string): StoreUnderTest {
     name: 'sqlite',
     store,
     disk: dir,
+    async settle() {
+      const started = performance.now();
+      for (const path of [file, `${file}-wal`]) {
+        if (statSync(path, { throwIfNoEntry: false }) === undefined) continue;
+        for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) void chunk;
+      }
+      return round3((performance.now() - started) / 1000);
+    },
     measure(mappings) {
       const started = performance.now();
       const db = new Database(file);
@@ -325,6 +343,15 @@ async function openPostgres(cluster: PgCluster): Promise<StoreUnderTest> {
     store,
     disk: cluster.primary.dataDir,
     clearCache: () => store.load([]), // load() drops every cached answer (it may have replaced any)
+    async settle() {
+      const started = performance.now();
+      await sql`VACUUM (ANALYZE) ${sql(DP_ID)}.mappings`;
+      await sql`CHECKPOINT`;
+      await sql`CREATE EXTENSION IF NOT EXISTS pg_prewarm`;
+      await sql`SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ${DP_ID} AND c.relkind IN ('r', 'i', 't')`;
+      return round3((performance.now() - started) / 1000);
+    },
     async measure(mappings) {
       const started = performance.now();
       const tables = await sql<{ name: string; total: string; main: string; fsm: string; vm: string; toast: string }[]>`
@@ -388,6 +415,8 @@ interface StepResult {
   readonly skipped?: string;
   readonly loadSeconds?: number;
   readonly rowsPerSecond?: number;
+  /** Untimed maintenance after the load (PostgreSQL: VACUUM (ANALYZE), CHECKPOINT). */
+  readonly settleSeconds?: number;
   /** SQLite: sequential lookups; PostgreSQL: sequential lookups, each a miss of the store's cache. */
   readonly sequential?: Latency & { p99MsOfRepeats: number[] };
   /** PostgreSQL: CONCURRENCY lookups at once, each a cache miss. */
@@ -396,6 +425,8 @@ interface StepResult {
   readonly withCache?: Latency & { cacheHitRate: number; p99MsOfRepeats: number[] };
   readonly disk?: DiskFigures;
   readonly loadAverage?: readonly number[];
+  /** When the run that measured it started, and its commit (a run of some stores keeps the others' steps). */
+  readonly run?: { readonly date: string; readonly commit: unknown };
 }
 
 /** Free bytes on the file system of `path`. */
@@ -643,12 +674,33 @@ function codeOf(): Record<string, unknown> {
 }
 const code = codeOf();
 
-const steps: StepResult[] = [];
+/** This run's steps. */
+const measured: StepResult[] = [];
 let pgVersion: string | undefined;
 const machineInfo = machine();
 
+/**
+ * The steps of stores this run does not measure, kept from bench/results/scale.json
+ * (each with the date and commit of its own run), so that one store can be measured again alone.
+ */
+async function keptSteps(): Promise<StepResult[]> {
+  let previous: { date?: string; code?: unknown; machine?: { postgres?: string }; steps?: StepResult[] };
+  try {
+    previous = JSON.parse(await readFile('bench/results/scale.json', 'utf8')) as typeof previous;
+  } catch {
+    return [];
+  }
+  if (!STORES.includes('postgres')) pgVersion = previous.machine?.postgres;
+  return (previous.steps ?? [])
+    .filter((s) => !STORES.includes(s.store))
+    .map((s) => ({ ...s, run: s.run ?? { date: previous.date ?? 'unknown', commit: (previous.code as { commit?: unknown } | undefined)?.commit } }));
+}
+const kept = await keptSteps();
+
 async function writeResults(): Promise<void> {
-  const note = `${String(machineInfo.cores)} cores (${String(machineInfo.cpu)}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, node ${process.version}${pgVersion !== undefined ? `, PostgreSQL ${pgVersion}` : ''}; ${started.toISOString().slice(0, 10)}; other work ran concurrently`;
+  const steps = [...kept, ...measured].sort((a, b) => ['sqlite', 'postgres'].indexOf(a.store) - ['sqlite', 'postgres'].indexOf(b.store));
+  const runs = [...new Set(steps.map((s) => `${s.store} ${(s.run?.date ?? started.toISOString()).slice(0, 10)}`))];
+  const note = `${String(machineInfo.cores)} cores (${String(machineInfo.cpu)}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, node ${process.version}${pgVersion !== undefined ? `, PostgreSQL ${pgVersion}` : ''}; ${kept.length === 0 ? started.toISOString().slice(0, 10) : `runs: ${runs.join(', ')}`}; other work ran concurrently`;
   const goals = goalsOf(steps, proofBytes);
   const results = {
     benchmark: 'scale',
@@ -678,7 +730,7 @@ async function writeResults(): Promise<void> {
     '# bench/scale.ts',
     '',
     `${note}. Proof JSON: ${proofBytes} bytes per mapping (holder, MSP and DP signatures). ${LOOKUPS} lookups per series, ${Math.round(ABSENT_SHARE * 100)}% of them absent CSIs, random over the whole population.`,
-    `Lookups are \`AuthoritativeDp.lookup\`; each series ran ${REPEATS} times and the run with the median p99 is shown (every p99 in scale.json). PostgreSQL: "lookup" and "concurrent" are misses of the store's LRU (emptied, untimed, before each block of ${CHUNK} lookups of distinct CSIs), "with LRU" lets it work as a DP runs it (hits: the share of lookups it answered from the LRU).`,
+    `Lookups are \`AuthoritativeDp.lookup\`; each series ran ${REPEATS} times and the run with the median p99 is shown (every p99 in scale.json). Before the lookups of a step, untimed, as an operator does after a bulk load or a restart: SQLite's file read once (into the OS page cache); PostgreSQL VACUUM (ANALYZE), CHECKPOINT and pg_prewarm (read) of the store's tables and indexes. SQLite's page cache is the store's 64 MiB. PostgreSQL: "lookup" and "concurrent" are misses of the store's LRU (emptied, untimed, before each block of ${CHUNK} lookups of distinct CSIs), "with LRU" lets it work as a DP runs it (hits: the share of lookups it answered from the LRU).`,
     '',
     tableOf(steps),
     '',
@@ -715,7 +767,7 @@ async function runStore(subject: StoreUnderTest): Promise<void> {
     if (free - need < KEEP_FREE_BYTES) {
       const skipped = `would need ~${(need / 2 ** 30).toFixed(1)} GiB with ${(free / 2 ** 30).toFixed(1)} GiB free (keeping ${KEEP_FREE_BYTES / 2 ** 30} GiB)`;
       console.log(`${subject.name} ${label(n)}: skipped: ${skipped}`);
-      steps.push({ store: subject.name, mappings: n, skipped });
+      measured.push({ store: subject.name, mappings: n, skipped, run: { date: started.toISOString(), commit: code.commit } });
       break;
     }
     const t = performance.now();
@@ -727,6 +779,9 @@ async function runStore(subject: StoreUnderTest): Promise<void> {
     const loadSeconds = (performance.now() - t) / 1000;
     loaded = n;
     console.log(`${subject.name} ${label(n)}: loaded ${added} mappings in ${loadSeconds.toFixed(1)} s (${Math.round(added / loadSeconds)}/s)`);
+    const settleSeconds = await subject.settle?.();
+    if (settleSeconds !== undefined)
+      console.log(`  settled (${subject.name === 'postgres' ? 'VACUUM (ANALYZE), CHECKPOINT, pg_prewarm' : 'its file read once'}) in ${settleSeconds} s`);
     const disk = await subject.measure(n);
     estimate = disk.bytesPerMapping;
     console.log(`  ${disk.bytesPerMapping} bytes/mapping (${(disk.bytes / 2 ** 20).toFixed(1)} MiB; measured in ${disk.measureSeconds} s)`);
@@ -754,10 +809,12 @@ async function runStore(subject: StoreUnderTest): Promise<void> {
         `  sequential, with the LRU: p50 ${fmt(withCache.p50Ms)} ms, p99 ${fmt(withCache.p99Ms)} ms (${Math.round(withCache.cacheHitRate * 100)}% hits)`,
       );
     }
-    steps.push({
+    measured.push({
+      run: { date: started.toISOString(), commit: code.commit },
       store: subject.name,
       mappings: n,
       loadSeconds: round3(loadSeconds),
+      ...(settleSeconds !== undefined ? { settleSeconds } : {}),
       rowsPerSecond: Math.round(added / loadSeconds),
       sequential,
       ...(concurrent !== undefined ? { concurrent } : {}),
@@ -805,8 +862,8 @@ try {
     }
   }
   await writeResults();
-  console.log(`\n${tableOf(steps)}\n`);
-  console.log(JSON.stringify(goalsOf(steps, proofBytes), null, 2));
+  console.log(`\n${tableOf(measured)}\n`);
+  console.log(JSON.stringify(goalsOf(measured, proofBytes), null, 2));
 } finally {
   await rm(work, { recursive: true, force: true });
 }
