@@ -49,7 +49,14 @@ export const HOSTS = {
 /** A host's name. */
 export type HostName = keyof typeof HOSTS;
 
-const url = (host: HostName): string => `https://${HOSTS[host].address}:${PORT}`;
+/** The domain of the hosts' DNS names when a deployment uses names (RFC 6761 reserves .test). */
+export const HOST_DOMAIN = 'mimi.test';
+
+/** A host's DNS name: `<host>.mimi.test`. */
+export const hostNameOf = (host: HostName): string => `${host}.${HOST_DOMAIN}`;
+
+/** A host's base URL: its address, or with `names` its DNS name (each host's /etc/hosts resolves them). */
+const endpoint = (host: HostName, names: boolean | undefined): string => `https://${names === true ? hostNameOf(host) : HOSTS[host].address}:${PORT}`;
 
 /** The CSIs dp-dc holds: +1 202 555 01xx, found on chat-a and chat-b. */
 export const DC_NUMBERS = Array.from({ length: 120 }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
@@ -64,6 +71,12 @@ export interface DeploymentOptions {
   readonly ttl: number;
   /** Seconds the resolver serves a stale answer before it asks again (`resolver.ttl.stale`; 30 when absent). */
   readonly staleTtl?: number | undefined;
+  /**
+   * Endpoints by DNS name (`https://dc-a.mimi.test:8443`) instead of address:
+   * every host's /etc/hosts (ip netns exec's /etc/netns/<ns>/hosts) names
+   * every other, and each certificate names its host's name besides its address.
+   */
+  readonly names?: boolean | undefined;
 }
 
 /** The deployment docs/operations.md shows (§15): the contract's timeouts, a day's TTLs. */
@@ -118,7 +131,7 @@ export async function writeDeployment(dir: string, options: DeploymentOptions): 
     await mkdir(join(hostDir[host], 'tls'), { recursive: true, mode: 0o700 });
     await writeFile(join(hostDir[host], 'tls', 'ca.pem'), pki.ca);
     if (host === 'client') continue;
-    const identity = await pki.identity(host, [address]);
+    const identity = await pki.identity(host, options.names === true ? [address, hostNameOf(host)] : [address]);
     await writeFile(join(hostDir[host], 'tls', 'cert.pem'), identity.cert);
     await writeFile(join(hostDir[host], 'tls', 'key.pem'), identity.key, { mode: 0o600 });
   }
@@ -139,6 +152,7 @@ const tls = { cert: './tls/cert.pem', key: './tls/key.pem', ca: './tls/ca.pem' }
 
 /** Every host's zone files and config (keys and certificates aside). */
 export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, unknown>): Record<HostName, Files> {
+  const url = (host: HostName): string => endpoint(host, options.names);
   const msps = Array.from({ length: 4 }, (_, i) => ({ id: `chat-${'abcd'[i]}`, name: `Example Chat ${'ABCD'[i]}`, bit: i }));
   const dps = {
     'dp-nanp': { id: 'dp-nanp', endpoints: [url('nanp')], jwk: jwk['dp-nanp'] },
@@ -336,6 +350,7 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
   const net = await HostNetwork.create('fed');
   try {
     for (const [name, { address }] of Object.entries(HOSTS)) await net.addHost(name, address);
+    if (options.names === true) await net.writeHostsFiles(Object.fromEntries((Object.keys(HOSTS) as HostName[]).map((h) => [hostNameOf(h), HOSTS[h].address])));
     const dirs = await writeDeployment(dir, options);
     const serve = (host: HostName) =>
       net.start(host, [process.execPath, MIMI, 'serve', '--config', join(dirs[host], 'mimi.yaml')], {
@@ -346,6 +361,7 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
     await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(serve));
     await Promise.all((['resolver', 'resolv2'] as const).map(serve));
     const client = await Client.start(net, dirs.client);
+    const url = (host: HostName): string => endpoint(host, options.names);
     const resolver = url('resolver');
     return {
       net,

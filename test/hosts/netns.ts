@@ -9,6 +9,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { findProgram } from '../fixtures/prerequisites.ts';
@@ -209,6 +211,20 @@ export class HostNetwork {
     clearTimeout(timer);
   }
 
+  /**
+   * Gives every host an /etc/hosts naming `entries` (name -> address) besides
+   * localhost: `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts for
+   * what it starts, so processes there resolve the names as an operator's DNS
+   * would answer them (getaddrinfo reads the file). Removed with the namespace.
+   */
+  async writeHostsFiles(entries: Readonly<Record<string, string>>): Promise<void> {
+    const text = ['127.0.0.1 localhost', '::1 localhost', ...Object.entries(entries).map(([name, address]) => `${address} ${name}`), ''].join('\n');
+    for (const host of this.#hosts.values()) {
+      await mkdir(join(NETNS_ETC, host.ns), { recursive: true });
+      await writeFile(join(NETNS_ETC, host.ns, 'hosts'), text);
+    }
+  }
+
   /** Stops every process, then removes every namespace (and with them every link). Never throws. */
   async destroy(): Promise<void> {
     await Promise.allSettled([...this.#processes].map((p) => this.stop(p, 3000)));
@@ -247,7 +263,11 @@ async function removeNamespace(ns: string): Promise<void> {
     }
   }
   await ip(['netns', 'delete', ns]).catch(() => undefined);
+  await rm(join(NETNS_ETC, ns), { recursive: true, force: true });
 }
+
+/** Where `ip netns exec` finds the files it mounts over /etc for a namespace's processes. */
+const NETNS_ETC = '/etc/netns';
 
 /** Removes every namespace whose name starts with `prefix` (an earlier run that crashed). */
 export async function removeLeftovers(prefix: string): Promise<string[]> {
