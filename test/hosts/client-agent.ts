@@ -28,7 +28,14 @@ export interface AgentResult {
 /** A command of the agent. */
 export type AgentRequest =
   | { readonly op: 'resolve'; readonly resolver: string; readonly csi: string }
-  | { readonly op: 'load'; readonly resolver: string; readonly csis: readonly string[]; readonly concurrency: number };
+  | {
+      readonly op: 'load';
+      readonly resolver: string;
+      readonly csis: readonly string[];
+      readonly concurrency: number;
+      /** false: the stub does not check answers against the trust anchor (a benchmark of the resolver, not of the client's signature checks). */
+      readonly verify?: boolean;
+    };
 
 /** A command as sent: a request and its number. */
 export type AgentCommand = AgentRequest & { readonly id: number };
@@ -38,19 +45,20 @@ const ca = values.ca !== undefined ? await readFile(values.ca, 'utf8') : undefin
 const anchor = values['trust-anchor'] !== undefined ? await readTrustAnchor(values['trust-anchor']) : undefined;
 const stubs = new Map<string, StubResolver>();
 
-function stubFor(resolver: string): StubResolver {
-  let stub = stubs.get(resolver);
+function stubFor(resolver: string, verify: boolean): StubResolver {
+  const key = `${verify ? 'verify' : 'trust'} ${resolver}`;
+  let stub = stubs.get(key);
   if (stub === undefined) {
-    stub = new StubResolver({ resolver, tls: { ca }, trustAnchor: anchor, timeoutMs: 20_000 });
-    stubs.set(resolver, stub);
+    stub = new StubResolver({ resolver, tls: { ca }, trustAnchor: verify ? anchor : undefined, timeoutMs: 20_000 });
+    stubs.set(key, stub);
   }
   return stub;
 }
 
-async function resolveOne(resolver: string, csi: string): Promise<AgentResult> {
+async function resolveOne(resolver: string, csi: string, verify = true): Promise<AgentResult> {
   const started = performance.now();
   try {
-    const a = await stubFor(resolver).resolve(csi);
+    const a = await stubFor(resolver, verify).resolve(csi);
     return {
       csi,
       ms: performance.now() - started,
@@ -63,7 +71,7 @@ async function resolveOne(resolver: string, csi: string): Promise<AgentResult> {
         incomplete: a.incomplete ?? [],
         cached: a.cached,
         // The stub checked the answer against the trust anchor (it throws `bogus` when that fails).
-        verified: anchor !== undefined,
+        verified: verify && anchor !== undefined,
       },
     };
   } catch (err) {
@@ -78,13 +86,13 @@ async function resolveOne(resolver: string, csi: string): Promise<AgentResult> {
   }
 }
 
-async function load(resolver: string, csis: readonly string[], concurrency: number): Promise<AgentResult[]> {
+async function load(resolver: string, csis: readonly string[], concurrency: number, verify: boolean): Promise<AgentResult[]> {
   const results: AgentResult[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < csis.length) {
       const csi = csis[next++];
-      if (csi !== undefined) results.push(await resolveOne(resolver, csi));
+      if (csi !== undefined) results.push(await resolveOne(resolver, csi, verify));
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
@@ -96,6 +104,8 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === '') continue;
   const command = JSON.parse(line) as AgentCommand;
   const results =
-    command.op === 'resolve' ? [await resolveOne(command.resolver, command.csi)] : await load(command.resolver, command.csis, command.concurrency);
+    command.op === 'resolve'
+      ? [await resolveOne(command.resolver, command.csi)]
+      : await load(command.resolver, command.csis, command.concurrency, command.verify !== false);
   process.stdout.write(`${JSON.stringify({ id: command.id, results })}\n`);
 }

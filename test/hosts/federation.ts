@@ -59,7 +59,12 @@ export const hostNameOf = (host: HostName): string => `${host}.${HOST_DOMAIN}`;
 const endpoint = (host: HostName, names: boolean | undefined): string => `https://${names === true ? hostNameOf(host) : HOSTS[host].address}:${PORT}`;
 
 /** The CSIs dp-dc holds: +1 202 555 01xx, found on chat-a and chat-b. */
-export const DC_NUMBERS = Array.from({ length: 120 }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
+export const DC_NUMBERS = dcNumbers(120);
+
+/** The first `count` (at most 9,900) CSIs of +1 202 555 01xx on: what dp-dc holds with `dcMappings`. */
+export function dcNumbers(count: number): string[] {
+  return Array.from({ length: Math.min(count, 9900) }, (_, i) => `tel:+1202555${String(100 + i).padStart(4, '0')}`);
+}
 
 /** Settings of a deployment. */
 export interface DeploymentOptions {
@@ -77,7 +82,14 @@ export interface DeploymentOptions {
    * every other, and each certificate names its host's name besides its address.
    */
   readonly names?: boolean | undefined;
+  /** The resolvers open their operations listener (metrics) on 127.0.0.1:{@link OPERATIONS_PORT} of their host. */
+  readonly operations?: boolean | undefined;
+  /** How many CSIs dp-dc holds ({@link dcNumbers}); 120 ({@link DC_NUMBERS}) when absent. */
+  readonly dcMappings?: number | undefined;
 }
+
+/** Where a resolver's operations listener is, inside its host, with `operations`. */
+export const OPERATIONS_PORT = 9100;
 
 /** The deployment docs/operations.md shows (§15): the contract's timeouts, a day's TTLs. */
 export const DOCUMENTED: DeploymentOptions = { ttl: 86_400 };
@@ -198,7 +210,7 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
     negativeTtl: ttl,
     endpoints: [url('dc-a'), url('dc-b')],
     jwk: jwk['dp-dc'],
-    mappings: DC_NUMBERS.flatMap((csi) => [
+    mappings: (options.dcMappings === undefined ? DC_NUMBERS : dcNumbers(options.dcMappings)).flatMap((csi) => [
       { csi, msp: 'chat-a', preference: 1 },
       { csi, msp: 'chat-b', preference: 2 },
     ]),
@@ -239,6 +251,7 @@ export function deploymentFiles(options: DeploymentOptions, jwk: Record<string, 
         // Its clients are many MSPs behind one test client: the anonymous tier is raised for the load the tests send.
         limits: { tiers: { anonymous: { rate: 2000, burst: 4000, notFoundRate: 200, notFoundBurst: 400 } } },
         log: { level: 'warn' },
+        ...(options.operations === true ? { operations: `127.0.0.1:${OPERATIONS_PORT}` } : {}),
         resolver: {
           listen: `${HOSTS[host].address}:${PORT}`,
           root: [url('root')],
@@ -339,8 +352,12 @@ export interface Federation {
   readonly dirs: Record<HostName, string>;
   /** The client asks a resolver (the first unless `at` names the other) once, verifying the answer from the trust anchor. */
   resolve(csi: string, at?: 'resolver' | 'resolv2'): Promise<AgentResult>;
-  /** The client asks every CSI of `csis` once, `concurrency` at a time. */
-  load(csis: readonly string[], concurrency: number): Promise<AgentResult[]>;
+  /** The client asks every CSI of `csis` once, `concurrency` at a time (verifying each answer unless `verify` is false). */
+  load(csis: readonly string[], concurrency: number, verify?: boolean): Promise<AgentResult[]>;
+  /** Stops the server of `host` (SIGTERM) and starts it again from its config: a resolver comes back with empty caches. */
+  restart(host: HostName): Promise<void>;
+  /** A request to a resolver's operations listener (needs `operations`) from inside its host: `GET /metrics`, `POST /cache/flush`. Its body. */
+  operations(host: 'resolver' | 'resolv2', method: 'GET' | 'POST', path: string): Promise<string>;
   /** Stops every process and removes every namespace. */
   close(): Promise<void>;
 }
@@ -357,9 +374,13 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
         cwd: dirs[host],
         ready: (line) => line.includes('"event":"ready"'),
       });
-    await serve('root');
-    await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(serve));
-    await Promise.all((['resolver', 'resolv2'] as const).map(serve));
+    const servers = new Map<HostName, HostProcess>();
+    const startServer = async (host: HostName): Promise<void> => {
+      servers.set(host, await serve(host));
+    };
+    await startServer('root');
+    await Promise.all((['nanp', 'dc-a', 'dc-b', 'mail-a', 'mail-b'] as const).map(startServer));
+    await Promise.all((['resolver', 'resolv2'] as const).map(startServer));
     const client = await Client.start(net, dirs.client);
     const url = (host: HostName): string => endpoint(host, options.names);
     const resolver = url('resolver');
@@ -371,7 +392,18 @@ export async function startFederation(dir: string, options: DeploymentOptions): 
         if (result === undefined) throw new Error('the client gave no result');
         return result;
       },
-      load: (csis, concurrency) => client.send({ op: 'load', resolver, csis, concurrency }),
+      load: (csis, concurrency, verify) => client.send({ op: 'load', resolver, csis, concurrency, ...(verify === false ? { verify } : {}) }),
+      restart: async (host) => {
+        const proc = servers.get(host);
+        if (proc !== undefined) await net.stop(proc);
+        await startServer(host);
+      },
+      operations: async (host, method, path) => {
+        const url = JSON.stringify(`http://127.0.0.1:${OPERATIONS_PORT}${path}`);
+        const script = `fetch(${url}, { method: '${method}' }).then(async (r) => { const t = await r.text(); if (!r.ok) throw new Error(r.status + ' ' + t); process.stdout.write(t); })`;
+        const { stdout } = await run('ip', ['netns', 'exec', net.host(host).ns, process.execPath, '-e', script], { timeout: 10_000 });
+        return stdout;
+      },
       close: () => net.destroy(),
     };
   } catch (err) {

@@ -2,7 +2,8 @@
  * The hosts harness itself (./netns.ts): addresses only in 198.18.0.0/15 and
  * no route out, links that carry traffic until cut (packets vanish: a connect
  * neither succeeds nor fails) and again once restored, and nothing left behind:
- * not by this run, not by an earlier one that crashed. Needs root.
+ * not by this run, not by an earlier one that crashed; latency added where the
+ * kernel has no netem. Needs root (and nft, Debian package nftables).
  */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -86,6 +87,24 @@ describe.skipIf(!runs)('the hosts harness', () => {
     },
     20_000,
   );
+
+  it('adds latency without netem: connections from other hosts go through a relay that holds each chunk both ways, bytes intact', async () => {
+    const ms = 100;
+    await net.delayIncoming('b', 7000, ms);
+    // 64 KiB to the echo server and back: the first chunk waits 3 x ms (the handshake's round trip and one way), the echo ms more.
+    const script = `const payload = require('node:crypto').randomBytes(65536);
+      const started = performance.now();
+      const s = require('node:net').connect(7000, '198.18.1.2', () => s.write(payload));
+      const got = [];
+      let n = 0;
+      s.on('data', (c) => { got.push(c); n += c.length; if (n >= payload.length) {
+        console.log(JSON.stringify({ ms: performance.now() - started, same: Buffer.concat(got).equals(payload) })); process.exit(0); } });
+      s.on('error', (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });`;
+    const { stdout } = await run('ip', ['netns', 'exec', net.host('a').ns, process.execPath, '-e', script], { timeout: 10_000 });
+    const result = JSON.parse(stdout) as { ms: number; same: boolean };
+    expect(result.same).toBe(true);
+    expect(result.ms).toBeGreaterThanOrEqual(4 * ms - 5);
+  });
 
   it('leaves no namespace and no process behind', async () => {
     const pids = (await run('ip', ['netns', 'pids', net.host('b').ns])).stdout.trim();

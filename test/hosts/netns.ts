@@ -20,6 +20,10 @@ const run = promisify(execFile);
 /** The name prefix of every namespace the harness makes; each network adds its own tag (test files run in parallel). */
 export const NETNS_PREFIX = 'mimih-';
 
+/** The delay relay of {@link HostNetwork.delayIncoming}, and how far above the server's port it listens. */
+const DELAY_PROXY = join(import.meta.dirname, 'delay-proxy.ts');
+const RELAY_PORT_OFFSET = 1000;
+
 /** The prefix length of the hosts' addresses: 198.18.0.0/15. */
 const PREFIX_LENGTH = 15;
 
@@ -84,6 +88,7 @@ export class HostNetwork {
   readonly #bridgeNs: string;
   readonly #hosts = new Map<string, Host>();
   readonly #processes = new Set<HostProcess>();
+  #netem: Promise<boolean> | undefined;
 
   private constructor(prefix: string) {
     this.prefix = prefix;
@@ -154,6 +159,37 @@ export class HostNetwork {
     const host = this.host(name);
     if (ms === 0) await tc(['qdisc', 'del', 'dev', 'eth0', 'root'], host.ns).catch(() => undefined);
     else await tc(['qdisc', 'replace', 'dev', 'eth0', 'root', 'netem', 'delay', `${ms}ms`], host.ns);
+  }
+
+  /** Whether this kernel has netem (`tc qdisc ... netem`), tried once on the bridge namespace's loopback. */
+  async hasNetem(): Promise<boolean> {
+    this.#netem ??= tc(['qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'], this.#bridgeNs).then(
+      () => tc(['qdisc', 'del', 'dev', 'lo', 'root'], this.#bridgeNs).then(() => true),
+      () => false,
+    );
+    return this.#netem;
+  }
+
+  /**
+   * The stand-in for {@link delay} where the kernel has no netem: the TCP
+   * connections other hosts make to `port` of host `name` go (nftables
+   * `redirect`, so the server and its config stay as they are) through a relay
+   * in the host that holds every chunk `ms` each way and a connection's first
+   * `2 x ms` more (./delay-proxy.ts): what a peer sees when every host's link
+   * has netem delay `ms`. Needs nft (Debian package nftables). Removed with the host.
+   */
+  async delayIncoming(name: string, port: number, ms: number): Promise<void> {
+    const host = this.host(name);
+    const relayPort = port + RELAY_PORT_OFFSET;
+    await this.start(
+      name,
+      [process.execPath, '--import', 'tsx', DELAY_PROXY, '--listen', `${host.address}:${relayPort}`, '--to', `${host.address}:${port}`, '--ms', String(ms)],
+      { cwd: import.meta.dirname, ready: (line) => line.includes('"event":"ready"') },
+    );
+    const nft = (args: readonly string[]): Promise<string> => command(['ip', 'netns', 'exec', host.ns, 'nft', ...args]);
+    await nft(['add', 'table', 'ip', 'mimi-delay']);
+    await nft(['add', 'chain', 'ip', 'mimi-delay', 'pre', '{ type nat hook prerouting priority dstnat; }']);
+    await nft(['add', 'rule', 'ip', 'mimi-delay', 'pre', 'iifname', 'eth0', 'tcp', 'dport', String(port), 'redirect', 'to', `:${relayPort}`]);
   }
 
   /** Restores a host's link: port up, no packet loss. */
@@ -252,15 +288,24 @@ async function dropAll(dev: string, ns: string): Promise<void> {
   }
 }
 
-/** Kills what still runs in a namespace (by process id) and deletes it. */
+/** Kills what still runs in a namespace (by process id), waits (up to 5 s) until it is gone, and deletes the namespace. */
 async function removeNamespace(ns: string): Promise<void> {
-  const pids = await command(['ip', 'netns', 'pids', ns]).catch(() => '');
-  for (const pid of pids.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // already gone
+  const pidsOf = async (): Promise<number[]> =>
+    (await command(['ip', 'netns', 'pids', ns]).catch(() => ''))
+      .split(/\s+/)
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number);
+  for (let tries = 0; tries < 50; tries++) {
+    const pids = await pidsOf();
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await ip(['netns', 'delete', ns]).catch(() => undefined);
   await rm(join(NETNS_ETC, ns), { recursive: true, force: true });
