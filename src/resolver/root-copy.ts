@@ -61,6 +61,9 @@ export class RootSnapshot {
   }
 }
 
+/** A copy in use is fetched again in the background in the last 1/PREFETCH_SHARE of its TTL. */
+const PREFETCH_SHARE = 10;
+
 /** Options of {@link RootZoneCopy}. */
 export interface RootZoneCopyOptions {
   /** Root server URLs, tried in order. */
@@ -84,15 +87,30 @@ export class RootZoneCopy {
   #refreshing: Promise<void> | undefined;
   /** The last fetch failed validation. */
   #bogus = false;
+  /** The last refresh reached no root. */
+  #failed = false;
+  /** The TTL of the copy held, ms. */
+  #ttlMs = 0;
 
   constructor(options: RootZoneCopyOptions) {
     if (options.hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs at least one root URL');
     this.#options = options;
   }
 
-  /** The current root zone, refreshed first if its TTL ran out; the old copy is kept if the root is unreachable. */
+  /**
+   * The current root zone. A copy whose TTL ran out is fetched again before
+   * it is used, as long as the root answered last time; once a fetch has
+   * failed the old copy is served and the fetch retried in the background
+   * every `retryMs`, so only one round of lookups waits on an unreachable
+   * root (as a DNS resolver serves an expired answer after its client timer,
+   * RFC 8767 §5). In the last tenth of its TTL a copy in use is fetched again in
+   * the background (as Unbound's prefetch), so with traffic it rarely expires.
+   */
   async current(): Promise<RootSnapshot> {
-    if (this.#snapshot === undefined || this.#options.now() >= this.#expiresAt) await this.refresh();
+    const now = this.#options.now();
+    if (this.#snapshot === undefined || (now >= this.#expiresAt && !this.#failed)) await this.refresh();
+    else if (now >= this.#expiresAt || (!this.#failed && now >= this.#expiresAt - this.#ttlMs / PREFETCH_SHARE))
+      this.refresh().catch((err: unknown) => this.#options.logger.warn({ fault: describeFault(err) }, 'root zone refresh failed'));
     if (this.#snapshot === undefined) {
       if (this.#bogus) throw new MimiError('bogus', 'the root zone does not verify with the trust anchor');
       throw new MimiError('upstream_unavailable', 'the root zone could not be loaded');
@@ -119,7 +137,9 @@ export class RootZoneCopy {
       try {
         const result = await transport.fetchZone(endpoint, this.#snapshot?.etag, AbortSignal.timeout(timeoutMs));
         if (result.status === 'unchanged' && this.#snapshot !== undefined) {
-          this.#expiresAt = now() + this.#snapshot.zone.ttl * 1000;
+          this.#ttlMs = this.#snapshot.zone.ttl * 1000;
+          this.#expiresAt = now() + this.#ttlMs;
+          this.#failed = false;
           return;
         }
         if (result.status === 'changed') {
@@ -133,7 +153,9 @@ export class RootZoneCopy {
           const zone = normaliseZone(content, `${endpoint}/v1/zone`);
           if (zone.role !== 'root') throw new MimiError('upstream_unavailable', `${endpoint}/v1/zone is not a root zone`);
           this.#snapshot = new RootSnapshot(zone, result.etag, anchor !== undefined, result.jws);
-          this.#expiresAt = now() + zone.ttl * 1000;
+          this.#ttlMs = zone.ttl * 1000;
+          this.#expiresAt = now() + this.#ttlMs;
+          this.#failed = false;
           logger.info({ root: endpoint, serial: zone.serial }, 'root zone loaded');
           return;
         }
@@ -143,6 +165,7 @@ export class RootZoneCopy {
       }
     }
     // Keep serving the old copy and try again shortly (RFC 8767's spirit, for the root).
+    this.#failed = true;
     this.#expiresAt = now() + (this.#options.retryMs ?? 5_000);
   }
 }

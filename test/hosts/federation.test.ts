@@ -26,7 +26,10 @@ const TTL = 2;
  * Waits for cached data to expire. The servers run in other processes on other
  * hosts, so their clocks cannot be faked: the wait is real, and short.
  */
-const expire = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, TTL * 1000 + 300));
+const expire = (): Promise<void> => sleep(TTL * 1000 + 300);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Past the time after which the resolver fetches an unreachable root's zone again (src/resolver/root-copy.ts: 5 s). */
+const RETRY_WAIT_MS = 5500;
 
 let fed: Federation;
 let dir: string;
@@ -134,14 +137,21 @@ describe.skipIf(!runs)('a federation on separate hosts', () => {
     expect(await fed.resolve('tel:+16135550101')).toMatchObject({ ok: true, answer: { status: 'found' } });
     await fed.net.cut('root', 'loss');
     try {
-      // The root zone's TTL runs out while the root cannot be reached: the copy held is kept.
+      // The root zone's TTL runs out while the root cannot be reached: the copy held is kept. The first lookup waits
+      // for the fetch (the root's timeout is one replica timeout); after that it is retried in the background, and
+      // no lookup waits for the root.
       await expire();
+      const first = await fed.resolve(DC_NUMBERS[101] ?? '');
+      expect(first).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
+      expect(first.ms).toBeLessThan(REPLICA_MS + MARGIN_MS);
+      // Past the retry time: the lookups find the copy due again and fetch it in the background, without waiting.
+      await sleep(RETRY_WAIT_MS);
       const csis = [...DC_NUMBERS.slice(102, 108), 'tel:+16135550101', 'mailto:bob@example.com'];
       const results = await fed.load(csis, 4);
       expect(results).toHaveLength(csis.length);
       for (const r of results) {
         expect(r, r.csi).toMatchObject({ ok: true, answer: { status: 'found', stale: false } });
-        expect(r.ms, r.csi).toBeLessThan(REPLICA_MS + MARGIN_MS);
+        expect(r.ms, r.csi).toBeLessThan(REPLICA_MS);
       }
     } finally {
       await fed.net.restore('root');
