@@ -47,6 +47,13 @@ describe('zone files: valid ones normalise', () => {
     const auth = parseZoneText(dp('zones: [ "email:Example.COM" ]').replace('zones: [ "e164:1" ]\n', ''), 'a');
     expect(auth.role === 'authoritative' && auth.zones).toEqual(['email:example.com']);
   });
+
+  it('takes endpoints that are DNS names or IPv6 addresses (PROTOCOL.md §13), as URLs write them', () => {
+    const text = root().replace('http://127.0.0.1:18001', 'https://[2001:DB8::1]:8443", "https://DP-UK.example.net:8443');
+    const zone = parseZoneText(text, 'r');
+    if (zone.role !== 'root') throw new Error('not a root zone');
+    expect(zone.dps[0]?.endpoints).toEqual(['https://[2001:db8::1]:8443', 'https://dp-uk.example.net:8443']);
+  });
 });
 
 describe('zone files: refusals name the file, the field and the reason', () => {
