@@ -89,8 +89,6 @@ export class RootZoneCopy {
   #bogus = false;
   /** The last refresh reached no root. */
   #failed = false;
-  /** The TTL of the copy held, ms. */
-  #ttlMs = 0;
 
   constructor(options: RootZoneCopyOptions) {
     if (options.hints.length === 0) throw new MimiError('invalid_config', 'the resolver needs at least one root URL');
@@ -109,7 +107,7 @@ export class RootZoneCopy {
   async current(): Promise<RootSnapshot> {
     const now = this.#options.now();
     if (this.#snapshot === undefined || (now >= this.#expiresAt && !this.#failed)) await this.refresh();
-    else if (now >= this.#expiresAt || (!this.#failed && now >= this.#expiresAt - this.#ttlMs / PREFETCH_SHARE))
+    else if (now >= this.#expiresAt || (!this.#failed && now >= this.#expiresAt - (this.#snapshot.zone.ttl * 1000) / PREFETCH_SHARE))
       this.refresh().catch((err: unknown) => this.#options.logger.warn({ fault: describeFault(err) }, 'root zone refresh failed'));
     if (this.#snapshot === undefined) {
       if (this.#bogus) throw new MimiError('bogus', 'the root zone does not verify with the trust anchor');
@@ -137,8 +135,7 @@ export class RootZoneCopy {
       try {
         const result = await transport.fetchZone(endpoint, this.#snapshot?.etag, AbortSignal.timeout(timeoutMs));
         if (result.status === 'unchanged' && this.#snapshot !== undefined) {
-          this.#ttlMs = this.#snapshot.zone.ttl * 1000;
-          this.#expiresAt = now() + this.#ttlMs;
+          this.#expiresAt = now() + this.#snapshot.zone.ttl * 1000;
           this.#failed = false;
           return;
         }
@@ -153,8 +150,7 @@ export class RootZoneCopy {
           const zone = normaliseZone(content, `${endpoint}/v1/zone`);
           if (zone.role !== 'root') throw new MimiError('upstream_unavailable', `${endpoint}/v1/zone is not a root zone`);
           this.#snapshot = new RootSnapshot(zone, result.etag, anchor !== undefined, result.jws);
-          this.#ttlMs = zone.ttl * 1000;
-          this.#expiresAt = now() + this.#ttlMs;
+          this.#expiresAt = now() + zone.ttl * 1000;
           this.#failed = false;
           logger.info({ root: endpoint, serial: zone.serial }, 'root zone loaded');
           return;
