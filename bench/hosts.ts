@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import type { AgentResult } from '../test/hosts/client-agent.ts';
 import { dcNumbers, HOSTS, PORT, startFederation, type Federation, type HostName } from '../test/hosts/federation.ts';
 import { hostsMissing } from '../test/hosts/netns.ts';
+import { quantile } from './lib/run.ts';
 
 const DELAYS = (process.env.BENCH_HOSTS_DELAYS ?? '0,1,20').split(',').map(Number);
 const CONCURRENCY = 32;
@@ -52,10 +53,12 @@ if (missing !== undefined) {
 if (DELAYS.some((d) => !Number.isFinite(d) || d < 0 || d > 1000)) throw new Error('BENCH_HOSTS_DELAYS: milliseconds, 0 to 1000');
 
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
-const quantile = (values: readonly number[], q: number): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-};
+/** The nearest-rank quantile of unsorted `values`. */
+const quantileOf = (values: readonly number[], q: number): number =>
+  quantile(
+    [...values].sort((a, b) => a - b),
+    q,
+  );
 
 /** Every request the resolver has sent to DPs so far (mimi_resolver_upstream_requests_total, summed). */
 async function upstream(fed: Federation): Promise<number> {
@@ -89,8 +92,8 @@ async function series(fed: Federation, csis: readonly string[], concurrency: num
     lookups: results.length,
     seconds: round(seconds, 3),
     perSecond: round(results.length / seconds, 0),
-    p50Ms: round(quantile(ms, 0.5)),
-    p99Ms: round(quantile(ms, 0.99)),
+    p50Ms: round(quantileOf(ms, 0.5)),
+    p99Ms: round(quantileOf(ms, 0.99)),
     upstreamRequests: (await upstream(fed)) - before,
   };
 }
@@ -116,7 +119,7 @@ async function runDelay(delayMs: number): Promise<Record<string, unknown>> {
     const walks: { ms: number; upstream: number }[] = [];
     for (let i = 0; i < COLD_WALKS; i++) walks.push(await one(COLD_WALKS + i, flush));
     const median = (list: readonly { ms: number; upstream: number }[], key: 'ms' | 'upstream'): number =>
-      quantile(
+      quantileOf(
         list.map((w) => w[key]),
         0.5,
       );

@@ -39,6 +39,7 @@ import { addSignature, type Statement } from '../src/protocol/statement.ts';
 import { openPostgresStore } from '../src/store/postgres-store.ts';
 import { openSqliteStore } from '../src/store/sqlite-store.ts';
 import { parseZoneText, type AuthoritativeZone } from '../src/zone/normalise.ts';
+import { quantile } from './lib/run.ts';
 import { benchDigits } from './lib/zones.ts';
 import { startCluster, type PgCluster } from '../test/fixtures/postgres.ts';
 import { attestedStatement } from '../test/fixtures/statements.ts';
@@ -123,11 +124,6 @@ interface Latency {
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
-}
 
 function summarise(samples: readonly { ms: number; present: boolean }[]): Latency {
   const all = samples.map((s) => s.ms).sort((a, b) => a - b);

@@ -69,3 +69,9 @@ export async function load(
     bodyBytes: Math.round(result.throughput.total / Math.max(1, result.requests.total)),
   };
 }
+
+/** The nearest-rank quantile `q` (0-1) of `sorted` (ascending); NaN when empty. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+}
