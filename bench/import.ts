@@ -8,10 +8,12 @@
  * import` (its own process) into a real DP (`mimi serve`, its own process,
  * SQLite in a temporary directory), end to end: from the command's start to its
  * exit, every statement checked, countersigned and durably committed. Prints
- * import/verify (goal >= 0.8). BENCH_IMPORT_N (default 20,000) scales it;
- * MIMI_BENCH_PG_URL=postgres://... adds (c), the same import into a DP on
- * PostgreSQL (`store: { postgres: { url } }`; the schema "dp-bench" of that
- * database is dropped first). BENCH_PROFILE=DIR writes CPU profiles of the DP
+ * import/verify (goal >= 0.8). BENCH_IMPORT_N (default 20,000) scales it.
+ * (c) is the same import into a DP on PostgreSQL (`store: { postgres: { url }
+ * }`): on a cluster of its own, made as the tests make theirs (initdb, as the
+ * `postgres` user when run as root) and removed at the end, when PostgreSQL is
+ * installed; on the database of MIMI_BENCH_PG_URL=postgres://... when given
+ * (its schema "dp-bench" is dropped first); not at all with MIMI_BENCH_PG=off. BENCH_PROFILE=DIR writes CPU profiles of the DP
  * there. Writes bench/results/import.json.
  */
 import { spawn } from 'node:child_process';
@@ -27,10 +29,13 @@ import { loadOrCreateKey } from '../src/server/keys.ts';
 import { spawnReady, type ReadyChild } from './lib/run.ts';
 import { benchDigits, writeRegistrationZones } from './lib/zones.ts';
 import { freePort } from '../test/fixtures/free-port.ts';
+import { findPostgresBin, startCluster, type PgCluster } from '../test/fixtures/postgres.ts';
 import { attestedStatement } from '../test/fixtures/statements.ts';
 
 const N = Number(process.env.BENCH_IMPORT_N ?? 20_000);
 const PG_URL = process.env.MIMI_BENCH_PG_URL;
+/** Whether (c) runs on a cluster of its own: no URL given, PostgreSQL installed, not turned off. */
+const OWN_CLUSTER = PG_URL === undefined && process.env.MIMI_BENCH_PG !== 'off' && findPostgresBin() !== undefined;
 /** Checks in flight at once in the verify-only run (the DP has a batch's worth, 500, and more batches behind it). */
 const VERIFY_WINDOW = 1_000;
 const TOKEN = 'bench-import-token-0123456789abcdef';
@@ -112,6 +117,9 @@ async function runImport(file: string, dp: ReadyChild): Promise<ImportRun> {
 /** CPU per statement, µs. */
 const perStatement = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : Math.round((seconds * 1e6) / N));
 
+/** (c)'s own cluster, while it runs. */
+let cluster: PgCluster | undefined;
+
 // The machine's load average when the run began: other work on it shares the same cores.
 const results: Record<string, unknown> = {
   cpus: cpus().length,
@@ -189,13 +197,16 @@ try {
   };
   results.ratio = ratio;
 
-  // (c) the same into a DP on PostgreSQL, when one is given.
-  if (PG_URL !== undefined) {
+  // (c) the same into a DP on PostgreSQL: a cluster of its own, or the database given.
+  if (PG_URL !== undefined || OWN_CLUSTER) {
+    cluster = OWN_CLUSTER ? await startCluster({ standby: false }) : undefined;
+    const url = cluster?.primary.url ?? PG_URL;
+    if (url === undefined) throw new Error('no PostgreSQL URL for (c)');
     const { default: postgres } = await import('postgres');
-    const sql = postgres(PG_URL, { max: 1, onnotice: () => undefined });
+    const sql = postgres(url, { max: 1, onnotice: () => undefined });
     await sql`DROP SCHEMA IF EXISTS ${sql('dp-bench')} CASCADE`;
     await sql.end();
-    const pg = await serve('postgres', { postgres: PG_URL });
+    const pg = await serve('postgres', { postgres: url });
     let onPg: ImportRun;
     try {
       onPg = await runImport(file, pg);
@@ -213,11 +224,15 @@ try {
       seconds: round(onPg.seconds, 3),
       cpuMicrosPerStatement: { dp: perStatement(onPg.cpu.dp), command: perStatement(onPg.cpu.command) },
       ratio: round(pgRate / verifyRate, 2),
+      database: cluster !== undefined ? "a cluster of its own (the test harness's settings: fsync and synchronous_commit on)" : 'MIMI_BENCH_PG_URL',
     };
+  } else {
+    console.log('(c) skipped: PostgreSQL is not installed (or MIMI_BENCH_PG=off)');
   }
   await mkdir('bench/results', { recursive: true });
   await writeFile('bench/results/import.json', `${JSON.stringify(results, null, 2)}\n`);
   console.log(JSON.stringify(results));
 } finally {
+  await cluster?.destroy();
   await rm(dir, { recursive: true, force: true });
 }
