@@ -70,8 +70,14 @@ const REPEATS = Number(process.env.MIMI_SCALE_REPEATS ?? 3);
 const CONCURRENCY = 8;
 /** Free space a step must leave on the disk. */
 const KEEP_FREE_BYTES = 15 * 2 ** 30;
-/** PostgreSQL's shared_buffers here (the harness sets 32MB; raised modestly). */
-const PG_SHARED_BUFFERS = '256MB';
+/**
+ * PostgreSQL's shared_buffers (the harness sets 32MB; raised modestly by
+ * default). MIMI_SCALE_PG_SHARED_BUFFERS sets it (`14GB`: the whole 10M store
+ * in PostgreSQL's own buffers); when it is set, each step's settle prewarms
+ * into those buffers (pg_prewarm mode `buffer`) rather than the OS page cache.
+ */
+const PG_SHARED_BUFFERS = process.env.MIMI_SCALE_PG_SHARED_BUFFERS ?? '256MB';
+const PG_PREWARM_MODE = process.env.MIMI_SCALE_PG_SHARED_BUFFERS !== undefined ? 'buffer' : 'read';
 /** The issue's goals. */
 const GOAL_P99_RATIO = 1.2;
 const GOAL_BYTES_PER_MAPPING = 1.5 * 1024;
@@ -430,7 +436,7 @@ async function openPostgres(cluster: PgCluster, id = DP_ID): Promise<StoreUnderT
       await sql`VACUUM (ANALYZE) ${sql(id)}.mappings`;
       await sql`CHECKPOINT`;
       await sql`CREATE EXTENSION IF NOT EXISTS pg_prewarm`;
-      await sql`SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      await sql`SELECT pg_prewarm(c.oid::regclass, ${PG_PREWARM_MODE}) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = ${id} AND c.relkind IN ('r', 'i', 't')`;
       return round3((performance.now() - started) / 1000);
     },
@@ -831,7 +837,7 @@ async function writeResults(): Promise<void> {
       concurrency: CONCURRENCY,
       batch: BATCH,
       sqlite: 'WAL, synchronous FULL (as the store opens it)',
-      postgres: `the test harness's cluster (fsync on, synchronous_commit on, shared_buffers raised from 32MB to ${PG_SHARED_BUFFERS}), store pool 10, LRU of 100k answers`,
+      postgres: `the test harness's cluster (fsync on, synchronous_commit on, shared_buffers raised from 32MB to ${PG_SHARED_BUFFERS}, pg_prewarm mode ${PG_PREWARM_MODE}), store pool 10, LRU of 100k answers`,
     },
     proofJsonBytes: proofBytes,
     runSeconds: Math.round((Date.now() - started.getTime()) / 1000),
@@ -845,7 +851,7 @@ async function writeResults(): Promise<void> {
     '# bench/scale.ts',
     '',
     `${note}. Proof JSON: ${proofBytes} bytes per mapping (holder, MSP and DP signatures). ${LOOKUPS} lookups per series, ${Math.round(ABSENT_SHARE * 100)}% of them absent CSIs, random over the whole population.`,
-    `Lookups are \`AuthoritativeDp.lookup\`; each series ran ${REPEATS} times and the run with the median p99 is shown (every p99 in scale.json). The sequential series alternate blocks of ${CHUNK} lookups with the same series on a 10k twin of the store (a second store of the same kind, PostgreSQL: a second schema in the same cluster), so that the goal compares each step with 10k in the same minutes of the machine: "p99 / twin p99" is that ratio (of the run with the median ratio), and the 10k step's is an A/A check of the method. Before the lookups of a step, untimed, as an operator does after a bulk load or a restart: SQLite's file read once (into the OS page cache); PostgreSQL VACUUM (ANALYZE), CHECKPOINT and pg_prewarm (read) of the store's tables and indexes. SQLite's page cache is the store's 64 MiB. PostgreSQL: "lookup" and "concurrent" are misses of the store's LRU (emptied, untimed, before each block of ${CHUNK} lookups of distinct CSIs), "with LRU" lets it work as a DP runs it (hits: the share of lookups it answered from the LRU).`,
+    `Lookups are \`AuthoritativeDp.lookup\`; each series ran ${REPEATS} times and the run with the median p99 is shown (every p99 in scale.json). The sequential series alternate blocks of ${CHUNK} lookups with the same series on a 10k twin of the store (a second store of the same kind, PostgreSQL: a second schema in the same cluster), so that the goal compares each step with 10k in the same minutes of the machine: "p99 / twin p99" is that ratio (of the run with the median ratio), and the 10k step's is an A/A check of the method. Before the lookups of a step, untimed, as an operator does after a bulk load or a restart: SQLite's file read once (into the OS page cache); PostgreSQL VACUUM (ANALYZE), CHECKPOINT and pg_prewarm (${PG_PREWARM_MODE === 'buffer' ? `buffer: into shared_buffers, ${PG_SHARED_BUFFERS}` : 'read: into the OS page cache'}) of the store's tables and indexes. SQLite's page cache is the store's 64 MiB. PostgreSQL: "lookup" and "concurrent" are misses of the store's LRU (emptied, untimed, before each block of ${CHUNK} lookups of distinct CSIs), "with LRU" lets it work as a DP runs it (hits: the share of lookups it answered from the LRU).`,
     '',
     tableOf(steps),
     '',
