@@ -183,14 +183,24 @@ async function runSequential(dp: AuthoritativeDp, asks: readonly Ask[], clear?: 
   return runTimed(asks, (ask) => lookupChecked(dp, ask), clear);
 }
 
-/** `ask` run for each of `asks` in turn, each timed; `clear` runs untimed before each block of CHUNK. */
-async function runTimed(asks: readonly Ask[], ask: (a: Ask) => Promise<void>, clear?: () => Promise<void>): Promise<Latency> {
-  const samples: { ms: number; present: boolean }[] = [];
-  for (const [i, a] of asks.entries()) {
-    if (clear !== undefined && i % CHUNK === 0) await clear();
+/** A timed sample of one lookup. */
+type Sample = { ms: number; present: boolean };
+
+/** `ask` run for each of `asks` in turn, each timed into `into`. */
+async function timeEach(asks: readonly Ask[], ask: (a: Ask) => Promise<void>, into: Sample[]): Promise<void> {
+  for (const a of asks) {
     const t = performance.now();
     await ask(a);
-    samples.push({ ms: performance.now() - t, present: a.present });
+    into.push({ ms: performance.now() - t, present: a.present });
+  }
+}
+
+/** `ask` run for each of `asks` in turn, each timed; `clear` runs untimed before each block of CHUNK. */
+async function runTimed(asks: readonly Ask[], ask: (a: Ask) => Promise<void>, clear?: () => Promise<void>): Promise<Latency> {
+  const samples: Sample[] = [];
+  for (let at = 0; at < asks.length; at += CHUNK) {
+    await clear?.();
+    await timeEach(asks.slice(at, at + CHUNK), ask, samples);
   }
   return summarise(samples);
 }
@@ -212,15 +222,11 @@ async function runAlongside(
   clear?: () => Promise<void>,
   clearTwin?: () => Promise<void>,
 ): Promise<Alongside> {
-  const own: { ms: number; present: boolean }[] = [];
-  const other: { ms: number; present: boolean }[] = [];
-  const block = async (d: AuthoritativeDp, from: readonly Ask[], into: typeof own, at: number, c?: () => Promise<void>): Promise<void> => {
+  const own: Sample[] = [];
+  const other: Sample[] = [];
+  const block = async (d: AuthoritativeDp, from: readonly Ask[], into: Sample[], at: number, c?: () => Promise<void>): Promise<void> => {
     await c?.();
-    for (const ask of from.slice(at, at + CHUNK)) {
-      const t = performance.now();
-      await lookupChecked(d, ask);
-      into.push({ ms: performance.now() - t, present: ask.present });
-    }
+    await timeEach(from.slice(at, at + CHUNK), (ask) => lookupChecked(d, ask), into);
   };
   for (let at = 0, i = 0; at < asks.length; at += CHUNK, i++) {
     const first = (): Promise<void> => block(dp, asks, own, at, clear);
@@ -235,11 +241,7 @@ async function runAlongside(
 
 /** Runs an alongside series REPEATS times and answers the run with the median ratio to the twin, with every run's figures beside it. */
 async function repeatedAlongside(run: () => Promise<Alongside>): Promise<Alongside & { p99MsOfRepeats: number[]; p99RatioToTwinOfRepeats: number[] }> {
-  const runs: Alongside[] = [];
-  for (let i = 0; i < REPEATS; i++) runs.push(await run());
-  const sorted = [...runs].sort((a, b) => a.p99RatioToTwin - b.p99RatioToTwin);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)];
-  if (median === undefined) throw new Error('MIMI_SCALE_REPEATS must be at least 1');
+  const { runs, median } = await medianOfRepeats(run, (r) => r.p99RatioToTwin);
   return { ...median, p99MsOfRepeats: runs.map((r) => r.p99Ms), p99RatioToTwinOfRepeats: runs.map((r) => r.p99RatioToTwin) };
 }
 
@@ -249,7 +251,7 @@ async function runConcurrent(
   asks: readonly Ask[],
   clear: () => Promise<void>,
 ): Promise<Latency & { lookupsPerSecond: number; concurrency: number }> {
-  const samples: { ms: number; present: boolean }[] = [];
+  const samples: Sample[] = [];
   let wallMs = 0;
   for (let i = 0; i < asks.length; i += CHUNK) {
     await clear();
@@ -272,13 +274,18 @@ async function runConcurrent(
   return { ...summarise(samples), lookupsPerSecond: Math.round((samples.length / wallMs) * 1000), concurrency: CONCURRENCY };
 }
 
-/** Runs a series REPEATS times and answers the run with the median p99, with every run's p99 beside it. */
-async function repeated<T extends Latency>(run: () => Promise<T>): Promise<T & { p99MsOfRepeats: number[] }> {
+/** Runs `run` REPEATS times: every run, and the one with the median `key`. */
+async function medianOfRepeats<T>(run: () => Promise<T>, key: (r: T) => number): Promise<{ runs: T[]; median: T }> {
   const runs: T[] = [];
   for (let i = 0; i < REPEATS; i++) runs.push(await run());
-  const sorted = [...runs].sort((a, b) => a.p99Ms - b.p99Ms);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)] ?? sorted[0];
+  const median = [...runs].sort((a, b) => key(a) - key(b))[Math.floor((runs.length - 1) / 2)];
   if (median === undefined) throw new Error('MIMI_SCALE_REPEATS must be at least 1');
+  return { runs, median };
+}
+
+/** Runs a series REPEATS times and answers the run with the median p99, with every run's p99 beside it. */
+async function repeated<T extends Latency>(run: () => Promise<T>): Promise<T & { p99MsOfRepeats: number[] }> {
+  const { runs, median } = await medianOfRepeats(run, (r) => r.p99Ms);
   return { ...median, p99MsOfRepeats: runs.map((r) => r.p99Ms) };
 }
 
