@@ -647,9 +647,13 @@ class PostgresStore implements DpStore {
                 return { ok: false, error };
               }
             });
-            for (const { csi, write } of writes) await this.#write(tx, csi, write);
+            // Pipelined: postgres.js sends the writes in this order on the transaction's connection without waiting for each
+            // answer (one round trip per batch rather than per row); the first failure rejects, and the transaction rolls back.
+            await Promise.all(writes.map(({ csi, write }) => this.#write(tx, csi, write)));
             changed = [...new Set(writes.filter((w) => w.write.op !== 'seen').map((w) => w.csi))];
-            for (const csi of changed) await tx`SELECT pg_notify(${this.#channel}, ${`${CHANGE.mapping} ${this.#nonce} ${csi}`})`;
+            if (changed.length > 0) {
+              await tx`SELECT pg_notify(${this.#channel}, ${`${CHANGE.mapping} ${this.#nonce} `} || c) FROM unnest(${changed}::text[]) AS t(c)`;
+            }
           }),
           this.#timeoutMs,
         );
