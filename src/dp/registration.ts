@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { verifyProof } from '../protocol/proof.ts';
-import { signatureRolesProblem, statementPayloadSchema, statementSchema, type StatementPayload } from '../protocol/statement.ts';
+import { signatureRolesProblem, statementPayloadSchema, statementSchema, type Statement, type StatementPayload } from '../protocol/statement.ts';
 import { assertCompactJwsStrict, parseStrictBase64urlJson } from '../protocol/strict-json.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
@@ -28,6 +28,8 @@ export interface RegistrationContext {
 
 /** A statement that passed every check. */
 export interface CheckedStatement {
+  /** The statement as checked (its shape parsed): what the DP countersigns. */
+  readonly statement: Statement;
   readonly payload: StatementPayload;
   readonly holderKid: string;
   readonly holderJwk: PublicJwk;
@@ -66,5 +68,5 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
   assertCompactJwsStrict(payload.attestation, 'payload.attestation');
   const checked = await verifyProof(shape.data, payload, { msps: ctx.msps, csips: ctx.csips }, { now: ctx.now });
   const payloadHash = createHash('sha256').update(Buffer.from(shape.data.payload, 'base64url')).digest('base64url');
-  return { payload, ...checked, payloadHash };
+  return { statement: shape.data, payload, ...checked, payloadHash };
 }

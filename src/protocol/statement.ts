@@ -5,11 +5,10 @@
  * (`holder`, `msp`, `dp`), each protected header `{ alg: EdDSA, kid, role }`.
  * The shapes, and the signing every party does; checking is the DP's.
  */
-import { FlattenedSign } from 'jose';
 import { z } from 'zod';
 import { visibilitySchema } from './visibility.ts';
 import { idSchema } from './ids.ts';
-import type { SigningKey } from './jws.ts';
+import { signEd25519, type SigningKey } from './jws.ts';
 import { parseStrictBase64urlJson } from './strict-json.ts';
 
 /** One signature of a General JSON JWS. */
@@ -85,9 +84,10 @@ export function signatureRolesProblem(statement: Statement, roles: readonly Sign
 
 /** Adds a signature by `role` over the statement's payload (the DP countersigns; holders and MSPs sign). */
 export async function addSignature(statement: Statement, key: SigningKey, role: SignerRole): Promise<Statement> {
-  const bytes = Buffer.from(statement.payload, 'base64url');
-  const signed = await new FlattenedSign(bytes).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, role }).sign(key.key);
-  return { payload: statement.payload, signatures: [...statement.signatures, { protected: signed.protected ?? '', signature: signed.signature }] };
+  // RFC 7515 §5.1: the signing input is the protected header's base64url, a dot and the payload's (kept as it came).
+  const prot = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: key.kid, role })).toString('base64url');
+  const signature = await signEd25519(key, Buffer.from(`${prot}.${statement.payload}`, 'ascii'));
+  return { payload: statement.payload, signatures: [...statement.signatures, { protected: prot, signature: signature.toString('base64url') }] };
 }
 
 /** A new, unsigned statement for a payload. */

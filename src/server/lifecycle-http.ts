@@ -17,7 +17,7 @@ import type { Settled } from '../dp/store.ts';
 import { checkContest, checkRevoke } from '../dp/holder-requests.ts';
 import { isMimiError, isProblemCode, MimiError } from '../errors.ts';
 import { importRequestSchema, MAX_IMPORT_BODY, type ImportResult } from '../protocol/import.ts';
-import { addSignature, statementSchema } from '../protocol/statement.ts';
+import { addSignature } from '../protocol/statement.ts';
 import { locateDuplicateMembers } from '../protocol/strict-json.ts';
 import type { SigningKey } from '../protocol/jws.ts';
 import { delegationPayloadSchema, readSignedRequest } from '../protocol/signed-request.ts';
@@ -71,7 +71,7 @@ const json = (value: unknown): string => JSON.stringify(value);
  */
 async function prepareRegistration(body: unknown, ctx: RegistrationContext, signer: SigningKey, registeredAt: number): Promise<Registration> {
   const checked = await checkStatement(body, ctx);
-  const proof = await addSignature(statementSchema.parse(body), signer, 'dp');
+  const proof = await addSignature(checked.statement, signer, 'dp');
   const { csi, msp, preference, created, visibility } = checked.payload;
   return {
     mapping: {

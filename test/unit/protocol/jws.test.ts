@@ -1,8 +1,10 @@
 import { mkdtemp, readFile, stat, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FlattenedSign, generalVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { generateSigningKey, signFlattened, thumbprint, unverifiedPayload, verifyFlattened } from '../../../src/protocol/jws.ts';
+import { generateSigningKey, publicCryptoKey, signFlattened, thumbprint, unverifiedPayload, verifyFlattened } from '../../../src/protocol/jws.ts';
+import { addSignature, newStatement } from '../../../src/protocol/statement.ts';
 import { loadOrCreateKey, readTrustAnchor, writeTrustAnchor } from '../../../src/server/keys.ts';
 
 describe('JWS (EdDSA, Ed25519, flattened)', () => {
@@ -14,6 +16,28 @@ describe('JWS (EdDSA, Ed25519, flattened)', () => {
     expect(JSON.parse(Buffer.from(jws.protected ?? '', 'base64url').toString())).toEqual({ alg: 'EdDSA', kid: key.kid });
     expect(await verifyFlattened(jws, key.publicJwk, 'test')).toEqual({ a: 1 });
     expect(unverifiedPayload(jws, 'test')).toEqual({ a: 1 });
+  });
+
+  it('adds a statement signature (node:crypto) byte for byte as jose signs it, verifiable by jose with its role', async () => {
+    const key = await generateSigningKey();
+    const statement = newStatement({
+      csi: 'tel:+15550001111',
+      msp: 'chat-a',
+      preference: 1,
+      created: '2026-12-03T00:00:00.000Z',
+      dp: 'dp',
+      attestation: 'a.b.c',
+    });
+    const signed = await addSignature(statement, key, 'dp');
+    const byJose = await new FlattenedSign(Buffer.from(statement.payload, 'base64url'))
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, role: 'dp' })
+      .sign(key.key);
+    expect(signed.signatures).toEqual([{ protected: byJose.protected, signature: byJose.signature }]);
+    const general = { payload: signed.payload, signatures: signed.signatures.map((s) => ({ protected: s.protected, signature: s.signature })) };
+    const verified = await generalVerify(general, await publicCryptoKey(key.publicJwk));
+    expect(verified.protectedHeader).toEqual({ alg: 'EdDSA', kid: key.kid, role: 'dp' });
+    const other = await generateSigningKey();
+    await expect(generalVerify(general, await publicCryptoKey(other.publicJwk))).rejects.toThrow(/verification failed/);
   });
 
   it.each([
