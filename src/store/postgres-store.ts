@@ -76,6 +76,22 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);`,
 ];
 
+/** A registered mapping's columns, as written. */
+interface MappingColumns {
+  readonly csi: string;
+  readonly msp: string;
+  readonly preference: number;
+  readonly created: string;
+  readonly holder: string;
+  readonly holder_jwk: string;
+  readonly level: string;
+  readonly att_iat: number;
+  readonly proof: Buffer;
+  readonly registered_at: number;
+  readonly hkey: string | null;
+  readonly visibility: string | null;
+}
+
 /** Options of {@link openPostgresStore}. */
 export interface PostgresStoreOptions {
   /** `postgres://user@h1,h2/db?...`: several hosts are tried in turn for the primary. */
@@ -647,9 +663,7 @@ class PostgresStore implements DpStore {
                 return { ok: false, error };
               }
             });
-            // Pipelined: postgres.js sends the writes in this order on the transaction's connection without waiting for each
-            // answer (one round trip per batch rather than per row); the first failure rejects, and the transaction rolls back.
-            await Promise.all(writes.map(({ csi, write }) => this.#write(tx, csi, write)));
+            await this.#writeAll(tx, writes);
             changed = [...new Set(writes.filter((w) => w.write.op !== 'seen').map((w) => w.csi))];
             if (changed.length > 0) {
               await tx`SELECT pg_notify(${this.#channel}, ${`${CHANGE.mapping} ${this.#nonce} `} || c) FROM unnest(${changed}::text[]) AS t(c)`;
@@ -699,7 +713,7 @@ class PostgresStore implements DpStore {
     return snapshots;
   }
 
-  #mappingColumns(m: StoredMapping): Record<string, string | number | Buffer | null> {
+  #mappingColumns(m: StoredMapping): MappingColumns {
     return {
       csi: m.csi,
       msp: m.msp,
@@ -716,19 +730,64 @@ class PostgresStore implements DpStore {
     };
   }
 
+  /**
+   * A batch's writes. The registered mappings' rows as one DELETE and one
+   * INSERT of their final state (the last put or remove of each CSI and MSP
+   * decides), and the statements seen as one INSERT: a few statements for a
+   * batch rather than two a registration. The rest (pending, revocations,
+   * deactivations) in their order. All pipelined: postgres.js sends them on the
+   * transaction's connection without waiting for each answer; the first
+   * failure rejects, and the transaction rolls back.
+   */
+  async #writeAll(tx: Tx, writes: readonly { csi: string; write: CsiWrite }[]): Promise<void> {
+    const rows = new Map<string, { csi: string; msp: string; put?: StoredMapping }>();
+    const seen: { hash: string; at: number }[] = [];
+    const queries: Promise<unknown>[] = [];
+    for (const { csi, write } of writes) {
+      if (write.op === 'put') rows.set(`${csi}\n${write.mapping.msp}`, { csi, msp: write.mapping.msp, put: write.mapping });
+      else if (write.op === 'remove') rows.set(`${csi}\n${write.msp}`, { csi, msp: write.msp });
+      else if (write.op === 'seen') seen.push(write);
+      else queries.push(this.#write(tx, csi, write));
+    }
+    const removed = [...rows.values()].filter((r) => r.put === undefined);
+    if (removed.length > 0) {
+      queries.push(
+        tx`DELETE FROM mappings WHERE (csi, msp) IN (SELECT * FROM unnest(${removed.map((r) => r.csi)}::text[], ${removed.map((r) => r.msp)}::text[]))`,
+      );
+    }
+    const put = [...rows.values()].flatMap((r) => (r.put === undefined ? [] : [this.#mappingColumns(r.put)]));
+    if (put.length > 0) {
+      const column = <K extends keyof MappingColumns>(name: K): MappingColumns[K][] => put.map((c) => c[name]);
+      // As hex text, decoded in SQL: postgres.js 3.4 sends an array of Buffers as one bytea, not as bytea[].
+      const proofs = put.map((c) => c.proof.toString('hex'));
+      queries.push(
+        tx`INSERT INTO mappings (csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey, visibility)
+           SELECT csi, msp, preference, created, holder, holder_jwk, level, att_iat, decode(proof, 'hex'), registered_at, hkey, visibility
+           FROM unnest(${column('csi')}::text[], ${column('msp')}::text[], ${column('preference')}::integer[], ${column('created')}::text[],
+             ${column('holder')}::text[], ${column('holder_jwk')}::text[], ${column('level')}::text[], ${column('att_iat')}::bigint[],
+             ${proofs}::text[], ${column('registered_at')}::bigint[], ${column('hkey')}::text[], ${column('visibility')}::text[])
+             AS t(csi, msp, preference, created, holder, holder_jwk, level, att_iat, proof, registered_at, hkey, visibility)
+           ON CONFLICT (csi, msp) DO UPDATE SET preference = excluded.preference, created = excluded.created, holder = excluded.holder,
+             holder_jwk = excluded.holder_jwk, level = excluded.level, att_iat = excluded.att_iat, proof = excluded.proof,
+             registered_at = excluded.registered_at, hkey = excluded.hkey, visibility = excluded.visibility`,
+      );
+    }
+    if (seen.length > 0) {
+      queries.push(
+        tx`INSERT INTO seen_statements (hash, at) SELECT * FROM unnest(${seen.map((w) => w.hash)}::text[], ${seen.map((w) => w.at)}::bigint[])
+           ON CONFLICT (hash) DO NOTHING`,
+      );
+    }
+    await Promise.all(queries);
+  }
+
+  /** One write that {@link #writeAll} does not gather: pending mappings, revocations, deactivations. */
   async #write(tx: Tx, csi: string, w: CsiWrite): Promise<void> {
     switch (w.op) {
-      case 'put': {
-        const c = this.#mappingColumns(w.mapping);
-        await tx`INSERT INTO mappings ${tx(c)}
-                 ON CONFLICT (csi, msp) DO UPDATE SET preference = excluded.preference, created = excluded.created, holder = excluded.holder,
-                   holder_jwk = excluded.holder_jwk, level = excluded.level, att_iat = excluded.att_iat, proof = excluded.proof,
-                   registered_at = excluded.registered_at, hkey = excluded.hkey, visibility = excluded.visibility`;
-        return;
-      }
+      case 'put':
       case 'remove':
-        await tx`DELETE FROM mappings WHERE csi = ${csi} AND msp = ${w.msp}`;
-        return;
+      case 'seen':
+        throw new Error(`a ${w.op} write is gathered by #writeAll`);
       case 'add-pending': {
         const { hkey: _hkey, ...c } = this.#mappingColumns(w.pending);
         await tx`INSERT INTO pending ${tx({ ...c, id: w.pending.id, since: w.pending.since, contested: w.pending.contested })}`;
@@ -746,9 +805,6 @@ class PostgresStore implements DpStore {
         return;
       case 'deactivate':
         await tx`INSERT INTO deactivations (csi, deactivated_at) VALUES (${csi}, ${w.at}) ON CONFLICT (csi) DO UPDATE SET deactivated_at = excluded.deactivated_at`;
-        return;
-      case 'seen':
-        await tx`INSERT INTO seen_statements (hash, at) VALUES (${w.hash}, ${w.at}) ON CONFLICT (hash) DO NOTHING`;
         return;
     }
   }

@@ -73,6 +73,41 @@ describe.runIf(runs)('the PostgreSQL store', () => {
     ).rejects.toThrow('mine');
   });
 
+  it("writes a batch's mappings as their final state: the last put or remove of each CSI and MSP, across updates", async () => {
+    const store = await open('dp-final');
+    const [a, b, c] = ['tel:+447700900041', 'tel:+447700900042', 'tel:+447700900043'];
+    const email = 'mailto:ann@example.org';
+    await store.update({ csi: c, decide: (r) => r.putActive(mapping(c)) });
+    const settled = await store.updateAll([
+      { csi: a, decide: (r) => r.putActive(mapping(a)) },
+      { csi: a, decide: (r) => r.putActive(mapping(a, 'chat-b')) },
+      { csi: a, decide: (r) => r.removeActive('chat-a') },
+      { csi: a, decide: (r) => r.putActive({ ...mapping(a, 'chat-b'), preference: 7 }) },
+      { csi: b, decide: (r) => r.putActive(mapping(b)) },
+      { csi: b, decide: (r) => r.removeActive('chat-a') },
+      { csi: c, decide: (r) => r.removeActive('chat-a') },
+      { csi: c, decide: (r) => r.putActive({ ...mapping(c), preference: 3 }) },
+      {
+        csi: email,
+        statements: ['h-1', 'h-1'],
+        decide: (r) => r.putActive({ ...mapping(email), visibility: { audience: 'msps', msps: ['chat-a', 'chat-c'] } }),
+      },
+      { csi: email, statements: ['h-1'], decide: (r) => r.markSeen('h-1', 2) },
+    ]);
+    expect(settled.every((s) => s.ok)).toBe(true);
+    // A second process: nothing cached, everything read from the database.
+    const other = await open('dp-final');
+    expect((await other.active(a)).map((m) => [m.msp, m.preference])).toEqual([['chat-b', 7]]);
+    expect(await other.active(b)).toEqual([]);
+    expect((await other.active(c)).map((m) => [m.msp, m.preference])).toEqual([['chat-a', 3]]);
+    const [mail] = await other.active(email);
+    expect(mail?.visibility).toEqual({ audience: 'msps', msps: ['chat-a', 'chat-c'] });
+    expect(mail?.proof).toEqual(mapping(email).proof);
+    expect(await other.csiByHash(hashLocalPart('ann'), 'example.org')).toBe(email);
+    const rows = await cluster.primary.query<{ hash: string }>('SELECT hash FROM "dp-final".seen_statements');
+    expect(rows.map((r) => r.hash)).toEqual(['h-1']);
+  });
+
   it('keeps pending registrations in order, revocations, deactivations and seen statements', async () => {
     const store = await open('dp-records');
     const csi = 'tel:+447700900010';
