@@ -134,7 +134,7 @@ const MIGRATIONS: readonly string[] = [
   // PROTOCOL.md §15: the holder's visibility (JSON; NULL: public), read at every lookup without decoding the proof.
   `ALTER TABLE mappings ADD COLUMN visibility TEXT;
    ALTER TABLE pending ADD COLUMN visibility TEXT;`,
-  // PROTOCOL.md §13: proofs deflated (src/store/proof-codec.ts); rows written before keep their JSON in proof.
+  // PROTOCOL.md §13: proofs as src/store/proof-codec.ts keeps them (proof_z); rows written before keep their JSON in proof.
   // holder_jwk is '' where the proof's attestation carries the key.
   `ALTER TABLE mappings ADD COLUMN proof_z BLOB;
    ALTER TABLE pending ADD COLUMN proof_z BLOB;`,
