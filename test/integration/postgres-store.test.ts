@@ -5,7 +5,7 @@
  * DP id from one database (a write through one is served by the other within
  * 1 s, through LISTEN/NOTIFY; a restart of both loses nothing).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { emailHashKey } from '../../src/dp/authoritative-dp.ts';
 import type { CsiRecords, DpStore } from '../../src/dp/store.ts';
 import { hashLocalPart } from '../../src/protocol/enum-name.ts';
@@ -38,6 +38,10 @@ afterAll(async () => {
 });
 
 describe.runIf(runs)('the PostgreSQL store', () => {
+  // Each test's stores closed after it: their pools would otherwise hold connections the two-process tests below need (max_connections 50).
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close().catch(() => undefined)));
+  });
   it('migrates an empty database once when several processes start together', async () => {
     const stores = await Promise.all(Array.from({ length: 4 }, () => open('dp-race')));
     expect(stores).toHaveLength(4);
