@@ -84,6 +84,8 @@ export class MemoryCsiRecords implements CsiRecords {
   }
 
   putActive(mapping: StoredMapping): void {
+    // A CSI's records hold its own mappings only: the stores write each row under the mapping's CSI.
+    if (mapping.csi !== this.csi) throw new Error('a mapping put among the records of another CSI');
     this.#active = [...this.#active.filter((m) => m.msp !== mapping.msp), mapping];
     this.writes.push({ op: 'put', mapping });
   }

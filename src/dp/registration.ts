@@ -9,7 +9,7 @@ import { parseCsi } from '../csi/parse.ts';
 import { MimiError } from '../errors.ts';
 import { verifyProof } from '../protocol/proof.ts';
 import { signatureRolesProblem, statementPayloadSchema, statementSchema, type Statement, type StatementPayload } from '../protocol/statement.ts';
-import { assertCompactJwsStrict, parseStrictBase64urlJson } from '../protocol/strict-json.ts';
+import { assertBase64url, assertCompactJwsStrict, parseStrictBase64urlJson } from '../protocol/strict-json.ts';
 import type { PublicJwk } from '../protocol/jws.ts';
 import type { CsipRef } from '../zone/normalise.ts';
 import type { MspEntry } from '../zone/schema.ts';
@@ -49,6 +49,7 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
     if (signature.header !== undefined)
       throw new MimiError('invalid_request', 'signatures: unprotected headers are not accepted (put every header parameter in protected)');
     parseStrictBase64urlJson(signature.protected, "a signature's protected header");
+    assertBase64url(signature.signature, 'a signature');
   }
   const roles = signatureRolesProblem(shape.data, ['holder', 'msp']);
   if (roles !== undefined) throw new MimiError('invalid_request', `signatures: ${roles}`);

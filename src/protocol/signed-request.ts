@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { MimiError } from '../errors.ts';
 import { dnsListSchema, endpointsSchema, idSchema } from './ids.ts';
 import { flattenedJwsSchema, publicCryptoKey, publicJwkSchema, type PublicJwk } from './jws.ts';
-import { parseStrictBase64urlJson } from './strict-json.ts';
+import { assertBase64url, parseStrictBase64urlJson } from './strict-json.ts';
 
 const iatSchema = z
   .number()
@@ -53,6 +53,7 @@ export function readSignedRequest<T>(body: unknown, schema: z.ZodType<T>): Signe
   // PROTOCOL.md §16 (I-JSON): a member named twice would let the signer and this server read different requests.
   const header = parseStrictBase64urlJson(shape.data.protected, 'the protected header');
   const json = parseStrictBase64urlJson(shape.data.payload, 'the payload');
+  assertBase64url(shape.data.signature, 'the signature');
   const payload = schema.safeParse(json);
   if (!payload.success) throw new MimiError('invalid_request', describe(payload.error.issues));
   const kid = typeof header === 'object' && header !== null && 'kid' in header && typeof header.kid === 'string' ? header.kid : undefined;

@@ -83,19 +83,40 @@ export function parseStrictJson(text: string, what = 'the request body'): unknow
   return parsed;
 }
 
+/**
+ * Whether `text` is base64url as JWS writes it (RFC 7515 §2): its alphabet
+ * only, no padding, no whitespace, no bits after the last byte. Node decodes
+ * far more leniently (it skips what it cannot read), so two texts would stand
+ * for the same bytes: a signer and a verifier, or a stored proof and the one
+ * signed, could differ.
+ */
+export function isBase64url(text: string): boolean {
+  return Buffer.from(text, 'base64url').toString('base64url') === text;
+}
+
+/** Checks {@link isBase64url}; `invalid_request` naming `what` otherwise. */
+export function assertBase64url(text: string, what: string): void {
+  if (!isBase64url(text)) {
+    throw new MimiError('invalid_request', `${what} is not base64url as a JWS writes it (RFC 7515 §2: A-Z, a-z, 0-9, - and _ only, no padding)`);
+  }
+}
+
 /** Parses base64url-encoded JSON (a JWS header or payload) strictly; `invalid_request` naming `what` otherwise. */
 export function parseStrictBase64urlJson(encoded: string, what: string): unknown {
+  assertBase64url(encoded, what);
   return parseStrictJson(Buffer.from(encoded, 'base64url').toString('utf8'), what);
 }
 
 /**
- * Checks the header and payload of a compact JWS (a JWT) for duplicate member
- * names; `invalid_request` naming `what`. Parts that are not JSON are left to the
- * signature check, which refuses them with its own code.
+ * Checks a compact JWS (a JWT): its three parts base64url as RFC 7515 writes it,
+ * its header and payload free of duplicate member names; `invalid_request`
+ * naming `what`. Parts that are not JSON are left to the signature check,
+ * which refuses them with its own code.
  */
 export function assertCompactJwsStrict(compact: string, what: string): void {
   const parts = compact.split('.');
   if (parts.length !== 3) return;
+  for (const [i, part] of parts.entries()) assertBase64url(part, `${what}: its ${['header', 'payload', 'signature'][i] ?? 'part'}`);
   for (const [i, part] of parts.slice(0, 2).entries()) {
     const text = Buffer.from(part, 'base64url').toString('utf8');
     let parsed: unknown;

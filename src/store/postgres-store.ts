@@ -744,7 +744,8 @@ class PostgresStore implements DpStore {
     const seen: { hash: string; at: number }[] = [];
     const queries: Promise<unknown>[] = [];
     for (const { csi, write } of writes) {
-      if (write.op === 'put') rows.set(`${csi}\n${write.mapping.msp}`, { csi, msp: write.mapping.msp, put: write.mapping });
+      // Keyed by the row's own CSI (the mapping's), which is the one its INSERT writes.
+      if (write.op === 'put') rows.set(`${write.mapping.csi}\n${write.mapping.msp}`, { csi: write.mapping.csi, msp: write.mapping.msp, put: write.mapping });
       else if (write.op === 'remove') rows.set(`${csi}\n${write.msp}`, { csi, msp: write.msp });
       else if (write.op === 'seen') seen.push(write);
       else queries.push(this.#write(tx, csi, write));

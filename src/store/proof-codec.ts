@@ -30,6 +30,8 @@ const V1 = 1;
 const V2 = 2;
 /** Where the attestation's text starts in a payload's JSON. */
 const ATTESTATION = Buffer.from('"attestation":"');
+/** The largest proof JSON version 1 keeps (and decodeProof inflates): far above what a registration can make (about 23 KB). */
+const MAX_V1_JSON = 65_536;
 /** A proof of more signatures than this is not one the DP made (holder, MSP, DP): it is kept as version 1. */
 const MAX_SIGNATURES = 8;
 
@@ -83,7 +85,12 @@ function partsOf(proof: Statement): Buffer[] | undefined {
 /** A proof as a column of bytes. */
 export function encodeProof(proof: Statement): Buffer {
   const parts = partsOf(proof);
-  if (parts === undefined) return Buffer.concat([Buffer.from([V1]), deflateRawSync(JSON.stringify(proof), { dictionary: DICTIONARY })]);
+  if (parts === undefined) {
+    const json = JSON.stringify(proof);
+    // Refused here rather than kept unreadable: decodeProof would not inflate it.
+    if (Buffer.byteLength(json) > MAX_V1_JSON) throw new Error(`a proof of ${Buffer.byteLength(json)} bytes: more than a store keeps (${MAX_V1_JSON})`);
+    return Buffer.concat([Buffer.from([V1]), deflateRawSync(json, { dictionary: DICTIONARY })]);
+  }
   const out = Buffer.allocUnsafe(2 + parts.reduce((n, p) => n + 2 + p.length, 0));
   out[0] = V2;
   out[1] = (parts.length - 5) / 2;
@@ -129,7 +136,7 @@ export function decodeProof(stored: Buffer | Uint8Array | string): Statement {
   }
   if (bytes[0] !== V1) throw new Error(`a stored proof of unknown encoding ${String(bytes[0])}`);
   // A stored proof is far smaller than 64 KiB: a larger output is a damaged row, not a reason to use memory.
-  return JSON.parse(inflateRawSync(bytes.subarray(1), { dictionary: DICTIONARY, maxOutputLength: 65_536 }).toString('utf8')) as Statement;
+  return JSON.parse(inflateRawSync(bytes.subarray(1), { dictionary: DICTIONARY, maxOutputLength: MAX_V1_JSON }).toString('utf8')) as Statement;
 }
 
 /** The holder key the proof's attestation confirms (`cnf.jwk`), if it can be read. */

@@ -331,6 +331,22 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
         const doubled = `${h64}.${Buffer.from(claims.replace('{', '{"sub":"tel:+447700900999",')).toString('base64url')}.${sig}`;
         return signStatement({ ...good, attestation: doubled }, holder, msp);
       }
+      case 'a padded payload': {
+        const signed = await signStatement(good, holder, msp);
+        return { ...signed, payload: `${signed.payload}==` };
+      }
+      case 'a signature with a line break': {
+        const signed = await signStatement(good, holder, msp);
+        return {
+          ...signed,
+          signatures: signed.signatures.map((sig, i) => (i === 1 ? { ...sig, signature: `${sig.signature.slice(0, 40)}\n${sig.signature.slice(40)}` } : sig)),
+        };
+      }
+      case 'an attestation in base64 rather than base64url': {
+        const [h64 = '', p64 = '', sig = ''] = attestation.split('.');
+        const std = (part: string): string => Buffer.from(part, 'base64url').toString('base64');
+        return signStatement({ ...good, attestation: `${h64}.${p64}.${std(sig)}` }, holder, msp);
+      }
       default:
         throw new Error(kind);
     }
@@ -347,6 +363,10 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
     ['payload naming a member twice', 400, 'invalid_request', /twice/],
     ['attestation naming a member twice', 400, 'invalid_request', /attestation.*twice/],
     ['an unprotected header', 400, 'invalid_request', /unprotected/],
+    // RFC 7515 §2: one text for one byte string, or the proof stored and served could differ from the one signed.
+    ['a padded payload', 400, 'invalid_request', /payload is not base64url/],
+    ['a signature with a line break', 400, 'invalid_request', /a signature is not base64url/],
+    ['an attestation in base64 rather than base64url', 400, 'invalid_request', /attestation: its signature is not base64url/],
     ['holder key not the attested one', 400, 'bad_signature', /holder/],
     ['MSP signature by another key', 400, 'bad_signature', /msp/],
     ['attestation from a CSIP not trusted for +44', 403, 'untrusted_csip', /identity prover/],

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { assertCompactJwsStrict, hasDuplicateMembers, locateDuplicateMembers, parseStrictJson } from '../../../src/protocol/strict-json.ts';
+import {
+  assertCompactJwsStrict,
+  hasDuplicateMembers,
+  isBase64url,
+  locateDuplicateMembers,
+  parseStrictBase64urlJson,
+  parseStrictJson,
+} from '../../../src/protocol/strict-json.ts';
 
 const dup = (text: string): boolean => hasDuplicateMembers(text, JSON.parse(text));
 
@@ -35,6 +42,31 @@ describe('I-JSON member names (RFC 7493 §2.3, PROTOCOL.md §16)', () => {
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a","sub":"b"}')}.sig`, 'jwt')).toThrow(/payload names a member twice/);
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA","alg":"none"}')}.${b64('{}')}.sig`, 'jwt')).toThrow(/header names a member twice/);
     expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{"sub":"a"}')}.sig`, 'jwt')).not.toThrow();
+  });
+
+  it.each([
+    ['', true],
+    ['eyJhIjoxfQ', true],
+    ['_-8', true],
+    ['eyJhIjoxfQ==', false],
+    ['eyJhIjox fQ', false],
+    ['eyJhIjox\nfQ', false],
+    ['+/8', false],
+    ['eyJhIjoxfR', false],
+    ['eyJhIjoxfQA', true],
+    ['eyJhIjoxf', false],
+    ['ey!JhIjoxfQ', false],
+  ])('base64url as a JWS writes it (RFC 7515 §2): %j -> %s', (text, expected) => {
+    expect(isBase64url(text)).toBe(expected);
+  });
+
+  it('refuses a non-canonical JWS part before reading it', () => {
+    expect(() => parseStrictBase64urlJson('eyJhIjoxfQ==', 'the payload')).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    expect(() => parseStrictBase64urlJson('eyJhIjoxfQ==', 'the payload')).toThrow(/the payload is not base64url/);
+    expect(parseStrictBase64urlJson('eyJhIjoxfQ', 'the payload')).toEqual({ a: 1 });
+    const b64 = (s: string): string => Buffer.from(s).toString('base64url');
+    expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}=.${b64('{}')}.sig`, 'jwt')).toThrow(/jwt: its header is not base64url/);
+    expect(() => assertCompactJwsStrict(`${b64('{"alg":"EdDSA"}')}.${b64('{}')}.si+g`, 'jwt')).toThrow(/jwt: its signature is not base64url/);
   });
 
   it.each([
