@@ -48,8 +48,15 @@ export async function checkStatement(input: unknown, ctx: RegistrationContext): 
     // Everything that is served is signed: an unprotected header would ride along in every answer unsigned.
     if (signature.header !== undefined)
       throw new MimiError('invalid_request', 'signatures: unprotected headers are not accepted (put every header parameter in protected)');
-    parseStrictBase64urlJson(signature.protected, "a signature's protected header");
+    const header = parseStrictBase64urlJson(signature.protected, "a signature's protected header");
     assertBase64url(signature.signature, 'a signature');
+    // PROTOCOL.md §8: each protected header is { alg: "EdDSA", kid, role }. `crit` (with RFC 7797's b64: false, a
+    // signature over the payload's text rather than its bytes) would have verifiers read the one payload two ways.
+    if (typeof header !== 'object' || header === null || Array.isArray(header))
+      throw new MimiError('invalid_request', "a signature's protected header is not a JSON object");
+    const { alg, crit, b64 } = header as Record<string, unknown>;
+    if (alg !== 'EdDSA') throw new MimiError('invalid_request', `a signature's protected header: alg must be "EdDSA"`);
+    if (crit !== undefined || b64 !== undefined) throw new MimiError('invalid_request', "a signature's protected header: crit and b64 are not accepted");
   }
   const roles = signatureRolesProblem(shape.data, ['holder', 'msp']);
   if (roles !== undefined) throw new MimiError('invalid_request', `signatures: ${roles}`);

@@ -6,7 +6,7 @@
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
+import { FlattenedSign, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, type SigningKey } from '../../src/protocol/jws.ts';
 import { addSignature, newStatement, type StatementPayload } from '../../src/protocol/statement.ts';
@@ -347,6 +347,19 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
         const std = (part: string): string => Buffer.from(part, 'base64url').toString('base64');
         return signStatement({ ...good, attestation: `${h64}.${p64}.${std(sig)}` }, holder, msp);
       }
+      case 'a signature with crit and b64 false': {
+        const text = Buffer.from(JSON.stringify(good)).toString('base64url');
+        const sig = await new FlattenedSign(new TextEncoder().encode(text))
+          .setProtectedHeader({ alg: 'EdDSA', kid: holder.kid, role: 'holder', b64: false, crit: ['b64'] })
+          .sign(holder.key);
+        return addSignature({ payload: text, signatures: [{ protected: sig.protected ?? '', signature: sig.signature }] }, msp, 'msp');
+      }
+      case 'a signature by another algorithm name': {
+        const bare = { payload: Buffer.from(JSON.stringify(good)).toString('base64url'), signatures: [] };
+        const signed = await addSignature(await addSignature(bare, holder, 'holder'), msp, 'msp');
+        const prot = Buffer.from(JSON.stringify({ alg: 'Ed25519', kid: holder.kid, role: 'holder' })).toString('base64url');
+        return { ...signed, signatures: signed.signatures.map((sig, i) => (i === 0 ? { ...sig, protected: prot } : sig)) };
+      }
       default:
         throw new Error(kind);
     }
@@ -365,6 +378,9 @@ describe('the forgery table: each refused with its code, nothing stored', () => 
     ['an unprotected header', 400, 'invalid_request', /unprotected/],
     // RFC 7515 §2: one text for one byte string, or the proof stored and served could differ from the one signed.
     ['a padded payload', 400, 'invalid_request', /payload is not base64url/],
+    // PROTOCOL.md §8: each protected header { alg: "EdDSA", kid, role }.
+    ['a signature with crit and b64 false', 400, 'invalid_request', /crit and b64/],
+    ['a signature by another algorithm name', 400, 'invalid_request', /alg must be "EdDSA"/],
     ['a signature with a line break', 400, 'invalid_request', /a signature is not base64url/],
     ['an attestation in base64 rather than base64url', 400, 'invalid_request', /attestation: its signature is not base64url/],
     ['holder key not the attested one', 400, 'bad_signature', /holder/],
