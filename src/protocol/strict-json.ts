@@ -91,7 +91,13 @@ export function parseStrictJson(text: string, what = 'the request body'): unknow
  * signed, could differ.
  */
 export function isBase64url(text: string): boolean {
-  return Buffer.from(text, 'base64url').toString('base64url') === text;
+  return strictBase64url(text) !== undefined;
+}
+
+/** The bytes of `text` when it {@link isBase64url}, else undefined. */
+export function strictBase64url(text: string): Buffer | undefined {
+  const bytes = Buffer.from(text, 'base64url');
+  return bytes.toString('base64url') === text ? bytes : undefined;
 }
 
 /** Checks {@link isBase64url}; `invalid_request` naming `what` otherwise. */

@@ -22,6 +22,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { decodeJwt } from 'jose';
 import type { PublicJwk } from '../protocol/jws.ts';
+import { strictBase64url } from '../protocol/strict-json.ts';
 import type { Statement } from '../protocol/statement.ts';
 
 /** Version 1: deflate with {@link DICTIONARY}. Never change the dictionary of a version that shipped. */
@@ -50,10 +51,10 @@ const DICTIONARY = Buffer.from(
     'IjoiZHAifQ","signature":"i2wC0_aQPeczQBuAE7zjhhMFn__URMPxPs3TxmpVIhv_CTv2CVJ3zCrV-zKLAX7pIZHaLtfk6PeTgsVvCGqkBw"}]}',
 );
 
-/** The bytes of base64url text, when they encode back to exactly that text. */
+/** The bytes of base64url text, when they encode back to exactly that text and fit a 16-bit length. */
 function canonicalBase64url(text: string): Buffer | undefined {
-  const bytes = Buffer.from(text, 'base64url');
-  return bytes.length <= 0xffff && bytes.toString('base64url') === text ? bytes : undefined;
+  const bytes = strictBase64url(text);
+  return bytes !== undefined && bytes.length <= 0xffff ? bytes : undefined;
 }
 
 /** Version 2's parts of a proof, or undefined when it cannot be rebuilt exactly from them. */
