@@ -77,26 +77,29 @@ async function serve(name: string, store: { data: string } | { postgres: string 
   return spawnReady('src/cli.ts', ['serve', '--config', config], profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux); undefined elsewhere. */
-async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
-  if (pid === undefined) return undefined;
+/** A process's parent and the CPU seconds (user + system) it has used so far, from /proc (Linux); undefined elsewhere or once it exited. */
+async function procStat(pid: number | string): Promise<{ ppid: number; cpu: number } | undefined> {
   try {
     const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime and stime, in clock ticks (USER_HZ = 100)
+    return { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 }; // utime and stime, in clock ticks (USER_HZ = 100)
   } catch {
     return undefined;
   }
 }
 
-/** CPU seconds used so far by a PostgreSQL cluster's postmaster and the processes it forked (its backends), from /proc (Linux). */
+/** CPU seconds (user + system) a process has used so far. */
+async function cpuSeconds(pid: number | undefined): Promise<number | undefined> {
+  return pid === undefined ? undefined : (await procStat(pid))?.cpu;
+}
+
+/** CPU seconds used so far by a PostgreSQL cluster's postmaster and the processes it forked (its backends). */
 async function clusterCpuSeconds(dataDir: string): Promise<number | undefined> {
   try {
     const postmaster = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
     let total = (await cpuSeconds(postmaster)) ?? 0;
     for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const fields = (await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ') ?? [];
-      if (Number(fields[1]) === postmaster) total += (Number(fields[11]) + Number(fields[12])) / 100;
+      const stat = /^\d+$/.test(entry) ? await procStat(entry) : undefined;
+      if (stat?.ppid === postmaster) total += stat.cpu;
     }
     return total;
   } catch {
