@@ -285,6 +285,8 @@ interface Job {
 
 class SqliteStore implements DpStore {
   readonly #db: Database.Database;
+  /** Runs a job inside the batch's transaction, in a savepoint of its own (one wrapper, made once: better-sqlite3 builds one per call of transaction()). */
+  readonly #inSavepoint: (run: () => unknown) => unknown;
   readonly #hashKey: (csi: string) => string | undefined;
   readonly #onCommit: ((seconds: number) => void) | undefined;
   readonly #s;
@@ -293,6 +295,7 @@ class SqliteStore implements DpStore {
 
   constructor(db: Database.Database, options: SqliteStoreOptions) {
     this.#db = db;
+    this.#inSavepoint = db.transaction((run: () => unknown) => run());
     this.#hashKey = options.hashKey;
     this.#onCommit = options.onCommit;
     const p = <R>(sql: string) => db.prepare<unknown[], R>(sql);
@@ -565,7 +568,7 @@ class SqliteStore implements DpStore {
             continue;
           }
           try {
-            outcomes.push({ ok: true, value: this.#db.transaction(job.run)() }); // nested: a savepoint
+            outcomes.push({ ok: true, value: this.#inSavepoint(job.run) });
           } catch (error) {
             const mapped = storeFault(error);
             if (mapped !== error) fault = mapped;
