@@ -102,15 +102,21 @@ export function strictBase64url(text: string): Buffer | undefined {
 
 /** Checks {@link isBase64url}; `invalid_request` naming `what` otherwise. */
 export function assertBase64url(text: string, what: string): void {
-  if (!isBase64url(text)) {
+  strictBytes(text, what);
+}
+
+/** The bytes of `text` when it {@link isBase64url}; `invalid_request` naming `what` otherwise. */
+function strictBytes(text: string, what: string): Buffer {
+  const bytes = strictBase64url(text);
+  if (bytes === undefined) {
     throw new MimiError('invalid_request', `${what} is not base64url as a JWS writes it (RFC 7515 §2: A-Z, a-z, 0-9, - and _ only, no padding)`);
   }
+  return bytes;
 }
 
 /** Parses base64url-encoded JSON (a JWS header or payload) strictly; `invalid_request` naming `what` otherwise. */
 export function parseStrictBase64urlJson(encoded: string, what: string): unknown {
-  assertBase64url(encoded, what);
-  return parseStrictJson(Buffer.from(encoded, 'base64url').toString('utf8'), what);
+  return parseStrictJson(strictBytes(encoded, what).toString('utf8'), what);
 }
 
 /**
