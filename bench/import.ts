@@ -4,7 +4,7 @@
  * by holder and MSP, attested by a CSIP) are made once and written as JSON
  * lines; then (a) verify-only: this process runs `checkStatement` (the
  * attestation, holder and MSP signatures, and the payload's checks) on each,
- * many at once on its event loop, against the same registries; (b) import: `mimi
+ * 32 at once (as the DP checks an import) on its event loop, against the same registries; (b) import: `mimi
  * import` (its own process) into a real DP (`mimi serve`, its own process,
  * SQLite in a temporary directory), end to end: from the command's start to its
  * exit, every statement checked, countersigned and durably committed. Prints
@@ -27,6 +27,8 @@ import { join } from 'node:path';
 import { parseCsi } from '../src/csi/parse.ts';
 import { csiInZone, parseZoneKey } from '../src/csi/zone-key.ts';
 import { checkStatement, type RegistrationContext } from '../src/dp/registration.ts';
+import { mapBounded } from '../src/limits/bounded.ts';
+import { CHECKS_AT_ONCE } from '../src/server/lifecycle-http.ts';
 import { generateSigningKey } from '../src/protocol/jws.ts';
 import { loadOrCreateKey } from '../src/server/keys.ts';
 import { spawnReady, type ReadyChild } from './lib/run.ts';
@@ -39,8 +41,6 @@ const N = Number(process.env.BENCH_IMPORT_N ?? 20_000);
 const PG_URL = process.env.MIMI_BENCH_PG_URL;
 /** Whether (c) runs on a cluster of its own: no URL given, PostgreSQL installed, not turned off. */
 const OWN_CLUSTER = PG_URL === undefined && process.env.MIMI_BENCH_PG !== 'off' && findPostgresBin() !== undefined;
-/** Checks in flight at once in the verify-only run (the DP has a batch's worth, 500, and more batches behind it). */
-const VERIFY_WINDOW = 1_000;
 const TOKEN = 'bench-import-token-0123456789abcdef';
 
 const csiOf = (i: number): string => `tel:+${benchDigits(i)}`;
@@ -74,7 +74,11 @@ async function serve(name: string, store: { data: string } | { postgres: string 
   );
   // BENCH_PROFILE=DIR writes CPU profiles of the DP process there.
   const profile = process.env.BENCH_PROFILE;
-  return spawnReady('src/cli.ts', ['serve', '--config', config], profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
+  return spawnReady(
+    'src/cli.ts',
+    ['serve', '--config', config],
+    [...(process.env.XFLAGS ? process.env.XFLAGS.split(' ') : []), ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])],
+  );
 }
 
 /** A process's parent and the CPU seconds (user + system) it has used so far, from /proc (Linux); undefined elsewhere or once it exited. */
@@ -193,7 +197,7 @@ try {
   const parsed = lines.map((l) => JSON.parse(l) as unknown);
   const verifyAll = async (statements: readonly unknown[]): Promise<number> => {
     const started = performance.now();
-    for (let i = 0; i < statements.length; i += VERIFY_WINDOW) await Promise.all(statements.slice(i, i + VERIFY_WINDOW).map((s) => checkStatement(s, ctx)));
+    await mapBounded(statements, CHECKS_AT_ONCE, (s) => checkStatement(s, ctx));
     return (performance.now() - started) / 1000;
   };
   // Warm-up: a whole pass (after a shorter one, the first timed run was a quarter slower than the next: JIT, heap sizing).
@@ -205,7 +209,7 @@ try {
     const cpu = process.cpuUsage(cpuBefore);
     const run = { perSecond: Math.round(N / seconds), seconds: round(seconds, 3), cpuMicrosPerStatement: perStatement((cpu.user + cpu.system) / 1e6) };
     console.log(
-      `(a) verify-only ${label} (checkStatement, ${VERIFY_WINDOW} at once): ${run.perSecond}/s (${round(seconds, 2)} s; CPU ${round((cpu.user + cpu.system) / 1e6 / seconds, 2)} cores, ${run.cpuMicrosPerStatement} µs a statement)`,
+      `(a) verify-only ${label} (checkStatement, ${CHECKS_AT_ONCE} at once, as the DP checks an import): ${run.perSecond}/s (${round(seconds, 2)} s; CPU ${round((cpu.user + cpu.system) / 1e6 / seconds, 2)} cores, ${run.cpuMicrosPerStatement} µs a statement)`,
     );
     return run;
   };
