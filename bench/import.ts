@@ -17,7 +17,7 @@
  * `postgres` user when run as root) and removed at the end, when PostgreSQL is
  * installed; on the database of MIMI_BENCH_PG_URL=postgres://... when given
  * (its schema "dp-bench" is dropped first); not at all with MIMI_BENCH_PG=off. BENCH_PROFILE=DIR writes CPU profiles of the DP
- * there. Writes bench/results/import.json.
+ * there; BENCH_DP_NODE_FLAGS="--max-semi-space-size=32" starts the DP with those node flags. Writes bench/results/import.json.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -72,13 +72,10 @@ async function serve(name: string, store: { data: string } | { postgres: string 
       '',
     ].join('\n'),
   );
-  // BENCH_PROFILE=DIR writes CPU profiles of the DP process there.
+  // BENCH_PROFILE=DIR writes CPU profiles of the DP process there; BENCH_DP_NODE_FLAGS gives it node flags (--max-semi-space-size=32).
   const profile = process.env.BENCH_PROFILE;
-  return spawnReady(
-    'src/cli.ts',
-    ['serve', '--config', config],
-    [...(process.env.XFLAGS ? process.env.XFLAGS.split(' ') : []), ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])],
-  );
+  const flags = (process.env.BENCH_DP_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  return spawnReady('src/cli.ts', ['serve', '--config', config], [...flags, ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])]);
 }
 
 /** A process's parent and the CPU seconds (user + system) it has used so far, from /proc (Linux); undefined elsewhere or once it exited. */

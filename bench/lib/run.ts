@@ -19,13 +19,7 @@ export async function spawnReady(script: string, args: readonly string[], nodeFl
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-  let line = '';
-  const gc: string[] = [];
-  for await (const l of lines) { if (l.startsWith('{')) { line = l; break; } }
-  const tot: Record<string, [number, number]> = {};
-  lines.on('line', (l: string) => { const m = /: (Scavenge|Mark-Compact|Mark-sweep)[^,]*, ([\d.]+) \/ ([\d.]+) ms/.exec(l); if (m) { const k = m[1] ?? ''; const t = tot[k] ?? [0, 0]; t[0] += 1; t[1] += Number(m[2]); tot[k] = t; } });
-  child.on('exit', () => { if (process.env.XGC) process.stderr.write(`GC ${child.pid}: ${JSON.stringify(tot)}\n`); });
-  void gc;
+  const [line] = (await once(lines, 'line')) as [string];
   clearTimeout(timer);
   return {
     child,
